@@ -1,0 +1,172 @@
+// Package config holds wirelaced's configuration: defaults, the YAML file,
+// command-line flags on top, and validation that names what to fix.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Config is everything wirelaced needs to know at start. Field names are the
+// keys of the YAML config file.
+type Config struct {
+	// NodeName is this node's Kubernetes Node name (default: $NODE_NAME,
+	// else the host name).
+	NodeName string `json:"nodeName"`
+	// Kubeconfig is a kubeconfig file; empty means in-cluster credentials.
+	Kubeconfig string `json:"kubeconfig"`
+	// Namespace holds the per-node heartbeat Leases.
+	Namespace string `json:"namespace"`
+	// StateDir keeps keys and the IPAM database; it must survive restarts.
+	StateDir string `json:"stateDir"`
+	// Socket is the local API's unix socket, used by the CNI plugins and
+	// wirelacectl.
+	Socket string `json:"socket"`
+	// Interface is the WireGuard interface name.
+	Interface string `json:"interface"`
+	// ListenPort is the one UDP port for WireGuard, STUN and probes.
+	ListenPort int `json:"listenPort"`
+	// MTU of the WireGuard interface; 0 means the underlay MTU minus 80 (the
+	// WireGuard overhead over IPv6, the worst case).
+	MTU int `json:"mtu"`
+	// MeshCIDRs are the pools mesh IPs are claimed from, at most one per
+	// address family.
+	MeshCIDRs []string `json:"meshCIDRs"`
+	// Endpoints are extra host:port candidates published for this node, such
+	// as a port-forward on the site's router.
+	Endpoints []string `json:"endpoints"`
+	// HeartbeatInterval is how often the node renews its Lease.
+	HeartbeatInterval Duration `json:"heartbeatInterval"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"logLevel"`
+}
+
+// Duration is a time.Duration that reads "10s" from YAML.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON accepts a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return fmt.Errorf("duration must be a string like \"10s\", got %s", s)
+	}
+	v, err := time.ParseDuration(s[1 : len(s)-1])
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
+
+// Defaults returns the configuration used when nothing is set.
+func Defaults() Config {
+	return Config{
+		Namespace:         "wirelace-system",
+		StateDir:          "/var/lib/wirelace",
+		Socket:            "/run/wirelace/wirelaced.sock",
+		Interface:         "lace0",
+		ListenPort:        51820,
+		MeshCIDRs:         []string{"10.77.0.0/16", "fd77:1ace::/64"},
+		HeartbeatInterval: Duration{10 * time.Second},
+		LogLevel:          "info",
+	}
+}
+
+// LoadFile reads a YAML config file over c. Unknown keys are errors: a typo
+// in a config file should never be silently ignored.
+func (c *Config) LoadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config file: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(b, c); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate checks c and fills in what is derived (node name). Its errors
+// name the setting and what a valid value looks like.
+func (c *Config) Validate() error {
+	if c.NodeName == "" {
+		return fmt.Errorf("node name is empty: set --node-name or $NODE_NAME")
+	}
+	if c.StateDir == "" {
+		return fmt.Errorf("state dir is empty: set --state-dir")
+	}
+	if c.Socket == "" {
+		return fmt.Errorf("socket path is empty: set --socket")
+	}
+	if c.Interface == "" || len(c.Interface) > 15 {
+		return fmt.Errorf("interface name %q: must be 1 to 15 characters", c.Interface)
+	}
+	if c.ListenPort < 0 || c.ListenPort > 65535 {
+		return fmt.Errorf("listen port %d: must be between 0 and 65535", c.ListenPort)
+	}
+	if c.MTU != 0 && (c.MTU < 1280 || c.MTU > 65535) {
+		return fmt.Errorf("mtu %d: must be 0 (detect) or between 1280 and 65535", c.MTU)
+	}
+	if _, err := c.MeshPools(); err != nil {
+		return err
+	}
+	if _, err := c.ConfiguredEndpoints(); err != nil {
+		return err
+	}
+	if c.HeartbeatInterval.Duration < time.Second {
+		return fmt.Errorf("heartbeat interval %s: must be at least 1s", c.HeartbeatInterval)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log level %q: must be debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}
+
+// MeshPools parses MeshCIDRs: at least one, at most one per family, each
+// with room for more than a handful of nodes.
+func (c *Config) MeshPools() ([]netip.Prefix, error) {
+	if len(c.MeshCIDRs) == 0 {
+		return nil, fmt.Errorf("mesh CIDRs are empty: set --mesh-cidrs, e.g. 10.77.0.0/16")
+	}
+	var pools []netip.Prefix
+	seen := map[bool]bool{}
+	for _, s := range c.MeshCIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("mesh CIDR %q is not a valid CIDR (want e.g. 10.77.0.0/16)", s)
+		}
+		if p != p.Masked() {
+			return nil, fmt.Errorf("mesh CIDR %q has host bits set; did you mean %s?", s, p.Masked())
+		}
+		if hostBits := p.Addr().BitLen() - p.Bits(); hostBits < 4 {
+			return nil, fmt.Errorf("mesh CIDR %q is too small for a mesh: use /28 or larger", s)
+		}
+		if seen[p.Addr().Is4()] {
+			return nil, fmt.Errorf("mesh CIDRs %v: at most one per address family", c.MeshCIDRs)
+		}
+		seen[p.Addr().Is4()] = true
+		pools = append(pools, p)
+	}
+	return pools, nil
+}
+
+// ConfiguredEndpoints parses Endpoints as host:port addresses.
+func (c *Config) ConfiguredEndpoints() ([]netip.AddrPort, error) {
+	var eps []netip.AddrPort
+	for _, s := range c.Endpoints {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %q is not IP:port (IPv6 as [addr]:port)", s)
+		}
+		eps = append(eps, ap)
+	}
+	return eps, nil
+}

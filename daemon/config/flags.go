@@ -1,0 +1,107 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Parse builds the configuration from defaults, then the config file named
+// by --config, then the flags the user actually set, so that a flag always
+// wins over the file and the file over the defaults.
+func Parse(args []string) (Config, error) {
+	c := Defaults()
+	fs := flag.NewFlagSet("wirelaced", flag.ContinueOnError)
+	configFile := fs.String("config", "", "YAML config file (flags override it)")
+	fs.StringVar(&c.NodeName, "node-name", "", "Kubernetes Node name of this node (default $NODE_NAME, else the host name)")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty means in-cluster credentials")
+	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "namespace of the per-node heartbeat Leases")
+	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory for keys and the IPAM database (must persist)")
+	fs.StringVar(&c.Socket, "socket", c.Socket, "unix socket of the local API")
+	fs.StringVar(&c.Interface, "interface", c.Interface, "WireGuard interface name")
+	fs.IntVar(&c.ListenPort, "listen-port", c.ListenPort, "UDP port for WireGuard, STUN and probes")
+	fs.IntVar(&c.MTU, "mtu", c.MTU, "MTU of the WireGuard interface (0: underlay MTU - 80)")
+	meshCIDRs := fs.String("mesh-cidrs", strings.Join(c.MeshCIDRs, ","), "comma-separated pools for mesh IPs, at most one per family")
+	endpoints := fs.String("endpoints", "", "comma-separated extra IP:port endpoint candidates (e.g. a port-forward)")
+	fs.DurationVar(&c.HeartbeatInterval.Duration, "heartbeat-interval", c.HeartbeatInterval.Duration, "how often the node Lease is renewed")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: wirelaced [flags]\n\nwirelaced is the Wirelace node daemon. Flags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q: wirelaced takes only flags", fs.Arg(0))
+	}
+
+	if *configFile != "" {
+		// Re-apply the file under the flags: load it into a fresh default
+		// config, then copy over only what was set on the command line.
+		fromFile := Defaults()
+		if err := fromFile.LoadFile(*configFile); err != nil {
+			return c, err
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		override(&fromFile, c, set, *meshCIDRs, *endpoints)
+		c = fromFile
+	} else {
+		c.MeshCIDRs = splitList(*meshCIDRs)
+		c.Endpoints = splitList(*endpoints)
+	}
+
+	if c.NodeName == "" {
+		c.NodeName = os.Getenv("NODE_NAME")
+	}
+	if c.NodeName == "" {
+		if h, err := os.Hostname(); err == nil {
+			c.NodeName = h
+		}
+	}
+	return c, c.Validate()
+}
+
+// override copies the flags named in set from flags into dst.
+func override(dst *Config, flags Config, set map[string]bool, meshCIDRs, endpoints string) {
+	for name := range set {
+		switch name {
+		case "node-name":
+			dst.NodeName = flags.NodeName
+		case "kubeconfig":
+			dst.Kubeconfig = flags.Kubeconfig
+		case "namespace":
+			dst.Namespace = flags.Namespace
+		case "state-dir":
+			dst.StateDir = flags.StateDir
+		case "socket":
+			dst.Socket = flags.Socket
+		case "interface":
+			dst.Interface = flags.Interface
+		case "listen-port":
+			dst.ListenPort = flags.ListenPort
+		case "mtu":
+			dst.MTU = flags.MTU
+		case "mesh-cidrs":
+			dst.MeshCIDRs = splitList(meshCIDRs)
+		case "endpoints":
+			dst.Endpoints = splitList(endpoints)
+		case "heartbeat-interval":
+			dst.HeartbeatInterval = flags.HeartbeatInterval
+		case "log-level":
+			dst.LogLevel = flags.LogLevel
+		}
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

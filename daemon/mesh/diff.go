@@ -1,0 +1,118 @@
+package mesh
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// PeerChanges turns the difference between desired peers and the device's
+// actual peers into one wgctrl configuration. It returns an empty config
+// (no peers) when nothing needs to change, so the caller can skip the write.
+//
+// An existing peer's endpoint is left alone while it is one of the peer's
+// published candidates: WireGuard roams to wherever authenticated packets
+// come from, and overwriting that on every reconcile would fight it.
+func PeerChanges(desired []Node, actual []wgtypes.Peer) wgtypes.Config {
+	have := map[wgtypes.Key]wgtypes.Peer{}
+	for _, p := range actual {
+		have[p.PublicKey] = p
+	}
+	want := map[wgtypes.Key]bool{}
+	var cfg wgtypes.Config
+	for _, n := range desired {
+		want[n.PublicKey] = true
+		cur, exists := have[n.PublicKey]
+		pc := wgtypes.PeerConfig{PublicKey: n.PublicKey}
+		changed := !exists
+		if !exists || !samePrefixes(ipNetsToPrefixes(cur.AllowedIPs), n.AllowedIPs) {
+			pc.ReplaceAllowedIPs = true
+			pc.AllowedIPs = prefixesToIPNets(n.AllowedIPs)
+			changed = true
+		}
+		if ep, ok := chooseEndpoint(n.Endpoints, cur.Endpoint, exists); ok {
+			pc.Endpoint = net.UDPAddrFromAddrPort(ep)
+			changed = true
+		}
+		if changed {
+			cfg.Peers = append(cfg.Peers, pc)
+		}
+	}
+	for _, p := range actual {
+		if !want[p.PublicKey] {
+			cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{PublicKey: p.PublicKey, Remove: true})
+		}
+	}
+	return cfg
+}
+
+// chooseEndpoint returns the endpoint to set, if any: none while the current
+// one is still a published candidate, else the first candidate.
+func chooseEndpoint(candidates []netip.AddrPort, cur *net.UDPAddr, exists bool) (netip.AddrPort, bool) {
+	if len(candidates) == 0 {
+		return netip.AddrPort{}, false
+	}
+	if exists && cur != nil {
+		c := cur.AddrPort()
+		c = netip.AddrPortFrom(c.Addr().Unmap(), c.Port())
+		if slices.Contains(candidates, c) {
+			return netip.AddrPort{}, false
+		}
+	}
+	return candidates[0], true
+}
+
+// RouteChanges returns the prefixes to add and to delete to turn actual into
+// desired.
+func RouteChanges(desired, actual []netip.Prefix) (add, del []netip.Prefix) {
+	want := map[netip.Prefix]bool{}
+	for _, p := range desired {
+		want[p] = true
+	}
+	have := map[netip.Prefix]bool{}
+	for _, p := range actual {
+		have[p] = true
+		if !want[p] {
+			del = append(del, p)
+		}
+	}
+	for _, p := range desired {
+		if !have[p] {
+			add = append(add, p)
+			have[p] = true
+		}
+	}
+	SortPrefixes(add)
+	SortPrefixes(del)
+	return add, del
+}
+
+func samePrefixes(a, b []netip.Prefix) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	SortPrefixes(a)
+	SortPrefixes(b)
+	return slices.Equal(a, b)
+}
+
+func ipNetsToPrefixes(nets []net.IPNet) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(nets))
+	for _, n := range nets {
+		a, _ := netip.AddrFromSlice(n.IP)
+		ones, _ := n.Mask.Size()
+		out = append(out, netip.PrefixFrom(a.Unmap(), ones))
+	}
+	return out
+}
+
+func prefixesToIPNets(ps []netip.Prefix) []net.IPNet {
+	out := make([]net.IPNet, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, net.IPNet{
+			IP:   net.IP(p.Addr().AsSlice()),
+			Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen()),
+		})
+	}
+	return out
+}
