@@ -1,0 +1,273 @@
+// Package node is wirelaced itself: it wires keys, the WireGuard device, the
+// Kubernetes API and the local API together and runs the reconcile loop
+// that keeps the device's peers and routes equal to the mesh.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/daemon/api"
+	"github.com/wirelace/wirelace/daemon/bind"
+	"github.com/wirelace/wirelace/daemon/config"
+	"github.com/wirelace/wirelace/daemon/device"
+	"github.com/wirelace/wirelace/daemon/keys"
+	"github.com/wirelace/wirelace/daemon/kube"
+)
+
+// Timing of the daemon's loops.
+const (
+	// nodeWaitTimeout is how long start-up waits for the kubelet to register
+	// this node's Node object before giving up.
+	nodeWaitTimeout = 60 * time.Second
+	// localResync re-checks the device, routes and this node's own published
+	// state even when the API is quiet, to repair local changes made behind
+	// the daemon's back (a deleted route, a new host address). It reads only
+	// local state and the informer cache: it does not poll the API.
+	localResync = 30 * time.Second
+	// retryMin and retryMax bound the backoff after a failed reconcile.
+	retryMin = 500 * time.Millisecond
+	retryMax = 30 * time.Second
+	// shutdownTimeout bounds a graceful stop.
+	shutdownTimeout = 5 * time.Second
+)
+
+// Daemon is one running wirelaced.
+type Daemon struct {
+	cfg     config.Config
+	log     *slog.Logger
+	keys    keys.Keys
+	clients kube.Clients
+	node    *corev1.Node
+	dev     *device.Device
+	bind    *bind.Bind
+	watcher *kube.Watcher
+	mtu     int
+	meshIPs []netip.Addr
+
+	kick chan struct{}
+
+	mu     sync.Mutex
+	ready  bool
+	reason string
+	// peerNames maps public keys to node names for status output.
+	peerNames map[string]string
+	endpoints []string
+}
+
+// Run starts the daemon and blocks until ctx is cancelled (graceful stop) or
+// start-up fails. Start-up errors are returned as one line that says what
+// to fix.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	d := &Daemon{
+		cfg:       cfg,
+		log:       log,
+		kick:      make(chan struct{}, 1),
+		reason:    "starting",
+		peerNames: map[string]string{},
+	}
+	pools, err := cfg.MeshPools()
+	if err != nil {
+		return err
+	}
+	if d.keys, err = keys.LoadOrCreate(cfg.StateDir); err != nil {
+		return err
+	}
+	if err := checkPortFree(cfg.ListenPort); err != nil {
+		return err
+	}
+
+	// The local API comes up first so that plugins and operators get a
+	// "not ready, because ..." answer during the rest of start-up.
+	srv, err := api.Listen(cfg.Socket, d, log)
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := srv.Serve(); err != nil {
+			log.Error("local API stopped", "err", err)
+		}
+	}()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+
+	d.setNotReady("connecting to the Kubernetes API")
+	if d.clients, err = kube.Connect(ctx, cfg.Kubeconfig); err != nil {
+		return err
+	}
+	d.setNotReady("waiting for Node " + cfg.NodeName)
+	if d.node, err = waitForNode(ctx, d.clients, cfg.NodeName, log); err != nil {
+		return err
+	}
+
+	d.setNotReady("claiming mesh IPs")
+	var meshIPs []netip.Addr
+	for _, pool := range pools {
+		a, err := kube.ClaimAddress(ctx, d.clients, d.node, pool, v1alpha1.PurposeMeshIP, log)
+		if err != nil {
+			return fmt.Errorf("claim mesh IP in %s: %w", pool, err)
+		}
+		meshIPs = append(meshIPs, a)
+	}
+
+	d.setNotReady("opening the WireGuard device")
+	mtu := meshMTU(cfg.MTU, cfg.Interface)
+	d.bind = bind.New(log)
+	dev, err := device.Open(device.Config{
+		Name:       cfg.Interface,
+		MTU:        mtu,
+		ListenPort: cfg.ListenPort,
+		PrivateKey: d.keys.WireGuard,
+		Logger:     log,
+	}, d.bind)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("UDP port %d is in use by another process: stop it or set --listen-port", cfg.ListenPort)
+		}
+		return err
+	}
+	d.mu.Lock()
+	d.dev, d.mtu, d.meshIPs = dev, mtu, meshIPs
+	d.mu.Unlock()
+	// Close stops wireguard-go but keeps the persistent link and its routes,
+	// so pods and peers keep their configuration across a restart.
+	defer d.dev.Close()
+
+	d.watcher, err = kube.NewWatcher(d.clients, d.trigger)
+	if err != nil {
+		return err
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer func() {
+		stopWatch()
+		d.watcher.Shutdown()
+	}()
+	if err := d.watcher.Start(wctx, log); err != nil {
+		return err
+	}
+	go d.heartbeat(ctx)
+
+	log.Info("wirelaced started", "node", cfg.NodeName, "mesh_ips", d.meshIPs,
+		"public_key", d.keys.WireGuard.PublicKey().String(), "listen_port", cfg.ListenPort, "mtu", d.mtu)
+	d.loop(ctx)
+	log.Info("wirelaced stopping")
+	return nil
+}
+
+// checkPortFree fails early, with a message that says what to do, when the
+// WireGuard port is taken; wireguard-go would only report an errno.
+func checkPortFree(port int) error {
+	if port == 0 {
+		return nil
+	}
+	c, err := net.ListenUDP("udp", &net.UDPAddr{Port: port})
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("UDP port %d is in use by another process: stop it or set --listen-port", port)
+		}
+		return fmt.Errorf("check UDP port %d: %w", port, err)
+	}
+	return c.Close()
+}
+
+// waitForNode waits until this node's Node object exists: the kubelet
+// registers it, and MeshNodes, claims and Leases are owned by it.
+func waitForNode(ctx context.Context, c kube.Clients, name string, log *slog.Logger) (*corev1.Node, error) {
+	deadline := time.Now().Add(nodeWaitTimeout)
+	for {
+		n, err := c.Core.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			return n, nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("read Node %s: %w", name, err)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("Node %s does not exist after %s: check --node-name matches the kubelet's node name", name, nodeWaitTimeout)
+		}
+		log.Info("waiting for the Node object to be registered", "node", name)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// trigger asks the loop for a reconcile. Many triggers while one reconcile
+// runs collapse into one more.
+func (d *Daemon) trigger() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// loop reconciles on every trigger, on a failed reconcile after a backoff,
+// and every localResync.
+func (d *Daemon) loop(ctx context.Context) {
+	resync := time.NewTicker(localResync)
+	defer resync.Stop()
+	retry := time.NewTimer(0) // first reconcile right away
+	backoff := retryMin
+	for {
+		select {
+		case <-ctx.Done():
+			retry.Stop()
+			return
+		case <-d.kick:
+		case <-resync.C:
+		case <-retry.C:
+		}
+		if err := d.reconcile(ctx); err != nil {
+			d.log.Warn("reconcile failed; retrying", "err", err, "in", backoff)
+			d.setNotReady(err.Error())
+			retry.Reset(backoff)
+			backoff = min(backoff*2, retryMax)
+			continue
+		}
+		backoff = retryMin
+	}
+}
+
+func (d *Daemon) heartbeat(ctx context.Context) {
+	t := time.NewTicker(d.cfg.HeartbeatInterval.Duration)
+	defer t.Stop()
+	for {
+		if err := kube.RenewLease(ctx, d.clients, d.node, d.cfg.Namespace, d.cfg.HeartbeatInterval.Duration); err != nil && ctx.Err() == nil {
+			d.log.Warn("heartbeat failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (d *Daemon) setNotReady(reason string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ready, d.reason = false, reason
+}
+
+func (d *Daemon) setReady() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ready, d.reason = true, ""
+}

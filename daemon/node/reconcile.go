@@ -1,0 +1,172 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+
+	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/daemon/kube"
+	"github.com/wirelace/wirelace/daemon/mesh"
+	"github.com/wirelace/wirelace/daemon/routes"
+)
+
+// reconcile makes the world match the mesh: this node's MeshNode says what
+// it is, and the device's peers and routes are exactly the other nodes'.
+// It is idempotent and reads the API only through the informer caches.
+func (d *Daemon) reconcile(ctx context.Context) error {
+	self := d.cfg.NodeName
+	node := d.watcher.Node(self)
+	if node == nil {
+		// Without its Node this node is leaving the cluster: publishing
+		// again would resurrect a MeshNode that the garbage collector (or an
+		// operator) just removed.
+		d.setNotReady(fmt.Sprintf("Node %s no longer exists; this node has left the cluster", self))
+		return nil
+	}
+	d.node = node
+
+	if err := d.publish(ctx); err != nil {
+		return err
+	}
+
+	meshNodes, errs := d.watcher.MeshNodes()
+	for _, err := range errs {
+		d.log.Warn("skipping undecodable MeshNode", "err", err)
+	}
+	var nodes []mesh.Node
+	for _, mn := range meshNodes {
+		if mn.Name == self {
+			continue
+		}
+		n, err := mesh.FromMeshNode(mn)
+		if err != nil {
+			d.log.Warn("skipping invalid MeshNode", "peer", mn.Name, "err", err)
+			continue
+		}
+		nodes = append(nodes, n)
+	}
+	top := mesh.Desired(self, nodes, d.watcher.NodeExists)
+	for _, c := range top.Conflicts {
+		d.log.Warn("mesh conflict", "detail", c)
+	}
+
+	if err := d.applyPeers(top); err != nil {
+		return err
+	}
+	if err := routes.EnsureAddrs(d.dev.Index(), d.meshIPs); err != nil {
+		return err
+	}
+	added, removed, err := routes.Sync(d.dev.Index(), top.Routes())
+	if len(added)+len(removed) > 0 {
+		d.log.Info("routes changed", "added", added, "removed", removed)
+	}
+	if err != nil {
+		return err
+	}
+	d.setReady()
+	return nil
+}
+
+func (d *Daemon) applyPeers(top mesh.Topology) error {
+	actual, err := d.dev.Peers()
+	if err != nil {
+		return fmt.Errorf("read WireGuard peers: %w", err)
+	}
+	names := map[string]string{}
+	for _, p := range top.Peers {
+		names[p.PublicKey.String()] = p.Name
+	}
+	cfg := mesh.PeerChanges(top.Peers, actual)
+	if len(cfg.Peers) > 0 {
+		if err := d.dev.Configure(cfg); err != nil {
+			return fmt.Errorf("configure WireGuard peers: %w", err)
+		}
+		for _, pc := range cfg.Peers {
+			switch {
+			case pc.Remove:
+				d.log.Info("peer removed", "peer", d.peerName(pc.PublicKey.String()), "key", pc.PublicKey.String())
+			default:
+				d.log.Info("peer configured", "peer", names[pc.PublicKey.String()], "endpoint", pc.Endpoint, "allowed_ips", len(pc.AllowedIPs))
+			}
+		}
+	}
+	d.mu.Lock()
+	d.peerNames = names
+	d.mu.Unlock()
+	return nil
+}
+
+// publish writes this node's MeshNode when what it should say differs from
+// what the cache holds (a first start, a new address, or someone deleted
+// it). Comparing with the cache first means a quiet cluster costs no
+// requests at all.
+func (d *Daemon) publish(ctx context.Context) error {
+	spec, err := d.spec()
+	if err != nil {
+		return err
+	}
+	if cur := d.watcher.MeshNode(d.cfg.NodeName); cur != nil && reflect.DeepEqual(cur.Spec, spec) {
+		return nil
+	}
+	wrote, err := kube.PublishMeshNode(ctx, d.clients, d.node, spec)
+	if err != nil {
+		return err
+	}
+	if wrote {
+		d.log.Info("published MeshNode", "node", d.cfg.NodeName, "endpoints", spec.Endpoints)
+	}
+	return nil
+}
+
+// spec is what this node's MeshNode should say now.
+func (d *Daemon) spec() (v1alpha1.MeshNodeSpec, error) {
+	pub := d.keys.WireGuard.PublicKey().String()
+	spec := v1alpha1.MeshNodeSpec{
+		PublicKey:  pub,
+		KeyPrefix:  pub[:8],
+		ControlKey: d.keys.Control.PublicKey().String(),
+	}
+	for _, a := range d.meshIPs {
+		spec.MeshIPs = append(spec.MeshIPs, a.String())
+	}
+	configured, err := d.cfg.ConfiguredEndpoints()
+	if err != nil {
+		return spec, err
+	}
+	for _, ap := range configured {
+		spec.Endpoints = append(spec.Endpoints, v1alpha1.Endpoint{Address: ap.String(), Kind: v1alpha1.EndpointConfigured})
+	}
+	addrs, err := hostAddrs(d.cfg.Interface)
+	if err != nil && len(addrs) == 0 {
+		return spec, err
+	}
+	if err != nil {
+		d.log.Warn("some host addresses could not be read", "err", err)
+	}
+	port := uint16(d.bind.Port())
+	var eps []string
+	for _, a := range addrs {
+		ap := netip.AddrPortFrom(a, port)
+		spec.Endpoints = append(spec.Endpoints, v1alpha1.Endpoint{Address: ap.String(), Kind: v1alpha1.EndpointHost})
+	}
+	for _, e := range spec.Endpoints {
+		eps = append(eps, e.Address)
+	}
+	d.mu.Lock()
+	d.endpoints = eps
+	d.mu.Unlock()
+	if len(spec.Endpoints) == 0 {
+		return spec, errors.New("this node has no usable address to publish as an endpoint (no global unicast address on any up interface)")
+	}
+	return spec, nil
+}
+
+// peerName is the node name last seen for a public key, for logs.
+func (d *Daemon) peerName(key string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.peerNames[key]
+}

@@ -1,0 +1,61 @@
+package node
+
+import (
+	"time"
+
+	"github.com/wirelace/wirelace/netconf"
+)
+
+// Status implements api.Backend: the daemon's readiness and its peers as the
+// WireGuard device reports them right now.
+func (d *Daemon) Status() netconf.Status {
+	d.mu.Lock()
+	s := netconf.Status{
+		Ready:      d.ready,
+		Reason:     d.reason,
+		Node:       d.cfg.NodeName,
+		Interface:  d.cfg.Interface,
+		ListenPort: d.cfg.ListenPort,
+		MTU:        d.mtu,
+		Endpoints:  append([]string(nil), d.endpoints...),
+		Peers:      []netconf.PeerStatus{},
+	}
+	names := d.peerNames
+	dev := d.dev
+	for _, a := range d.meshIPs {
+		s.MeshIPs = append(s.MeshIPs, a.String())
+	}
+	d.mu.Unlock()
+
+	if d.keys.WireGuard != [32]byte{} {
+		s.PublicKey = d.keys.WireGuard.PublicKey().String()
+	}
+	if dev == nil {
+		return s
+	}
+	peers, err := dev.Peers()
+	if err != nil {
+		s.Ready, s.Reason = false, "cannot read the WireGuard device: "+err.Error()
+		return s
+	}
+	for _, p := range peers {
+		ps := netconf.PeerStatus{
+			Node:      names[p.PublicKey.String()],
+			PublicKey: p.PublicKey.String(),
+			RxBytes:   p.ReceiveBytes,
+			TxBytes:   p.TransmitBytes,
+		}
+		if p.Endpoint != nil {
+			ps.Endpoint = p.Endpoint.String()
+		}
+		for _, n := range p.AllowedIPs {
+			ps.AllowedIPs = append(ps.AllowedIPs, n.String())
+		}
+		if !p.LastHandshakeTime.IsZero() {
+			t := p.LastHandshakeTime.UTC().Truncate(time.Second)
+			ps.LastHandshake = &t
+		}
+		s.Peers = append(s.Peers, ps)
+	}
+	return s
+}

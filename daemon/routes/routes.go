@@ -1,0 +1,104 @@
+// Package routes applies the mesh's routes and addresses to the WireGuard
+// link through netlink. Every route it installs carries Protocol, so it only
+// ever changes or removes routes it made itself.
+package routes
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/wirelace/wirelace/daemon/mesh"
+)
+
+// Protocol is the route protocol number marking wirelaced's routes
+// (`ip route show proto 119`). Any value not in /etc/iproute2/rt_protos
+// would do; it only has to be ours alone.
+const Protocol netlink.RouteProtocol = 119
+
+// Sync makes the routes with Protocol on the link exactly desired and
+// returns what it changed. A route that fails to apply is reported but does
+// not stop the others.
+func Sync(linkIndex int, desired []netip.Prefix) (added, removed []netip.Prefix, err error) {
+	actual, err := List(linkIndex)
+	if err != nil {
+		return nil, nil, err
+	}
+	add, del := mesh.RouteChanges(desired, actual)
+	var errs []error
+	for _, p := range del {
+		if err := netlink.RouteDel(route(linkIndex, p)); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("delete route %s: %w", p, err))
+			continue
+		}
+		removed = append(removed, p)
+	}
+	for _, p := range add {
+		if err := netlink.RouteReplace(route(linkIndex, p)); err != nil {
+			errs = append(errs, fmt.Errorf("add route %s: %w", p, err))
+			continue
+		}
+		added = append(added, p)
+	}
+	return added, removed, errors.Join(errs...)
+}
+
+// List returns the destinations of our routes on the link, both families.
+func List(linkIndex int) ([]netip.Prefix, error) {
+	filter := &netlink.Route{LinkIndex: linkIndex, Protocol: Protocol, Table: unix.RT_TABLE_MAIN}
+	rs, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, filter,
+		netlink.RT_FILTER_OIF|netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	var out []netip.Prefix
+	for _, r := range rs {
+		if r.Dst == nil {
+			continue
+		}
+		a, _ := netip.AddrFromSlice(r.Dst.IP)
+		ones, _ := r.Dst.Mask.Size()
+		out = append(out, netip.PrefixFrom(a.Unmap(), ones))
+	}
+	return out, nil
+}
+
+func route(linkIndex int, p netip.Prefix) *netlink.Route {
+	return &netlink.Route{
+		LinkIndex: linkIndex,
+		Dst:       ipNet(p),
+		Scope:     netlink.SCOPE_LINK,
+		Protocol:  Protocol,
+		Table:     unix.RT_TABLE_MAIN,
+	}
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// EnsureAddrs puts the node's mesh IPs on the link as host addresses. They
+// carry no prefix route: reachability of each peer comes from its own
+// routes, matching its AllowedIPs.
+func EnsureAddrs(linkIndex int, addrs []netip.Addr) error {
+	link, err := netlink.LinkByIndex(linkIndex)
+	if err != nil {
+		return fmt.Errorf("find link %d: %w", linkIndex, err)
+	}
+	for _, a := range addrs {
+		addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a, a.BitLen()))}
+		if a.Is6() {
+			// No duplicate address detection: the address is unique by
+			// claim, and DAD would delay it by seconds on every start.
+			addr.Flags = unix.IFA_F_NODAD
+		}
+		if err := netlink.AddrReplace(link, addr); err != nil {
+			return fmt.Errorf("add address %s to %s: %w", a, link.Attrs().Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,41 @@
+package netconf
+
+import "time"
+
+// DefaultSocket is where wirelaced serves its local API.
+const DefaultSocket = "/run/wirelace/wirelaced.sock"
+
+// StatusPath is the local API path of the daemon's status.
+const StatusPath = "/v1/status"
+
+// Status is the answer to GET /v1/status.
+type Status struct {
+	// Ready is true once the device is up, the node is published and the
+	// first reconcile has succeeded; Reason says what is missing if not.
+	Ready      bool         `json:"ready"`
+	Reason     string       `json:"reason,omitempty"`
+	Node       string       `json:"node"`
+	Interface  string       `json:"interface"`
+	PublicKey  string       `json:"publicKey,omitempty"`
+	ListenPort int          `json:"listenPort,omitempty"`
+	MTU        int          `json:"mtu,omitempty"`
+	MeshIPs    []string     `json:"meshIPs,omitempty"`
+	Endpoints  []string     `json:"endpoints,omitempty"`
+	Peers      []PeerStatus `json:"peers"`
+}
+
+// PeerStatus is one WireGuard peer as the device sees it.
+type PeerStatus struct {
+	Node          string     `json:"node"`
+	PublicKey     string     `json:"publicKey"`
+	Endpoint      string     `json:"endpoint,omitempty"`
+	AllowedIPs    []string   `json:"allowedIPs"`
+	LastHandshake *time.Time `json:"lastHandshake,omitempty"`
+	RxBytes       int64      `json:"rxBytes"`
+	TxBytes       int64      `json:"txBytes"`
+}
+
+// Error is the body of every non-2xx answer of the local API.
+type Error struct {
+	Error string `json:"error"`
+}
