@@ -1,0 +1,56 @@
+# Wirelace. `make demo` shows the mesh in the lab; `make test` runs every test.
+# Both set up what they need on a fresh machine (Debian packages, a real
+# kube-apiserver and etcd built from the module proxy into .cache/).
+
+GO            ?= go
+BIN           := $(CURDIR)/bin
+CACHE         := $(CURDIR)/.cache
+CONTROLLER_GEN_VERSION := v0.23.0
+CONTROLLER_GEN := $(CACHE)/tools/controller-gen-$(CONTROLLER_GEN_VERSION)
+export WIRELACE_CACHE := $(CACHE)
+export CONTROLLER_GEN
+
+# Everything under ./e2e needs root and the lab; the rest are unit tests.
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/e2e')
+
+.PHONY: all build generate deps test unit e2e demo clean fmt vet
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./daemon/cmd/... ./e2e/cmd/...
+
+$(CONTROLLER_GEN):
+	@mkdir -p $(dir $@)
+	GOBIN=$(CACHE)/tools/tmp $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+	mv $(CACHE)/tools/tmp/controller-gen $@
+
+# CRDs and deepcopy code come from the Go types in api/; a unit test fails
+# when the committed files differ from what this produces.
+generate: $(CONTROLLER_GEN)
+	$(CONTROLLER_GEN) object paths=./api/...
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=install/crds
+
+deps:
+	@e2e/deps.sh
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit: $(CONTROLLER_GEN)
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+e2e: deps build
+	$(GO) test -count=1 -timeout 40m -v ./e2e/... 2>&1 | e2e/summarize.sh
+
+test: fmt vet unit e2e
+
+demo: deps build
+	$(BIN)/wirelace-lab demo
+
+clean:
+	rm -rf $(BIN) .lab

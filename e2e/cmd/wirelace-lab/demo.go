@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/e2e/lab"
+)
+
+func demo(ctx context.Context, root string, count int, keep bool) (err error) {
+	say("Building the lab: an internet bridge, a real kube-apiserver + etcd, %d nodes", count)
+	l, err := lab.New(ctx, lab.Options{Root: root, Log: os.Stdout})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("Cleaning up lab %s", l.Prefix)
+		if cerr := l.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if keep || err != nil {
+			fmt.Printf("  logs and node state kept in %s\n", l.Dir)
+		} else {
+			l.RemoveDir()
+		}
+		if err == nil {
+			fmt.Println("  done: no namespace, process or link of the lab is left")
+		}
+	}()
+
+	var nodes []*lab.Node
+	for i := 1; i <= count; i++ {
+		n, err := l.AddNode(ctx, fmt.Sprintf("node%d", i))
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+	}
+	say("Starting wirelaced on every node")
+	start := time.Now()
+	for _, n := range nodes {
+		if err := n.Start(); err != nil {
+			return err
+		}
+	}
+	for _, n := range nodes {
+		if err := n.WaitReady(ctx, 30*time.Second); err != nil {
+			return err
+		}
+		fmt.Printf("  %s ready (%s after start)\n", n.Name, time.Since(start).Round(time.Millisecond))
+	}
+
+	say("kubectl get meshnodes")
+	if err := printMeshNodes(ctx, l); err != nil {
+		return err
+	}
+
+	say("Reachability: ping from each node (rows) to each node's mesh IPv4 and IPv6 (columns)")
+	if err := printMatrix(ctx, nodes); err != nil {
+		return err
+	}
+
+	say("wg show lace0 on %s (read through the UAPI socket)", nodes[0].Name)
+	out, err := nodes[0].Exec(ctx, "wg", "show", "lace0")
+	if err != nil {
+		return err
+	}
+	fmt.Println(indent(out))
+	return nil
+}
+
+func printMeshNodes(ctx context.Context, l *lab.Lab) error {
+	list, err := l.Dynamic.Resource(v1alpha1.MeshNodeResource).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 3, ' ', 0)
+	fmt.Fprintln(w, "  NAME\tMESH IP\tENDPOINT\tNAT\tKEY\tAGE")
+	for _, u := range list.Items {
+		var mn v1alpha1.MeshNode
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &mn); err != nil {
+			return err
+		}
+		ep := ""
+		if len(mn.Spec.Endpoints) > 0 {
+			ep = mn.Spec.Endpoints[0].Address
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\n", mn.Name, strings.Join(mn.Spec.MeshIPs, ","), ep,
+			orDash(mn.Spec.NATType), mn.Spec.KeyPrefix, time.Since(mn.CreationTimestamp.Time).Round(time.Second))
+	}
+	return w.Flush()
+}
+
+func printMatrix(ctx context.Context, nodes []*lab.Node) error {
+	ips := map[string][]string{}
+	for _, n := range nodes {
+		s, err := n.Status(ctx)
+		if err != nil {
+			return err
+		}
+		ips[n.Name] = s.MeshIPs
+	}
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 3, ' ', 0)
+	fmt.Fprint(w, "  from \\ to")
+	for _, n := range nodes {
+		fmt.Fprintf(w, "\t%s", n.Name)
+	}
+	fmt.Fprintln(w)
+	failures := 0
+	for _, a := range nodes {
+		fmt.Fprintf(w, "  %s", a.Name)
+		for _, b := range nodes {
+			if a == b {
+				fmt.Fprint(w, "\t-")
+				continue
+			}
+			var cell []string
+			for _, ip := range ips[b.Name] {
+				if pingUntil(ctx, a, ip, 5*time.Second) {
+					cell = append(cell, "ok")
+				} else {
+					cell = append(cell, "FAIL")
+					failures++
+				}
+			}
+			fmt.Fprintf(w, "\tv4 %s / v6 %s", cell[0], cell[len(cell)-1])
+		}
+		fmt.Fprintln(w)
+	}
+	w.Flush()
+	if failures > 0 {
+		return fmt.Errorf("%d node pairs could not reach each other", failures)
+	}
+	fmt.Println("  every node reaches every other node through WireGuard")
+	return nil
+}
+
+func pingUntil(ctx context.Context, n *lab.Node, ip string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if n.Ping(ctx, ip, 1) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func say(format string, args ...any) {
+	fmt.Printf("\n== "+format+"\n", args...)
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

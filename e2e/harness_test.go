@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/wirelace/wirelace/e2e/lab"
+)
+
+// repoRoot is the repository root, found from this file's location.
+func repoRoot(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// newLab starts a lab for one test and removes it when the test ends. The
+// logs stay under .lab/<prefix> when the test failed.
+func newLab(t *testing.T) *lab.Lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the lab needs root (network namespaces); run `make test` as root")
+	}
+	root := repoRoot(t)
+	if _, err := os.Stat(filepath.Join(root, "bin", "wirelaced")); err != nil {
+		t.Fatal("bin/wirelaced missing: run the e2e tests through `make test` (it builds first)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	l, err := lab.New(ctx, lab.Options{Root: root, Log: progress{}})
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab cleanup: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("lab logs kept in %s", l.Dir)
+			return
+		}
+		l.RemoveDir()
+	})
+	return l
+}
+
+// startNodes adds and starts nodes and waits until each is ready.
+func startNodes(t *testing.T, l *lab.Lab, names ...string) []*lab.Node {
+	t.Helper()
+	var nodes []*lab.Node
+	for _, name := range names {
+		n, err := l.AddNode(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		if err := n.WaitReady(context.Background(), 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
+// eventually retries f until it succeeds or timeout passes, and returns the
+// time it took.
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < timeout {
+		if err = f(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+	return 0
+}
+
+// progress shows lab set-up progress (the first run builds kube-apiserver
+// for minutes) on stderr as it happens, not buffered in the test log.
+type progress struct{}
+
+func (progress) Write(p []byte) (int, error) { return os.Stderr.Write(p) }

@@ -1,0 +1,86 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/yaml"
+
+	"github.com/wirelace/wirelace/api/v1alpha1"
+)
+
+// The lab installs what a user's cluster would get from install/: the CRDs,
+// the namespace and the node ClusterRole, bound to the ServiceAccount whose
+// node-bound tokens the lab daemons use.
+const (
+	Namespace      = "wirelace-system"
+	serviceAccount = "wirelace"
+)
+
+var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+func (l *Lab) install(ctx context.Context) error {
+	crds, err := filepath.Glob(filepath.Join(l.opts.Root, "install", "crds", "*.yaml"))
+	if err != nil || len(crds) == 0 {
+		return fmt.Errorf("no CRDs under %s/install/crds (run make generate)", l.opts.Root)
+	}
+	for _, f := range crds {
+		var obj unstructured.Unstructured
+		if err := readYAML(f, &obj.Object); err != nil {
+			return err
+		}
+		if _, err := l.Dynamic.Resource(crdResource).Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create CRD from %s: %w", f, err)
+		}
+	}
+	var role rbacv1.ClusterRole
+	if err := readYAML(filepath.Join(l.opts.Root, "install", "rbac", "clusterrole.yaml"), &role); err != nil {
+		return err
+	}
+	if _, err := l.Core.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create ClusterRole: %w", err)
+	}
+	if _, err := l.Core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create namespace: %w", err)
+	}
+	if _, err := l.Core.CoreV1().ServiceAccounts(Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: serviceAccount}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create service account: %w", err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: serviceAccount, Namespace: Namespace}},
+	}
+	if _, err := l.Core.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create ClusterRoleBinding: %w", err)
+	}
+	// A CRD is usable once the API server serves its resource.
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		for _, r := range []schema.GroupVersionResource{v1alpha1.MeshNodeResource, v1alpha1.IPClaimResource} {
+			if _, err := l.Dynamic.Resource(r).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+				return false, nil // not served yet
+			}
+		}
+		return true, nil
+	})
+}
+
+func readYAML(path string, into any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := yaml.Unmarshal(b, into); err != nil {
+		return fmt.Errorf("parse %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,186 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/wirelace/wirelace/e2e/k8s"
+)
+
+// The lab's "internet": one bridge in its own namespace. Addresses come from
+// 198.18.0.0/15, the range set aside for benchmarking networks, so they can
+// never be confused with a real network.
+var (
+	internetPrefix = netip.MustParsePrefix("198.18.0.0/24")
+	internetGW     = netip.MustParseAddr("198.18.0.1")
+)
+
+// Options configure a lab.
+type Options struct {
+	// Root is the repository root: binaries are read from Root/bin and CRDs
+	// from Root/install.
+	Root string
+	// CacheDir holds the built kube-apiserver and etcd (default Root/.cache).
+	CacheDir string
+	// Log receives progress lines (default io.Discard).
+	Log io.Writer
+}
+
+// Lab is one running lab. Close it, always.
+type Lab struct {
+	Prefix string
+	// Dir holds logs and node state: Root/.lab/<prefix>.
+	Dir string
+	CP  *k8s.ControlPlane
+	// Core and Dynamic are admin clients (their connections are made inside
+	// the lab's internet namespace).
+	Core    kubernetes.Interface
+	Dynamic dynamic.Interface
+
+	opts     Options
+	internet string // netns name
+	log      io.Writer
+
+	mu      sync.Mutex
+	nodes   []*Node
+	nextIP  int
+	closers []func() error
+}
+
+// New builds a lab: sweeps dead runs' leftovers, creates the internet
+// namespace and bridge, starts the control plane there and installs the
+// CRDs and RBAC. On error everything made so far is removed.
+func New(ctx context.Context, opts Options) (_ *Lab, err error) {
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.CacheDir == "" {
+		opts.CacheDir = filepath.Join(opts.Root, ".cache")
+	}
+	if swept := Sweep(ctx); len(swept) > 0 {
+		fmt.Fprintf(opts.Log, "lab: removed leftovers of dead runs: %v\n", swept)
+	}
+	l := &Lab{opts: opts, log: opts.Log, nextIP: 11}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	var b [2]byte
+	for i := 0; ; i++ {
+		rand.Read(b[:])
+		l.Prefix = "wl" + hex.EncodeToString(b[:])
+		if err = claimPrefix(l.Prefix); err == nil {
+			break
+		}
+		if i > 10 {
+			return nil, err
+		}
+	}
+	l.defer_(func() error { releasePrefix(l.Prefix); return nil })
+	l.Dir = filepath.Join(opts.Root, ".lab", l.Prefix)
+	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+		return nil, err
+	}
+
+	bins, err := k8s.EnsureBinaries(ctx, opts.CacheDir, opts.Log)
+	if err != nil {
+		return nil, fmt.Errorf("kube-apiserver and etcd: %w", err)
+	}
+	if err := l.makeInternet(ctx); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(l.log, "lab %s: starting kube-apiserver and etcd in %s\n", l.Prefix, l.internet)
+	l.CP, err = k8s.Start(ctx, k8s.Options{
+		Binaries:    bins,
+		Dir:         filepath.Join(l.Dir, "controlplane"),
+		NetNS:       l.internet,
+		AdvertiseIP: internetGW,
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.defer_(l.CP.Stop)
+	cfg := l.CP.RESTConfig()
+	if l.Core, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if l.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if err := l.install(ctx); err != nil {
+		return nil, fmt.Errorf("install CRDs and RBAC: %w", err)
+	}
+	return l, nil
+}
+
+// makeInternet creates the internet namespace with its bridge.
+func (l *Lab) makeInternet(ctx context.Context) error {
+	l.internet = l.Prefix + "-inet"
+	if _, err := run(ctx, "ip", "netns", "add", l.internet); err != nil {
+		return err
+	}
+	l.defer_(func() error { _, err := run(context.Background(), "ip", "netns", "del", l.internet); return err })
+	ns := []string{"ip", "-n", l.internet}
+	return runAll(ctx,
+		append(ns, "link", "set", "lo", "up"),
+		append(ns, "link", "add", "br0", "type", "bridge"),
+		append(ns, "addr", "add", netip.PrefixFrom(internetGW, internetPrefix.Bits()).String(), "dev", "br0"),
+		append(ns, "link", "set", "br0", "up"),
+	)
+}
+
+// defer_ registers cleanup to run, last first, at Close.
+func (l *Lab) defer_(f func() error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closers = append(l.closers, f)
+}
+
+// Close stops every daemon and process and removes every namespace the lab
+// made, then checks that none is left. Dir (logs) stays: see RemoveDir.
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	nodes := l.nodes
+	closers := l.closers
+	l.nodes, l.closers = nil, nil
+	l.mu.Unlock()
+
+	var errs []error
+	for _, n := range nodes {
+		if err := n.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i := len(closers) - 1; i >= 0; i-- {
+		if err := closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if left := netnsWithPrefix(context.Background(), l.Prefix); len(left) > 0 {
+		errs = append(errs, fmt.Errorf("lab %s left namespaces behind: %v", l.Prefix, left))
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveDir deletes the lab's log and state directory; call it after Close
+// when the run passed (keep it to debug a failure).
+func (l *Lab) RemoveDir() error { return os.RemoveAll(l.Dir) }
+
+// Nodes returns the lab's nodes in the order they were added.
+func (l *Lab) Nodes() []*Node {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*Node(nil), l.nodes...)
+}

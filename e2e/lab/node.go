@@ -1,0 +1,238 @@
+package lab
+
+import (
+	"github.com/wirelace/wirelace/e2e/proc"
+
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	authv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/wirelace/wirelace/netconf"
+)
+
+// Node is one lab node: a network namespace on the internet bridge, a Node
+// object, and (once started) a wirelaced.
+type Node struct {
+	Name  string
+	NetNS string
+	IP    netip.Addr
+	// Dir holds the node's state dir, kubeconfig, socket and daemon log.
+	Dir        string
+	StateDir   string
+	Socket     string
+	Kubeconfig string
+	LogPath    string
+
+	lab *Lab
+
+	mu   sync.Mutex
+	proc *proc.Process
+}
+
+// AddNode creates a node namespace wired to the internet bridge, registers
+// its Node object (as a kubelet would) and writes a kubeconfig holding a
+// ServiceAccount token bound to that Node.
+func (l *Lab) AddNode(ctx context.Context, name string) (*Node, error) {
+	l.mu.Lock()
+	ip := internetPrefix.Addr()
+	for i := 0; i < l.nextIP; i++ {
+		ip = ip.Next()
+	}
+	l.nextIP++
+	l.mu.Unlock()
+
+	n := &Node{
+		Name:  name,
+		NetNS: l.Prefix + "-" + name,
+		IP:    ip,
+		Dir:   filepath.Join(l.Dir, "nodes", name),
+		lab:   l,
+	}
+	n.StateDir = filepath.Join(n.Dir, "state")
+	n.Socket = filepath.Join(n.Dir, "wirelaced.sock")
+	n.Kubeconfig = filepath.Join(n.Dir, "kubeconfig")
+	n.LogPath = filepath.Join(n.Dir, "wirelaced.log")
+	if len(n.NetNS) > 15 {
+		return nil, fmt.Errorf("node name %q too long for interface names", name)
+	}
+	if err := os.MkdirAll(n.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	if _, err := run(ctx, "ip", "netns", "add", n.NetNS); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.nodes = append(l.nodes, n)
+	l.mu.Unlock()
+
+	// The veth is created with each end directly in its namespace, so no
+	// lab link ever exists in the host namespace.
+	err := runAll(ctx,
+		[]string{"ip", "link", "add", n.NetNS, "netns", l.internet, "type", "veth", "peer", "name", "eth0", "netns", n.NetNS},
+		[]string{"ip", "-n", l.internet, "link", "set", n.NetNS, "master", "br0", "up"},
+		[]string{"ip", "-n", n.NetNS, "link", "set", "lo", "up"},
+		[]string{"ip", "-n", n.NetNS, "addr", "add", netip.PrefixFrom(ip, internetPrefix.Bits()).String(), "dev", "eth0"},
+		[]string{"ip", "-n", n.NetNS, "link", "set", "eth0", "up"},
+		[]string{"ip", "-n", n.NetNS, "route", "add", "default", "via", internetGW.String()},
+	)
+	if err != nil {
+		return nil, err
+	}
+
+	node, err := l.Core.CoreV1().Nodes().Create(ctx, &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("register Node %s: %w", name, err)
+	}
+	if err := l.writeNodeKubeconfig(ctx, n, node); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// writeNodeKubeconfig gets a token for the wirelace ServiceAccount bound to
+// the Node, as the DaemonSet's projected token would be: it carries the
+// node's name, and dies with the Node.
+func (l *Lab) writeNodeKubeconfig(ctx context.Context, n *Node, node *corev1.Node) error {
+	tr, err := l.Core.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, serviceAccount, &authv1.TokenRequest{
+		Spec: authv1.TokenRequestSpec{
+			ExpirationSeconds: ptr.To(int64(24 * 3600)),
+			BoundObjectRef:    &authv1.BoundObjectReference{Kind: "Node", APIVersion: "v1", Name: node.Name, UID: node.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("token for node %s: %w", n.Name, err)
+	}
+	return l.CP.WriteKubeconfig(n.Kubeconfig, tr.Status.Token)
+}
+
+// Args are the wirelaced flags the lab uses for this node.
+func (n *Node) Args() []string {
+	return []string{
+		"--node-name", n.Name,
+		"--kubeconfig", n.Kubeconfig,
+		"--state-dir", n.StateDir,
+		"--socket", n.Socket,
+		"--namespace", Namespace,
+		"--log-level", "debug",
+	}
+}
+
+// Argv returns the command line that runs bin with args inside the node:
+// a private mount namespace with its own tmpfs on /run/wireguard (so every
+// node has its own lace0.sock), then the node's network namespace. Each
+// step execs the next, so the process started is the daemon itself.
+func (n *Node) Argv(bin string, args ...string) []string {
+	script := `mount -t tmpfs -o mode=0700 wirelace-lab /run/wireguard && exec ip netns exec "$0" "$@"`
+	return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script, n.NetNS, bin}, args...)
+}
+
+// Start runs wirelaced in the node with the lab's flags plus extra.
+func (n *Node) Start(extra ...string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.proc != nil && !n.proc.Exited() {
+		return fmt.Errorf("node %s: daemon already running", n.Name)
+	}
+	if err := os.MkdirAll("/run/wireguard", 0o700); err != nil {
+		return err
+	}
+	argv := n.Argv(filepath.Join(n.lab.opts.Root, "bin", "wirelaced"), append(n.Args(), extra...)...)
+	p, err := proc.Start("wirelaced "+n.Name, n.LogPath, argv)
+	if err != nil {
+		return err
+	}
+	n.proc = p
+	return nil
+}
+
+func (n *Node) process() *proc.Process {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proc
+}
+
+// PID is the daemon's pid, or 0 if it is not running.
+func (n *Node) PID() int {
+	if p := n.process(); p != nil && !p.Exited() {
+		return p.Pid
+	}
+	return 0
+}
+
+// Running reports whether the daemon process is alive.
+func (n *Node) Running() bool { return n.PID() != 0 }
+
+// Kill sends SIGKILL, as a crash or the OOM killer would, and waits.
+func (n *Node) Kill() error {
+	if p := n.process(); p != nil {
+		return p.Kill()
+	}
+	return nil
+}
+
+// Stop stops the daemon gracefully (SIGTERM), killing it if it hangs.
+func (n *Node) Stop() error {
+	if p := n.process(); p != nil {
+		return p.Stop(10 * time.Second)
+	}
+	return nil
+}
+
+// Exec runs a command inside the node: in the daemon's mount namespace too
+// while it runs (so `wg` finds its UAPI socket), else in the netns alone.
+func (n *Node) Exec(ctx context.Context, argv ...string) (string, error) {
+	if pid := n.PID(); pid != 0 {
+		return run(ctx, append([]string{"nsenter", "-t", strconv.Itoa(pid), "-m", "-n", "--"}, argv...)...)
+	}
+	return run(ctx, append([]string{"ip", "netns", "exec", n.NetNS}, argv...)...)
+}
+
+// Status asks the daemon's local API.
+func (n *Node) Status(ctx context.Context) (netconf.Status, error) {
+	return netconf.NewClient(n.Socket).Status(ctx)
+}
+
+// WaitReady waits until the daemon reports ready.
+func (n *Node) WaitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		if !n.Running() {
+			return fmt.Errorf("node %s: wirelaced exited; log: %s", n.Name, n.LogTail(15))
+		}
+		s, err := n.Status(ctx)
+		if err == nil && s.Ready {
+			return nil
+		}
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = s.Reason
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("node %s not ready after %s (last: %s); log: %s", n.Name, timeout, last, n.LogTail(15))
+}
+
+// LogTail returns the last lines of the daemon's log.
+func (n *Node) LogTail(lines int) string {
+	return "\n" + proc.LogTail(n.LogPath, lines)
+}
+
+func (n *Node) close() error {
+	n.Stop()
+	_, err := run(context.Background(), "ip", "netns", "del", n.NetNS)
+	return err
+}

@@ -1,0 +1,54 @@
+// Package install holds the manifests users apply; its test keeps the
+// generated ones honest.
+package install
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+// TestCRDsAreGenerated fails when install/crds differs from what
+// controller-gen makes of the Go types in api/: the CRDs must never be
+// edited by hand or left stale after a type change (run `make generate`).
+func TestCRDsAreGenerated(t *testing.T) {
+	gen := os.Getenv("CONTROLLER_GEN")
+	args := []string{}
+	if gen == "" {
+		mk, err := os.ReadFile("../Makefile")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`CONTROLLER_GEN_VERSION := (\S+)`).FindSubmatch(mk)
+		if m == nil {
+			t.Fatal("CONTROLLER_GEN_VERSION not found in Makefile")
+		}
+		gen = "go"
+		args = []string{"run", "sigs.k8s.io/controller-tools/cmd/controller-gen@" + string(m[1])}
+	}
+	out := t.TempDir()
+	args = append(args, "crd", "paths=./api/...", "output:crd:artifacts:config="+out)
+	cmd := exec.Command(gen, args...)
+	cmd.Dir = ".."
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("controller-gen: %v\n%s", err, b)
+	}
+	want, _ := filepath.Glob(filepath.Join(out, "*.yaml"))
+	have, _ := filepath.Glob("crds/*.yaml")
+	if len(want) == 0 || len(want) != len(have) {
+		t.Fatalf("generated %d CRDs, committed %d: run make generate", len(want), len(have))
+	}
+	for _, w := range want {
+		gb, _ := os.ReadFile(w)
+		hb, err := os.ReadFile(filepath.Join("crds", filepath.Base(w)))
+		if err != nil {
+			t.Fatalf("%s is not committed: run make generate", filepath.Base(w))
+		}
+		if !bytes.Equal(gb, hb) {
+			t.Errorf("install/crds/%s is stale: run make generate", filepath.Base(w))
+		}
+	}
+}
