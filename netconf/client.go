@@ -1,14 +1,28 @@
 package netconf
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"time"
 )
+
+// ErrUnavailable means the daemon did not answer at all: the caller may try
+// again later (CNI error code 11).
+var ErrUnavailable = errors.New("wirelaced unavailable")
+
+// APIError is an answer of the daemon that refused a request.
+type APIError struct {
+	Status  int
+	Message string
+}
+
+func (e *APIError) Error() string { return "wirelaced: " + e.Message }
 
 // Client talks to wirelaced's local API over its unix socket.
 type Client struct {
@@ -38,28 +52,71 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return s, c.get(ctx, StatusPath, &s)
 }
 
+// Allocate gets (or re-gets) the addresses of one attachment.
+func (c *Client) Allocate(ctx context.Context, r AllocateRequest) (AllocateResponse, error) {
+	var out AllocateResponse
+	return out, c.do(ctx, http.MethodPost, IPAMAllocatePath, r, &out)
+}
+
+// Release frees one attachment's addresses; it succeeds if there are none.
+func (c *Client) Release(ctx context.Context, key AttachmentKey) error {
+	return c.do(ctx, http.MethodPost, IPAMReleasePath, ReleaseRequest{AttachmentKey: key}, nil)
+}
+
+// GC releases every allocation not in valid.
+func (c *Client) GC(ctx context.Context, valid []AttachmentKey) (GCResponse, error) {
+	var out GCResponse
+	return out, c.do(ctx, http.MethodPost, IPAMGCPath, GCRequest{Valid: valid}, &out)
+}
+
+// Allocations lists every allocation on the node.
+func (c *Client) Allocations(ctx context.Context) (ListResponse, error) {
+	var out ListResponse
+	return out, c.get(ctx, IPAMListPath, &out)
+}
+
 func (c *Client) get(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://wirelaced"+path, nil)
+	return c.do(ctx, http.MethodGet, path, nil, out)
+}
+
+// do sends body (if any) as JSON and decodes the answer into out (if any).
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode %s request: %w", path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://wirelaced"+path, rd)
 	if err != nil {
 		return err
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("wirelaced is not answering on %s (is it running?): %w", c.socket, err)
+		return fmt.Errorf("%w: nothing answers on %s (is wirelaced running?): %v", ErrUnavailable, c.socket, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return fmt.Errorf("read answer of %s: %w", path, err)
 	}
 	if resp.StatusCode/100 != 2 {
+		apiErr := &APIError{Status: resp.StatusCode, Message: resp.Status}
 		var e Error
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("wirelaced %s: %s", path, e.Error)
+		if json.Unmarshal(respBody, &e) == nil && e.Error != "" {
+			apiErr.Message = e.Error
 		}
-		return fmt.Errorf("wirelaced %s: %s", path, resp.Status)
+		return apiErr
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(respBody, out); err != nil {
 		return fmt.Errorf("decode answer of %s: %w", path, err)
 	}
 	return nil

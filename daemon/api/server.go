@@ -20,7 +20,18 @@ import (
 // Backend answers the API's questions; the daemon implements it.
 type Backend interface {
 	Status() netconf.Status
+	Allocate(ctx context.Context, r netconf.AllocateRequest) (netconf.AllocateResponse, error)
+	Release(ctx context.Context, key netconf.AttachmentKey) error
+	GC(ctx context.Context, valid []netconf.AttachmentKey) (netconf.GCResponse, error)
+	Allocations() (netconf.ListResponse, error)
 }
+
+// Errors a Backend wraps to choose the HTTP status: ErrNotReady (503, the
+// plugins' "try again later") and ErrInvalid (400). Anything else is 500.
+var (
+	ErrNotReady = errors.New("not ready")
+	ErrInvalid  = errors.New("invalid request")
+)
 
 // Server is the local API server.
 type Server struct {
@@ -55,6 +66,33 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("GET "+netconf.StatusPath, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.Status())
 	})
+	mux.HandleFunc("POST "+netconf.IPAMAllocatePath, func(w http.ResponseWriter, r *http.Request) {
+		var req netconf.AllocateRequest
+		if !decode(w, r, &req) || !validKey(w, req.AttachmentKey) {
+			return
+		}
+		resp, err := b.Allocate(r.Context(), req)
+		reply(w, resp, err)
+	})
+	mux.HandleFunc("POST "+netconf.IPAMReleasePath, func(w http.ResponseWriter, r *http.Request) {
+		var req netconf.ReleaseRequest
+		if !decode(w, r, &req) || !validKey(w, req.AttachmentKey) {
+			return
+		}
+		reply(w, struct{}{}, b.Release(r.Context(), req.AttachmentKey))
+	})
+	mux.HandleFunc("POST "+netconf.IPAMGCPath, func(w http.ResponseWriter, r *http.Request) {
+		var req netconf.GCRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		resp, err := b.GC(r.Context(), req.Valid)
+		reply(w, resp, err)
+	})
+	mux.HandleFunc("GET "+netconf.IPAMListPath, func(w http.ResponseWriter, r *http.Request) {
+		resp, err := b.Allocations()
+		reply(w, resp, err)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, netconf.Error{Error: fmt.Sprintf("no such endpoint %s %s", r.Method, r.URL.Path)})
 	})
@@ -84,6 +122,41 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	os.Remove(s.path)
 	return err
+}
+
+// maxBody bounds request bodies; the largest is a GC list of attachments.
+const maxBody = 4 << 20
+
+func decode(w http.ResponseWriter, r *http.Request, into any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(into); err != nil {
+		writeJSON(w, http.StatusBadRequest, netconf.Error{Error: "bad request body: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+func validKey(w http.ResponseWriter, k netconf.AttachmentKey) bool {
+	if k.ContainerID == "" || k.IfName == "" {
+		writeJSON(w, http.StatusBadRequest, netconf.Error{Error: "containerID and ifName are required"})
+		return false
+	}
+	return true
+}
+
+// reply writes v, or err with the status its kind calls for.
+func reply(w http.ResponseWriter, v any, err error) {
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, v)
+	case errors.Is(err, ErrNotReady):
+		writeJSON(w, http.StatusServiceUnavailable, netconf.Error{Error: err.Error()})
+	case errors.Is(err, ErrInvalid):
+		writeJSON(w, http.StatusBadRequest, netconf.Error{Error: err.Error()})
+	default:
+		writeJSON(w, http.StatusInternalServerError, netconf.Error{Error: err.Error()})
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -36,6 +36,19 @@ type Config struct {
 	// MeshCIDRs are the pools mesh IPs are claimed from, at most one per
 	// address family.
 	MeshCIDRs []string `json:"meshCIDRs"`
+	// ClusterCIDRs are the pools node pod CIDRs are claimed from when the
+	// cluster does not set Node.spec.podCIDRs, at most one per family.
+	ClusterCIDRs []string `json:"clusterCIDRs"`
+	// PodCIDRSizeIPv4 and PodCIDRSizeIPv6 are the prefix lengths of the
+	// blocks claimed from ClusterCIDRs.
+	PodCIDRSizeIPv4 int `json:"podCIDRSizeIPv4"`
+	PodCIDRSizeIPv6 int `json:"podCIDRSizeIPv6"`
+	// IPAMReleaseGrace is how long a pod address is kept after its pod has
+	// gone from the API without a CNI DEL, before it is freed.
+	IPAMReleaseGrace Duration `json:"ipamReleaseGrace"`
+	// Masquerade pod traffic that leaves the cluster (not towards the mesh
+	// or other pods) behind the node's address.
+	Masquerade bool `json:"masquerade"`
 	// Endpoints are extra host:port candidates published for this node, such
 	// as a port-forward on the site's router.
 	Endpoints []string `json:"endpoints"`
@@ -74,6 +87,11 @@ func Defaults() Config {
 		Interface:         "lace0",
 		ListenPort:        51820,
 		MeshCIDRs:         []string{"10.77.0.0/16", "fd77:1ace::/64"},
+		ClusterCIDRs:      []string{"10.244.0.0/16", "fd44:1ace::/48"},
+		PodCIDRSizeIPv4:   24,
+		PodCIDRSizeIPv6:   64,
+		IPAMReleaseGrace:  Duration{time.Minute},
+		Masquerade:        true,
 		HeartbeatInterval: Duration{10 * time.Second},
 		LogLevel:          "info",
 	}
@@ -116,6 +134,12 @@ func (c *Config) Validate() error {
 	if _, err := c.MeshPools(); err != nil {
 		return err
 	}
+	if _, err := c.ClusterPools(); err != nil {
+		return err
+	}
+	if c.IPAMReleaseGrace.Duration < 0 {
+		return fmt.Errorf("ipam release grace %s: must not be negative", c.IPAMReleaseGrace)
+	}
 	if _, err := c.ConfiguredEndpoints(); err != nil {
 		return err
 	}
@@ -136,21 +160,55 @@ func (c *Config) MeshPools() ([]netip.Prefix, error) {
 	if len(c.MeshCIDRs) == 0 {
 		return nil, fmt.Errorf("mesh CIDRs are empty: set --mesh-cidrs, e.g. 10.77.0.0/16")
 	}
+	return parsePools("mesh CIDR", c.MeshCIDRs, func(p netip.Prefix) error {
+		if hostBits := p.Addr().BitLen() - p.Bits(); hostBits < 4 {
+			return fmt.Errorf("mesh CIDR %q is too small for a mesh: use /28 or larger", p)
+		}
+		return nil
+	})
+}
+
+// ClusterPools parses ClusterCIDRs: at most one per family, each larger
+// than the blocks cut from it.
+func (c *Config) ClusterPools() ([]netip.Prefix, error) {
+	return parsePools("cluster CIDR", c.ClusterCIDRs, func(p netip.Prefix) error {
+		size := c.PodCIDRSizeIPv4
+		if p.Addr().Is6() {
+			size = c.PodCIDRSizeIPv6
+		}
+		if size < p.Bits() || size > p.Addr().BitLen()-2 {
+			return fmt.Errorf("pod CIDR size /%d does not fit cluster CIDR %s: use a length between /%d and /%d", size, p, p.Bits(), p.Addr().BitLen()-2)
+		}
+		return nil
+	})
+}
+
+// BlockSize is the prefix length of pod CIDR blocks claimed from pool.
+func (c *Config) BlockSize(pool netip.Prefix) int {
+	if pool.Addr().Is4() {
+		return c.PodCIDRSizeIPv4
+	}
+	return c.PodCIDRSizeIPv6
+}
+
+// parsePools parses a list of CIDRs, at most one per family, with check for
+// what is specific to the list.
+func parsePools(what string, list []string, check func(netip.Prefix) error) ([]netip.Prefix, error) {
 	var pools []netip.Prefix
 	seen := map[bool]bool{}
-	for _, s := range c.MeshCIDRs {
+	for _, s := range list {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return nil, fmt.Errorf("mesh CIDR %q is not a valid CIDR (want e.g. 10.77.0.0/16)", s)
+			return nil, fmt.Errorf("%s %q is not a valid CIDR (want e.g. 10.77.0.0/16)", what, s)
 		}
 		if p != p.Masked() {
-			return nil, fmt.Errorf("mesh CIDR %q has host bits set; did you mean %s?", s, p.Masked())
+			return nil, fmt.Errorf("%s %q has host bits set; did you mean %s?", what, s, p.Masked())
 		}
-		if hostBits := p.Addr().BitLen() - p.Bits(); hostBits < 4 {
-			return nil, fmt.Errorf("mesh CIDR %q is too small for a mesh: use /28 or larger", s)
+		if err := check(p); err != nil {
+			return nil, err
 		}
 		if seen[p.Addr().Is4()] {
-			return nil, fmt.Errorf("mesh CIDRs %v: at most one per address family", c.MeshCIDRs)
+			return nil, fmt.Errorf("%ss %v: at most one per address family", what, list)
 		}
 		seen[p.Addr().Is4()] = true
 		pools = append(pools, p)

@@ -67,6 +67,8 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"--node-name", "n", "--config", typo}, "unknown field \"nodeNmae\""},
 		{[]string{"--node-name", "n", "--config", filepath.Join(dir, "missing.yaml")}, "read config file"},
 		{[]string{"--node-name", "n", "stray"}, "unexpected argument"},
+		{[]string{"--node-name", "n", "--cluster-cidrs", "10.244.0.0/16", "--pod-cidr-size-ipv4", "8"}, "does not fit cluster CIDR"},
+		{[]string{"--node-name", "n", "--cluster-cidrs", "10.244.0.1/16"}, "cluster CIDR \"10.244.0.1/16\" has host bits set"},
 	}
 	for _, tc := range cases {
 		_, err := Parse(tc.args)

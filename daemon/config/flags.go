@@ -23,6 +23,11 @@ func Parse(args []string) (Config, error) {
 	fs.IntVar(&c.ListenPort, "listen-port", c.ListenPort, "UDP port for WireGuard, STUN and probes")
 	fs.IntVar(&c.MTU, "mtu", c.MTU, "MTU of the WireGuard interface (0: underlay MTU - 80)")
 	meshCIDRs := fs.String("mesh-cidrs", strings.Join(c.MeshCIDRs, ","), "comma-separated pools for mesh IPs, at most one per family")
+	clusterCIDRs := fs.String("cluster-cidrs", strings.Join(c.ClusterCIDRs, ","), "comma-separated pools for node pod CIDRs when Node.spec.podCIDRs is unset")
+	fs.IntVar(&c.PodCIDRSizeIPv4, "pod-cidr-size-ipv4", c.PodCIDRSizeIPv4, "prefix length of IPv4 pod CIDR blocks claimed from --cluster-cidrs")
+	fs.IntVar(&c.PodCIDRSizeIPv6, "pod-cidr-size-ipv6", c.PodCIDRSizeIPv6, "prefix length of IPv6 pod CIDR blocks claimed from --cluster-cidrs")
+	fs.DurationVar(&c.IPAMReleaseGrace.Duration, "ipam-release-grace", c.IPAMReleaseGrace.Duration, "how long a pod's address outlives its pod in the API without a CNI DEL")
+	fs.BoolVar(&c.Masquerade, "masquerade", c.Masquerade, "masquerade pod traffic leaving the cluster")
 	endpoints := fs.String("endpoints", "", "comma-separated extra IP:port endpoint candidates (e.g. a port-forward)")
 	fs.DurationVar(&c.HeartbeatInterval.Duration, "heartbeat-interval", c.HeartbeatInterval.Duration, "how often the node Lease is renewed")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -46,10 +51,11 @@ func Parse(args []string) (Config, error) {
 		}
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		override(&fromFile, c, set, *meshCIDRs, *endpoints)
+		override(&fromFile, c, set, *meshCIDRs, *clusterCIDRs, *endpoints)
 		c = fromFile
 	} else {
 		c.MeshCIDRs = splitList(*meshCIDRs)
+		c.ClusterCIDRs = splitList(*clusterCIDRs)
 		c.Endpoints = splitList(*endpoints)
 	}
 
@@ -65,7 +71,7 @@ func Parse(args []string) (Config, error) {
 }
 
 // override copies the flags named in set from flags into dst.
-func override(dst *Config, flags Config, set map[string]bool, meshCIDRs, endpoints string) {
+func override(dst *Config, flags Config, set map[string]bool, meshCIDRs, clusterCIDRs, endpoints string) {
 	for name := range set {
 		switch name {
 		case "node-name":
@@ -86,6 +92,16 @@ func override(dst *Config, flags Config, set map[string]bool, meshCIDRs, endpoin
 			dst.MTU = flags.MTU
 		case "mesh-cidrs":
 			dst.MeshCIDRs = splitList(meshCIDRs)
+		case "cluster-cidrs":
+			dst.ClusterCIDRs = splitList(clusterCIDRs)
+		case "pod-cidr-size-ipv4":
+			dst.PodCIDRSizeIPv4 = flags.PodCIDRSizeIPv4
+		case "pod-cidr-size-ipv6":
+			dst.PodCIDRSizeIPv6 = flags.PodCIDRSizeIPv6
+		case "ipam-release-grace":
+			dst.IPAMReleaseGrace = flags.IPAMReleaseGrace
+		case "masquerade":
+			dst.Masquerade = flags.Masquerade
 		case "endpoints":
 			dst.Endpoints = splitList(endpoints)
 		case "heartbeat-interval":

@@ -13,20 +13,29 @@ import (
 // instead of spinning.
 const maxClaimAttempts = 4096
 
-// Candidates lists host addresses of pool to try, in an order that starts at
-// a point derived from seed (the node name). Starting nodes at different
-// offsets makes collisions rare, but uniqueness never depends on that: every
-// candidate is claimed by an atomic create.
+// Candidates lists the prefixes of length bits inside pool to try, in an
+// order that starts at a point derived from seed (the node name): single
+// addresses for mesh IPs (bits = 32 or 128), blocks for pod CIDRs. Starting
+// nodes at different offsets makes collisions rare, but uniqueness never
+// depends on that: every candidate is claimed by an atomic create.
 //
-// For IPv4 the network and broadcast addresses are skipped; for IPv6 the
-// all-zero host (the subnet-router anycast address).
-func Candidates(pool netip.Prefix, seed string, limit int) []netip.Addr {
+// For single addresses the zero host is skipped (IPv4 network address, IPv6
+// subnet-router anycast) and, for IPv4, the broadcast address.
+func Candidates(pool netip.Prefix, bits int, seed string, limit int) []netip.Prefix {
 	pool = pool.Masked()
-	hostBits := pool.Addr().BitLen() - pool.Bits()
-	size := new(big.Int).Lsh(big.NewInt(1), uint(hostBits))
-	usable := new(big.Int).Sub(size, big.NewInt(1)) // minus the zero host
-	if pool.Addr().Is4() && hostBits >= 2 {
-		usable.Sub(usable, big.NewInt(1)) // minus broadcast
+	addrBits := pool.Addr().BitLen()
+	if bits < pool.Bits() || bits > addrBits {
+		return nil
+	}
+	count := new(big.Int).Lsh(big.NewInt(1), uint(bits-pool.Bits()))
+	first := big.NewInt(0)
+	usable := new(big.Int).Set(count)
+	if bits == addrBits {
+		first.SetInt64(1)
+		usable.Sub(usable, big.NewInt(1))
+		if pool.Addr().Is4() && count.Cmp(big.NewInt(4)) >= 0 {
+			usable.Sub(usable, big.NewInt(1))
+		}
 	}
 	if usable.Sign() <= 0 {
 		return nil
@@ -40,14 +49,15 @@ func Candidates(pool netip.Prefix, seed string, limit int) []netip.Addr {
 		n = int(usable.Int64())
 	}
 	base := new(big.Int).SetBytes(pool.Addr().AsSlice())
-	out := make([]netip.Addr, 0, n)
-	off := new(big.Int)
+	out := make([]netip.Prefix, 0, n)
+	idx := new(big.Int)
 	for i := 0; i < n; i++ {
-		off.Add(start, big.NewInt(int64(i)))
-		off.Mod(off, usable)
-		off.Add(off, big.NewInt(1)) // host numbers start at 1
-		a := addrFromInt(new(big.Int).Add(base, off), pool.Addr().Is4())
-		out = append(out, a)
+		idx.Add(start, big.NewInt(int64(i)))
+		idx.Mod(idx, usable)
+		idx.Add(idx, first)
+		v := new(big.Int).Lsh(idx, uint(addrBits-bits))
+		a := addrFromInt(v.Add(v, base), pool.Addr().Is4())
+		out = append(out, netip.PrefixFrom(a, bits))
 	}
 	return out
 }

@@ -16,30 +16,30 @@ import (
 // NodeLabel marks objects that belong to a node, for cheap listing by node.
 const NodeLabel = "wirelace.io/node"
 
-// ClaimAddress returns this node's address in pool, claiming a free one if
-// the node holds none yet. A restarted node gets the address it held before.
-func ClaimAddress(ctx context.Context, c Clients, node *corev1.Node, pool netip.Prefix, purpose v1alpha1.ClaimPurpose, log *slog.Logger) (netip.Addr, error) {
+// Claim returns this node's prefix of length bits in pool (a single address
+// for a mesh IP, a block for pod CIDRs), claiming a free one if the node
+// holds none yet. A restarted node gets what it held before.
+func Claim(ctx context.Context, c Clients, node *corev1.Node, pool netip.Prefix, bits int, purpose v1alpha1.ClaimPurpose, log *slog.Logger) (netip.Prefix, error) {
 	held, err := heldClaims(ctx, c, node.Name, purpose)
 	if err != nil {
-		return netip.Addr{}, err
+		return netip.Prefix{}, err
 	}
 	for _, p := range held {
-		if pool.Contains(p.Addr()) && p.IsSingleIP() {
-			return p.Addr(), nil
+		if pool.Contains(p.Addr()) && p.Bits() == bits {
+			return p, nil
 		}
 	}
-	for _, a := range Candidates(pool, node.Name, maxClaimAttempts) {
-		p := netip.PrefixFrom(a, a.BitLen())
+	for _, p := range Candidates(pool, bits, node.Name, maxClaimAttempts) {
 		ok, err := claim(ctx, c, node, p, purpose)
 		if err != nil {
-			return netip.Addr{}, err
+			return netip.Prefix{}, err
 		}
 		if ok {
-			log.Info("claimed address", "prefix", p, "purpose", purpose)
-			return a, nil
+			log.Info("claimed prefix", "prefix", p, "purpose", purpose)
+			return p, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("no free address in %s after %d attempts: the pool is full, use a larger one", pool, maxClaimAttempts)
+	return netip.Prefix{}, fmt.Errorf("no free /%d in %s after %d attempts: the pool is full, use a larger one", bits, pool, maxClaimAttempts)
 }
 
 // heldClaims lists the prefixes node already holds for purpose.

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
@@ -25,26 +27,39 @@ const resyncPeriod = 10 * time.Minute
 type Watcher struct {
 	meshNodes cache.SharedIndexInformer
 	nodes     cache.SharedIndexInformer
+	pods      cache.SharedIndexInformer
 	dyn       dynamicinformer.DynamicSharedInformerFactory
 	core      informers.SharedInformerFactory
+	podsOnly  informers.SharedInformerFactory
 }
 
-// NewWatcher sets up the informers; changed is called (from informer
-// goroutines, so it must not block) on every add, update or delete.
-func NewWatcher(c Clients, changed func()) (*Watcher, error) {
+// NewWatcher sets up the informers. meshChanged is called on every change of
+// a MeshNode or Node, podsChanged on every change of a pod scheduled to
+// nodeName (the only pods this node watches). Both are called from informer
+// goroutines, so they must not block.
+func NewWatcher(c Clients, nodeName string, meshChanged, podsChanged func()) (*Watcher, error) {
 	w := &Watcher{
 		dyn:  dynamicinformer.NewDynamicSharedInformerFactory(c.Dynamic, resyncPeriod),
 		core: informers.NewSharedInformerFactory(c.Core, resyncPeriod),
+		podsOnly: informers.NewSharedInformerFactoryWithOptions(c.Core, resyncPeriod,
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
+			})),
 	}
 	w.meshNodes = w.dyn.ForResource(v1alpha1.MeshNodeResource).Informer()
 	w.nodes = w.core.Core().V1().Nodes().Informer()
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { changed() },
-		UpdateFunc: func(any, any) { changed() },
-		DeleteFunc: func(any) { changed() },
-	}
-	for _, inf := range []cache.SharedIndexInformer{w.meshNodes, w.nodes} {
-		if _, err := inf.AddEventHandler(h); err != nil {
+	w.pods = w.podsOnly.Core().V1().Pods().Informer()
+	for _, x := range []struct {
+		inf cache.SharedIndexInformer
+		f   func()
+	}{{w.meshNodes, meshChanged}, {w.nodes, meshChanged}, {w.pods, podsChanged}} {
+		f := x.f
+		h := cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { f() },
+			UpdateFunc: func(any, any) { f() },
+			DeleteFunc: func(any) { f() },
+		}
+		if _, err := x.inf.AddEventHandler(h); err != nil {
 			return nil, fmt.Errorf("add event handler: %w", err)
 		}
 	}
@@ -56,7 +71,8 @@ func NewWatcher(c Clients, changed func()) (*Watcher, error) {
 func (w *Watcher) Start(ctx context.Context, log *slog.Logger) error {
 	w.dyn.Start(ctx.Done())
 	w.core.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), w.meshNodes.HasSynced, w.nodes.HasSynced) {
+	w.podsOnly.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), w.meshNodes.HasSynced, w.nodes.HasSynced, w.pods.HasSynced) {
 		return fmt.Errorf("informer caches did not sync: %w", ctx.Err())
 	}
 	log.Debug("informer caches synced")
@@ -67,6 +83,18 @@ func (w *Watcher) Start(ctx context.Context, log *slog.Logger) error {
 func (w *Watcher) Shutdown() {
 	w.dyn.Shutdown()
 	w.core.Shutdown()
+	w.podsOnly.Shutdown()
+}
+
+// Pods returns the cached pods scheduled to this node.
+func (w *Watcher) Pods() []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, obj := range w.pods.GetStore().List() {
+		if p, ok := obj.(*corev1.Pod); ok {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // MeshNodes returns every cached MeshNode; objects that do not decode are

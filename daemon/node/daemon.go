@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -25,6 +26,8 @@ import (
 	"github.com/wirelace/wirelace/daemon/device"
 	"github.com/wirelace/wirelace/daemon/keys"
 	"github.com/wirelace/wirelace/daemon/kube"
+	"github.com/wirelace/wirelace/daemon/masq"
+	"github.com/wirelace/wirelace/ipam"
 )
 
 // Timing of the daemon's loops.
@@ -57,7 +60,14 @@ type Daemon struct {
 	mtu     int
 	meshIPs []netip.Addr
 
-	kick chan struct{}
+	// Pod networking.
+	ipam     *ipam.Store
+	podCIDRs []netip.Prefix
+	stale    *staleTracker
+	masq     masq.Masq
+
+	kick    chan struct{}
+	podKick chan struct{}
 
 	mu     sync.Mutex
 	ready  bool
@@ -75,6 +85,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		cfg:       cfg,
 		log:       log,
 		kick:      make(chan struct{}, 1),
+		podKick:   make(chan struct{}, 1),
+		stale:     newStaleTracker(cfg.IPAMReleaseGrace.Duration),
 		reason:    "starting",
 		peerNames: map[string]string{},
 	}
@@ -87,6 +99,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	if err := checkPortFree(cfg.ListenPort); err != nil {
 		return err
+	}
+	// The IPAM store opens before the API serves, so pod address calls never
+	// see it missing; until the pod CIDRs are known they are answered with
+	// "not ready" (the plugins' "try again later").
+	if d.ipam, err = ipam.Open(filepath.Join(cfg.StateDir, "ipam.db")); err != nil {
+		return err
+	}
+	defer d.ipam.Close()
+	for _, r := range d.ipam.Repairs() {
+		log.Warn("repaired the IPAM index", "detail", r)
 	}
 
 	// The local API comes up first so that plugins and operators get a
@@ -118,11 +140,22 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	d.setNotReady("claiming mesh IPs")
 	var meshIPs []netip.Addr
 	for _, pool := range pools {
-		a, err := kube.ClaimAddress(ctx, d.clients, d.node, pool, v1alpha1.PurposeMeshIP, log)
+		p, err := kube.Claim(ctx, d.clients, d.node, pool, pool.Addr().BitLen(), v1alpha1.PurposeMeshIP, log)
 		if err != nil {
 			return fmt.Errorf("claim mesh IP in %s: %w", pool, err)
 		}
-		meshIPs = append(meshIPs, a)
+		meshIPs = append(meshIPs, p.Addr())
+	}
+
+	d.setNotReady("setting up pod networking")
+	if d.podCIDRs, err = d.findPodCIDRs(ctx, d.node); err != nil {
+		return err
+	}
+	if err := d.ipam.SetRanges(d.podCIDRs); err != nil {
+		return fmt.Errorf("set pod CIDRs %v: %w", d.podCIDRs, err)
+	}
+	if err := enableForwarding(); err != nil {
+		return err
 	}
 
 	d.setNotReady("opening the WireGuard device")
@@ -148,7 +181,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// so pods and peers keep their configuration across a restart.
 	defer d.dev.Close()
 
-	d.watcher, err = kube.NewWatcher(d.clients, d.trigger)
+	d.watcher, err = kube.NewWatcher(d.clients, cfg.NodeName, d.trigger, func() { kickChan(d.podKick) })
 	if err != nil {
 		return err
 	}
@@ -161,8 +194,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	go d.heartbeat(ctx)
+	go d.ipamLoop(ctx)
 
-	log.Info("wirelaced started", "node", cfg.NodeName, "mesh_ips", d.meshIPs,
+	log.Info("wirelaced started", "node", cfg.NodeName, "mesh_ips", d.meshIPs, "pod_cidrs", d.podCIDRs,
 		"public_key", d.keys.WireGuard.PublicKey().String(), "listen_port", cfg.ListenPort, "mtu", d.mtu)
 	d.loop(ctx)
 	log.Info("wirelaced stopping")
@@ -211,9 +245,13 @@ func waitForNode(ctx context.Context, c kube.Clients, name string, log *slog.Log
 
 // trigger asks the loop for a reconcile. Many triggers while one reconcile
 // runs collapse into one more.
-func (d *Daemon) trigger() {
+func (d *Daemon) trigger() { kickChan(d.kick) }
+
+// kickChan signals a buffered channel of one without blocking: a signal
+// already pending covers this one too.
+func kickChan(c chan struct{}) {
 	select {
-	case d.kick <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }

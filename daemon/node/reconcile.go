@@ -9,6 +9,7 @@ import (
 
 	"github.com/wirelace/wirelace/api/v1alpha1"
 	"github.com/wirelace/wirelace/daemon/kube"
+	"github.com/wirelace/wirelace/daemon/masq"
 	"github.com/wirelace/wirelace/daemon/mesh"
 	"github.com/wirelace/wirelace/daemon/routes"
 )
@@ -55,6 +56,11 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 
 	if err := d.applyPeers(top); err != nil {
 		return err
+	}
+	if d.cfg.Masquerade {
+		if err := d.masq.Apply(d.masqRules(nodes)); err != nil {
+			return err
+		}
 	}
 	if err := routes.EnsureAddrs(d.dev.Index(), d.meshIPs); err != nil {
 		return err
@@ -132,6 +138,7 @@ func (d *Daemon) spec() (v1alpha1.MeshNodeSpec, error) {
 	for _, a := range d.meshIPs {
 		spec.MeshIPs = append(spec.MeshIPs, a.String())
 	}
+	spec.PodCIDRs = prefixStrings(d.podCIDRs)
 	configured, err := d.cfg.ConfiguredEndpoints()
 	if err != nil {
 		return spec, err
@@ -169,4 +176,18 @@ func (d *Daemon) peerName(key string) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.peerNames[key]
+}
+
+// masqRules says which pod traffic leaves the cluster: anything from this
+// node's pods to an address that is not a pod or mesh address of any node.
+func (d *Daemon) masqRules(peers []mesh.Node) masq.Rules {
+	r := masq.Rules{Local: d.podCIDRs}
+	r.Cluster = append(r.Cluster, d.podCIDRs...)
+	if pools, err := d.cfg.MeshPools(); err == nil {
+		r.Cluster = append(r.Cluster, pools...)
+	}
+	for _, p := range peers {
+		r.Cluster = append(r.Cluster, p.AllowedIPs...)
+	}
+	return r
 }

@@ -14,10 +14,16 @@ import (
 	"syscall"
 
 	"github.com/wirelace/wirelace/daemon/config"
+	"github.com/wirelace/wirelace/daemon/device"
+	"github.com/wirelace/wirelace/daemon/masq"
 	"github.com/wirelace/wirelace/daemon/node"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "cleanup" {
+		cleanup(os.Args[2:])
+		return
+	}
 	cfg, err := config.Parse(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -37,4 +43,27 @@ func main() {
 		fmt.Fprintf(os.Stderr, "wirelaced: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// cleanup removes what wirelaced leaves on a node on purpose (the persistent
+// WireGuard link with its routes, the masquerading table), for uninstall.
+// Keys and the IPAM database stay in the state dir; remove it by hand to
+// forget the node's identity.
+func cleanup(args []string) {
+	fs := flag.NewFlagSet("wirelaced cleanup", flag.ExitOnError)
+	iface := fs.String("interface", config.Defaults().Interface, "WireGuard interface to delete")
+	fs.Parse(args)
+	failed := false
+	if err := device.Delete(*iface); err != nil {
+		fmt.Fprintf(os.Stderr, "wirelaced cleanup: %v\n", err)
+		failed = true
+	}
+	if err := masq.Delete(); err != nil {
+		fmt.Fprintf(os.Stderr, "wirelaced cleanup: %v\n", err)
+		failed = true
+	}
+	if failed {
+		os.Exit(1)
+	}
+	fmt.Printf("removed %s and the nftables table inet %s\n", *iface, masq.TableName)
 }

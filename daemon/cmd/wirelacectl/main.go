@@ -1,0 +1,122 @@
+// Command wirelacectl shows what this node's wirelaced is doing: its
+// readiness, mesh addresses and peers (status), and pod address allocations
+// (ipam). It talks to the daemon's local socket; -o json is for scripts.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wirelace/wirelace/netconf"
+)
+
+func main() {
+	fs := flag.NewFlagSet("wirelacectl", flag.ExitOnError)
+	socket := fs.String("socket", netconf.DefaultSocket, "wirelaced's local API socket")
+	output := fs.String("o", "table", "output format: table or json")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: wirelacectl [flags] status|ipam\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.Parse(os.Args[1:])
+	// Allow flags after the command too (wirelacectl status -o json).
+	cmd := fs.Arg(0)
+	if fs.NArg() > 1 {
+		fs.Parse(fs.Args()[1:])
+	}
+	if *output != "table" && *output != "json" {
+		fail(fmt.Errorf("-o %q: want table or json", *output))
+	}
+	c := netconf.NewClient(*socket)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	switch cmd {
+	case "status":
+		s, err := c.Status(ctx)
+		if err != nil {
+			fail(err)
+		}
+		if *output == "json" {
+			printJSON(s)
+			return
+		}
+		printStatus(os.Stdout, s)
+		if !s.Ready {
+			os.Exit(3)
+		}
+	case "ipam":
+		l, err := c.Allocations(ctx)
+		if err != nil {
+			fail(err)
+		}
+		if *output == "json" {
+			printJSON(l)
+			return
+		}
+		printAllocations(os.Stdout, l)
+	default:
+		fs.Usage()
+		os.Exit(2)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintf(os.Stderr, "wirelacectl: %v\n", err)
+	os.Exit(1)
+}
+
+func printJSON(v any) {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func printStatus(w io.Writer, s netconf.Status) {
+	ready := "ready"
+	if !s.Ready {
+		ready = "NOT READY: " + s.Reason
+	}
+	fmt.Fprintf(w, "node:       %s (%s)\n", s.Node, ready)
+	fmt.Fprintf(w, "interface:  %s  mtu %d  port %d\n", s.Interface, s.MTU, s.ListenPort)
+	fmt.Fprintf(w, "public key: %s\n", s.PublicKey)
+	fmt.Fprintf(w, "mesh IPs:   %s\n", strings.Join(s.MeshIPs, ", "))
+	fmt.Fprintf(w, "endpoints:  %s\n\n", strings.Join(s.Endpoints, ", "))
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tENDPOINT\tHANDSHAKE\tRX\tTX\tALLOWED IPS")
+	for _, p := range s.Peers {
+		hs := "never"
+		if p.LastHandshake != nil {
+			hs = time.Since(*p.LastHandshake).Round(time.Second).String() + " ago"
+		}
+		name := p.Node
+		if name == "" {
+			name = p.PublicKey[:8] + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", name, p.Endpoint, hs, p.RxBytes, p.TxBytes, strings.Join(p.AllowedIPs, ","))
+	}
+	tw.Flush()
+}
+
+func printAllocations(w io.Writer, l netconf.ListResponse) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POD\tCONTAINER\tIF\tIPS\tCREATED")
+	for _, a := range l.Allocations {
+		pod := a.PodNamespace + "/" + a.PodName
+		if a.PodName == "" {
+			pod = "-"
+		}
+		id := a.ContainerID
+		if len(id) > 12 {
+			id = id[:12]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", pod, id, a.IfName, strings.Join(a.IPs, ","), a.Created)
+	}
+	tw.Flush()
+}

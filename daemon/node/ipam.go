@@ -1,0 +1,136 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/wirelace/wirelace/daemon/api"
+	"github.com/wirelace/wirelace/ipam"
+	"github.com/wirelace/wirelace/netconf"
+)
+
+// The local API's pod-address calls (api.Backend). The daemon owns every
+// allocation in its bbolt store; the plugins only ask.
+
+// Allocate implements api.Backend.
+func (d *Daemon) Allocate(_ context.Context, r netconf.AllocateRequest) (netconf.AllocateResponse, error) {
+	a, err := d.ipam.Allocate(ipam.Key(r.AttachmentKey), ipam.OwnerOf(r))
+	if err != nil {
+		return netconf.AllocateResponse{}, ipamError(err)
+	}
+	d.log.Info("allocated pod addresses", "container", short(r.ContainerID), "if", r.IfName,
+		"pod", r.PodNamespace+"/"+r.PodName, "ips", a.IPs)
+	return netconf.AllocateResponse{IPs: a.AllocatedIPs(), MTU: d.podMTU()}, nil
+}
+
+// Release implements api.Backend.
+func (d *Daemon) Release(_ context.Context, key netconf.AttachmentKey) error {
+	released, err := d.ipam.Release(ipam.Key(key))
+	if released {
+		d.log.Info("released pod addresses", "container", short(key.ContainerID), "if", key.IfName)
+	}
+	return ipamError(err)
+}
+
+// GC implements api.Backend.
+func (d *Daemon) GC(_ context.Context, valid []netconf.AttachmentKey) (netconf.GCResponse, error) {
+	keys := make([]ipam.Key, 0, len(valid))
+	for _, k := range valid {
+		keys = append(keys, ipam.Key(k))
+	}
+	released, err := d.ipam.GC(keys)
+	resp := netconf.GCResponse{Released: []netconf.AttachmentKey{}}
+	for _, a := range released {
+		resp.Released = append(resp.Released, netconf.AttachmentKey(a.Key))
+	}
+	if len(released) > 0 {
+		d.log.Info("garbage-collected pod addresses", "released", len(released))
+	}
+	return resp, ipamError(err)
+}
+
+// Allocations implements api.Backend.
+func (d *Daemon) Allocations() (netconf.ListResponse, error) {
+	list, err := d.ipam.List()
+	if err != nil {
+		return netconf.ListResponse{}, err
+	}
+	resp := netconf.ListResponse{Allocations: make([]netconf.Allocation, 0, len(list))}
+	for _, a := range list {
+		resp.Allocations = append(resp.Allocations, a.Netconf())
+	}
+	return resp, nil
+}
+
+// ipamError tells the local API which IPAM errors are the caller's
+// (invalid) and which mean "try again later" (no pod CIDRs yet).
+func ipamError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ipam.ErrNoRanges):
+		return fmt.Errorf("%w: this node has no pod CIDRs yet: %v", api.ErrNotReady, err)
+	case errors.Is(err, ipam.ErrInvalidKey):
+		return fmt.Errorf("%w: %v", api.ErrInvalid, err)
+	}
+	return err
+}
+
+// releaseStale frees the addresses of pods that left the API without a CNI
+// DEL, once the grace period has passed.
+func (d *Daemon) releaseStale() error {
+	list, err := d.ipam.List()
+	if err != nil {
+		return err
+	}
+	for _, k := range d.stale.Stale(list, d.watcher.Pods(), time.Now()) {
+		if _, err := d.ipam.Release(k); err != nil {
+			return err
+		}
+		d.log.Info("released the addresses of a pod that is gone", "container", short(k.ContainerID), "if", k.IfName)
+	}
+	return nil
+}
+
+// ipamLoop runs releaseStale on pod changes and often enough to honour the
+// grace period.
+func (d *Daemon) ipamLoop(ctx context.Context) {
+	tick := time.NewTicker(max(d.cfg.IPAMReleaseGrace.Duration/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.podKick:
+		case <-tick.C:
+		}
+		if err := d.releaseStale(); err != nil {
+			d.log.Warn("releasing stale pod addresses failed", "err", err)
+		}
+	}
+}
+
+func (d *Daemon) podMTU() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.mtu
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// prefixStrings formats prefixes for the MeshNode.
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	return out
+}
