@@ -19,7 +19,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./daemon/cmd/... ./e2e/cmd/...
+	$(GO) build -o $(BIN)/ ./daemon/cmd/... ./plugins/wirelace ./plugins/wirelace-ipam ./e2e/cmd/...
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(dir $@)

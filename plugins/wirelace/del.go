@@ -1,0 +1,31 @@
+package main
+
+import (
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/plugins/pkg/ipam"
+
+	"github.com/wirelace/wirelace/netconf"
+	"github.com/wirelace/wirelace/plugins/internal/cnierr"
+	"github.com/wirelace/wirelace/plugins/internal/podnet"
+)
+
+// cmdDel detaches a pod: the veth first, then the addresses. In that order
+// an address is never free while a host route still points it at the old
+// pod. What is already gone (netns, veth, allocation) is success; a daemon
+// that does not answer is code 11, so the runtime retries and the address
+// does not leak.
+func cmdDel(args *skel.CmdArgs) error {
+	conf, err := netconf.LoadPluginConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	// The veth is found by name in the host netns: CNI_NETNS is not needed,
+	// and may be gone already.
+	if err := podnet.Teardown(args.ContainerID, args.IfName); err != nil {
+		return cnierr.Wrap(err, "detach container %s", args.ContainerID)
+	}
+	if err := ipam.ExecDel(conf.IPAM.Type, args.StdinData); err != nil {
+		return cnierr.Wrap(err, "IPAM plugin %s", conf.IPAM.Type)
+	}
+	return nil
+}
