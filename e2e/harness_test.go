@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wirelace/wirelace/e2e/lab"
+	"github.com/wirelace/wirelace/netconf"
 )
 
 // repoRoot is the repository root, found from this file's location.
@@ -90,3 +91,5 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 type progress struct{}
 
 func (progress) Write(p []byte) (int, error) { return os.Stderr.Write(p) }
+
+func netconfClient(n *lab.Node) *netconf.Client { return netconf.NewClient(n.Socket) }

@@ -55,7 +55,19 @@ type Lab struct {
 	mu      sync.Mutex
 	nodes   []*Node
 	nextIP  int
+	sites   int
 	closers []func() error
+}
+
+// nextInternetIP hands out the next address on the internet bridge. Callers
+// hold l.mu.
+func (l *Lab) nextInternetIP() netip.Addr {
+	ip := internetPrefix.Addr()
+	for i := 0; i < l.nextIP; i++ {
+		ip = ip.Next()
+	}
+	l.nextIP++
+	return ip
 }
 
 // New builds a lab: sweeps dead runs' leftovers, creates the internet
@@ -183,4 +195,22 @@ func (l *Lab) Nodes() []*Node {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]*Node(nil), l.nodes...)
+}
+
+// plugInternet connects namespace ns to the internet bridge through a veth
+// named ifname on its side, with the next internet address and a default
+// route. The veth is created with each end directly in its namespace, so no
+// lab link ever exists in the host namespace.
+func (l *Lab) plugInternet(ctx context.Context, ns, ifname string) (netip.Addr, error) {
+	l.mu.Lock()
+	ip := l.nextInternetIP()
+	l.mu.Unlock()
+	return ip, runAll(ctx,
+		[]string{"ip", "link", "add", ns, "netns", l.internet, "type", "veth", "peer", "name", ifname, "netns", ns},
+		[]string{"ip", "-n", l.internet, "link", "set", ns, "master", "br0", "up"},
+		[]string{"ip", "-n", ns, "link", "set", "lo", "up"},
+		[]string{"ip", "-n", ns, "addr", "add", netip.PrefixFrom(ip, internetPrefix.Bits()).String(), "dev", ifname},
+		[]string{"ip", "-n", ns, "link", "set", ifname, "up"},
+		[]string{"ip", "-n", ns, "route", "add", "default", "via", internetGW.String()},
+	)
 }

@@ -25,7 +25,10 @@ import (
 type Node struct {
 	Name  string
 	NetNS string
-	IP    netip.Addr
+	// IP is the node's address: public on the internet bridge, or private on
+	// its Site's LAN.
+	IP   netip.Addr
+	Site *Site
 	// Dir holds the node's state dir, kubeconfig, socket and daemon log.
 	Dir        string
 	StateDir   string
@@ -39,24 +42,43 @@ type Node struct {
 	proc *proc.Process
 }
 
+// NodeOption changes how a lab node is made.
+type NodeOption func(*nodeOptions)
+
+type nodeOptions struct {
+	obj  *corev1.Node
+	site *Site
+}
+
+// WithPodCIDRs sets Node.spec.podCIDRs, as a cluster that allocates node
+// CIDRs (kube-controller-manager, EKS) would.
+func WithPodCIDRs(cidrs ...string) NodeOption {
+	return func(o *nodeOptions) {
+		o.obj.Spec.PodCIDRs = cidrs
+		o.obj.Spec.PodCIDR = cidrs[0]
+	}
+}
+
+// InSite puts the node on a site's LAN, behind its NAT router, instead of
+// directly on the internet (a node with a public address).
+func InSite(s *Site) NodeOption {
+	return func(o *nodeOptions) { o.site = s }
+}
+
 // AddNode creates a node namespace wired to the internet bridge, registers
 // its Node object (as a kubelet would) and writes a kubeconfig holding a
 // ServiceAccount token bound to that Node.
-func (l *Lab) AddNode(ctx context.Context, name string) (*Node, error) {
-	l.mu.Lock()
-	ip := internetPrefix.Addr()
-	for i := 0; i < l.nextIP; i++ {
-		ip = ip.Next()
+func (l *Lab) AddNode(ctx context.Context, name string, opts ...NodeOption) (*Node, error) {
+	o := nodeOptions{obj: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	l.nextIP++
-	l.mu.Unlock()
-
 	n := &Node{
 		Name:  name,
 		NetNS: l.Prefix + "-" + name,
-		IP:    ip,
 		Dir:   filepath.Join(l.Dir, "nodes", name),
 		lab:   l,
+		Site:  o.site,
 	}
 	n.StateDir = filepath.Join(n.Dir, "state")
 	n.Socket = filepath.Join(n.Dir, "wirelaced.sock")
@@ -68,6 +90,9 @@ func (l *Lab) AddNode(ctx context.Context, name string) (*Node, error) {
 	if err := os.MkdirAll(n.StateDir, 0o700); err != nil {
 		return nil, err
 	}
+	if err := n.writeConfList(); err != nil {
+		return nil, err
+	}
 	if _, err := run(ctx, "ip", "netns", "add", n.NetNS); err != nil {
 		return nil, err
 	}
@@ -75,23 +100,16 @@ func (l *Lab) AddNode(ctx context.Context, name string) (*Node, error) {
 	l.nodes = append(l.nodes, n)
 	l.mu.Unlock()
 
-	// The veth is created with each end directly in its namespace, so no
-	// lab link ever exists in the host namespace.
-	err := runAll(ctx,
-		[]string{"ip", "link", "add", n.NetNS, "netns", l.internet, "type", "veth", "peer", "name", "eth0", "netns", n.NetNS},
-		[]string{"ip", "-n", l.internet, "link", "set", n.NetNS, "master", "br0", "up"},
-		[]string{"ip", "-n", n.NetNS, "link", "set", "lo", "up"},
-		[]string{"ip", "-n", n.NetNS, "addr", "add", netip.PrefixFrom(ip, internetPrefix.Bits()).String(), "dev", "eth0"},
-		[]string{"ip", "-n", n.NetNS, "link", "set", "eth0", "up"},
-		[]string{"ip", "-n", n.NetNS, "route", "add", "default", "via", internetGW.String()},
-	)
+	var err error
+	if o.site != nil {
+		n.IP, err = o.site.attach(ctx, n.NetNS)
+	} else {
+		n.IP, err = l.plugInternet(ctx, n.NetNS, "eth0")
+	}
 	if err != nil {
 		return nil, err
 	}
-
-	node, err := l.Core.CoreV1().Nodes().Create(ctx, &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-	}, metav1.CreateOptions{})
+	node, err := l.Core.CoreV1().Nodes().Create(ctx, o.obj, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("register Node %s: %w", name, err)
 	}
