@@ -1,0 +1,233 @@
+// Package client is wirelaced's side of a relay: one Client keeps one
+// authenticated session to one wirelace-relay, reconnecting with back-off
+// whenever it drops, and moves WireGuard datagrams through it.
+//
+// The datagram path is built for the data plane: Send copies the packet into
+// a pooled buffer and queues it without blocking (a full queue is an error
+// the caller treats as a drop, as UDP would), and one writer goroutine drains
+// the queue, flushing once per burst. Received packets are handed to a
+// callback straight from the read buffer, without a copy.
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirelace/wirelace/relay/internal/packet"
+	"github.com/wirelace/wirelace/relay/protocol"
+)
+
+// DefaultQueueDepth is the default length of the send queue, in packets.
+const DefaultQueueDepth = 512
+
+// Timeouts and reconnect back-off.
+const (
+	dialTimeout      = 10 * time.Second
+	handshakeTimeout = 10 * time.Second // TLS and relay handshake together
+	writeTimeout     = 10 * time.Second
+	// minReconnectDelay is the first retry after a lost session: short,
+	// because packets to relay-only peers are being dropped meanwhile.
+	minReconnectDelay = 250 * time.Millisecond
+	// maxReconnectDelay is low because a relay that comes back must carry
+	// its relay-only pairs again within seconds; a failed attempt is one
+	// TCP SYN, cheap even from a thousand nodes (the jitter spreads them).
+	maxReconnectDelay = 3 * time.Second
+	// stableAfter: a session that lasted this long resets the back-off.
+	// Resetting on every successful handshake instead would let two
+	// daemons that share a key (each replacing the other's session) spin.
+	stableAfter = 30 * time.Second
+	// reconnectJitter spreads reconnects of many nodes after a relay
+	// restart, as a fraction of the delay either way.
+	reconnectJitter = 0.25
+	// defaultIdleTimeout is assumed when the relay announces none.
+	defaultIdleTimeout = 30 * time.Second
+	// keepAliveDivisor: send a KeepAlive after IdleTimeout/keepAliveDivisor
+	// without other traffic, so two can be lost before the relay gives up.
+	keepAliveDivisor = 3
+	// deadlineRefresh is how stale a socket deadline may get before it is
+	// moved; moving it for every frame would cost a timer update each.
+	deadlineRefresh = time.Second
+	readBufSize     = 64 << 10
+	writeBufSize    = 64 << 10
+)
+
+// Errors from Send. Each means the packet was dropped.
+var (
+	ErrNotConnected = errors.New("relay not connected")
+	ErrQueueFull    = errors.New("relay send queue full")
+	ErrPacketSize   = errors.New("packet size out of range")
+)
+
+// RefusedError is the relay's refusal of this node, with its reason: not a
+// mesh member (yet), wrong control key, and so on.
+type RefusedError struct {
+	Addr   string
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("relay %s refused this node: %s", e.Addr, e.Reason)
+}
+
+// ClosedError is the relay ending an established session, with its reason.
+type ClosedError struct {
+	Addr   string
+	Reason string
+}
+
+func (e *ClosedError) Error() string {
+	return fmt.Sprintf("relay %s closed the session: %s", e.Addr, e.Reason)
+}
+
+// State is the connection state of a Client.
+type State struct {
+	Connected bool
+	// Err says why the last attempt or session failed; nil when Connected.
+	Err error
+}
+
+// Config configures a Client.
+type Config struct {
+	// Addr is the relay's host:port.
+	Addr string
+	// TLS, when set, wraps the connection in TLS with this configuration
+	// (RootCAs for a private CA); ServerName defaults to Addr's host.
+	TLS *tls.Config
+	// PublicKey is this node's WireGuard public key, the key its session is
+	// bound to. The relay never needs the WireGuard private key.
+	PublicKey wgtypes.Key
+	// ControlKey is this node's control private key, whose public half is
+	// in its MeshNode.
+	ControlKey wgtypes.Key
+	// Receive is called for every packet from the relay, from the Client's
+	// read goroutine, with the peer's WireGuard key. pkt is valid only
+	// until Receive returns; Receive must copy what it keeps and must not
+	// block for long, or it holds up all relayed traffic. Required.
+	Receive func(src wgtypes.Key, pkt []byte)
+	// PeerGone, if set, is called when the relay says a destination is not
+	// connected to it.
+	PeerGone func(peer wgtypes.Key)
+	// OnState, if set, is called from Run's goroutine when a session is
+	// established, when it ends, and when an attempt fails.
+	OnState func(State)
+	// Logger receives the client's logs; nil discards them.
+	Logger *slog.Logger
+	// QueueDepth is the send queue length; 0 means DefaultQueueDepth.
+	QueueDepth int
+}
+
+// Client is one node's connection to one relay.
+type Client struct {
+	cfg     Config
+	log     *slog.Logger
+	pool    packet.Pool
+	session atomic.Pointer[session] // nil while disconnected
+	running atomic.Bool
+}
+
+// New checks cfg and returns a Client; Run connects it.
+func New(cfg Config) (*Client, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("relay client needs an address")
+	}
+	if cfg.Receive == nil {
+		return nil, errors.New("relay client needs a Receive function")
+	}
+	if cfg.PublicKey == (wgtypes.Key{}) || cfg.ControlKey == (wgtypes.Key{}) {
+		return nil, errors.New("relay client needs the node's WireGuard public key and control private key")
+	}
+	if cfg.QueueDepth < 0 {
+		return nil, errors.New("relay client queue depth must not be negative")
+	}
+	if cfg.QueueDepth == 0 {
+		cfg.QueueDepth = DefaultQueueDepth
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Client{
+		cfg: cfg,
+		log: cfg.Logger.With("relay", cfg.Addr, "node", cfg.PublicKey.String()[:8]),
+	}, nil
+}
+
+// Addr is the relay's address.
+func (c *Client) Addr() string { return c.cfg.Addr }
+
+// Connected reports whether a session is established now.
+func (c *Client) Connected() bool { return c.session.Load() != nil }
+
+// Send queues a WireGuard datagram for the peer with WireGuard key dst. It
+// never blocks; an error means the packet was dropped.
+func (c *Client) Send(dst wgtypes.Key, pkt []byte) error {
+	if len(pkt) == 0 || len(pkt) > protocol.MaxPacketLen {
+		return fmt.Errorf("%w: %d bytes", ErrPacketSize, len(pkt))
+	}
+	s := c.session.Load()
+	if s == nil {
+		return ErrNotConnected
+	}
+	p := c.pool.Get(len(pkt))
+	copy(p.Data, pkt)
+	p.Key = dst
+	select {
+	case s.out <- p:
+		return nil
+	default:
+		c.pool.Put(p)
+		return ErrQueueFull
+	}
+}
+
+// Run connects to the relay and keeps reconnecting, with back-off, until ctx
+// ends; then it closes the session and returns nil. Run may be called once.
+func (c *Client) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("relay client is already running")
+	}
+	var delay time.Duration
+	for {
+		lasted, err := c.connect(ctx)
+		if ctx.Err() != nil {
+			c.log.Debug("relay client stopped")
+			return nil
+		}
+		if lasted >= stableAfter {
+			delay = 0
+		}
+		delay = min(max(2*delay, minReconnectDelay), maxReconnectDelay)
+		wait := jitter(delay)
+		c.notify(State{Err: err})
+		if lasted > 0 {
+			c.log.Warn("relay session ended; reconnecting", "err", err, "after", lasted.Round(time.Millisecond), "retry_in", wait.Round(time.Millisecond))
+		} else {
+			c.log.Warn("relay connection failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) notify(s State) {
+	if c.cfg.OnState != nil {
+		c.cfg.OnState(s)
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	f := 1 + reconnectJitter*(2*rand.Float64()-1)
+	return time.Duration(float64(d) * f)
+}
