@@ -1,0 +1,937 @@
+// Package path is the per-peer path state machine: it decides whether
+// WireGuard packets for a peer go directly to one of its UDP endpoints, through
+// the relay, or (while a direct path is in doubt) both, and which probes to
+// send to find, confirm and keep a direct path.
+//
+// The package is pure: no sockets, no goroutines, no clocks. The daemon passes
+// the time into every call, sends the pings and CallMeMaybes that Tick asks
+// for (sealed with daemon/probe), reports what it receives (OnPong, OnPing,
+// OnCallMeMaybe, OnDirectRecv, OnDirectSend) and routes WireGuard packets as
+// Send says. A Peer is not safe for concurrent use; the daemon serialises calls.
+//
+// The ideas are those of Tailscale's magicsock: connectivity first (the relay
+// carries traffic from the first moment), the direct path is trusted for a
+// while after each pong and re-probed before that trust runs out, and when it
+// stops confirming, packets go on both paths until it confirms again or the
+// daemon gives up on it and retries later with backoff.
+//
+// States of a peer (derived from timestamps, so Send is exact at any instant,
+// not only at ticks):
+//
+//	relay      no direct address. Attempts (AttemptRounds rounds of pings to
+//	           every eligible candidate, ProbeInterval apart, plus one
+//	           CallMeMaybe through the relay so the peer probes us at the same
+//	           moment) alternate with waits that double from RetryMin up to
+//	           RetryMax. A pong, or authenticated WireGuard traffic arriving
+//	           directly, moves to direct. Send: relay only.
+//	direct     a confirmed address: a pong or direct traffic within the last
+//	           TrustDirect. The address is pinged again RefreshBefore before its
+//	           trust runs out (the heartbeat), and sooner (SuspectAfter) when we
+//	           send to it and hear nothing back. Send: direct only.
+//	degraded   trust ran out, or a liveness ping went unanswered for
+//	           LivenessWait: a new attempt starts (with CallMeMaybe) and the
+//	           address is pinged every HeartbeatRetry. Send: direct and relay
+//	           (so failover loses almost nothing). A pong or direct traffic
+//	           moves back to direct; FallbackAfter without one moves to relay.
+//	relay after a loss: as relay, and the address that last worked is also
+//	           pinged every ProbeInterval for ForgetAfter, so a path that comes
+//	           back is used again within about ProbeInterval (failback), whatever
+//	           the backoff of full attempts.
+package path
+
+import (
+	"crypto/rand"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Timing. The values are tuned for the targets in DESIGN.md (failover gap
+// under 1 s while traffic flows, failback under 5 s, no flapping, no duplicate
+// sends once confirmed) and for a probe cost that stays negligible with
+// hundreds of peers.
+const (
+	// ProbeInterval is how often unconfirmed candidates are pinged while
+	// looking for a direct path (the rounds of an attempt), and how often the
+	// last good address is pinged after a loss. Two seconds gives a NAT hole
+	// several chances within an attempt without flooding closed ones.
+	ProbeInterval = 2 * time.Second
+	// AttemptRounds is how many rounds of pings one attempt sends before it
+	// gives up (an attempt lasts AttemptRounds*ProbeInterval). More than one
+	// because the first packets of a simultaneous open are often dropped by
+	// the NAT that has not seen our outbound packet yet.
+	AttemptRounds = 3
+	// TrustDirect is how long a pong (or authenticated WireGuard traffic
+	// arriving directly) keeps the direct path confirmed. Long enough to ride
+	// out a lost heartbeat or two; loss while traffic flows is caught sooner
+	// by SuspectAfter.
+	TrustDirect = 5 * time.Second
+	// RefreshBefore: the active direct address is pinged again this long
+	// before its trust expires (a heartbeat about every TrustDirect -
+	// RefreshBefore = 3.5 s), so a healthy path is reconfirmed before it is
+	// ever doubted; the window leaves room for HeartbeatRetry retries.
+	RefreshBefore = 1500 * time.Millisecond
+	// HeartbeatRetry is how soon an unanswered heartbeat is repeated, and how
+	// often the direct address is pinged while degraded.
+	HeartbeatRetry = 500 * time.Millisecond
+	// SuspectAfter: when we have sent to the direct address (OnDirectSend)
+	// and nothing has confirmed it for this long, ping it at once instead of
+	// waiting for the heartbeat. Interactive traffic answers much faster than
+	// this, so it only fires when the path (or the peer) went quiet.
+	SuspectAfter = 400 * time.Millisecond
+	// LivenessWait is the least time a liveness ping (see SuspectAfter) is
+	// given to be answered (at least twice the measured RTT) before packets
+	// also go through the relay. SuspectAfter + LivenessWait bounds the
+	// failover gap of a busy path, well under a second.
+	LivenessWait = 200 * time.Millisecond
+	// FallbackAfter is how long the path may stay unconfirmed after trust
+	// expired (sending on both paths meanwhile) before the relay alone is
+	// used: duplicates are cheap for a few seconds, not for ever.
+	FallbackAfter = 3 * time.Second
+	// RetryMin is the wait between direct-path attempts after one fails; it
+	// doubles after each failure ...
+	RetryMin = 1 * time.Second
+	// ... up to RetryMax, so peers that can never be reached directly cost
+	// a few pings a minute.
+	RetryMax = 30 * time.Second
+	// PingTimeout is how long a ping's TxID is remembered; a pong after that
+	// is stale and ignored (its RTT would be meaningless anyway).
+	PingTimeout = 5 * time.Second
+	// PingSpacing: one address is never pinged more often than this, however
+	// many CallMeMaybes or pings from the peer ask for it.
+	PingSpacing = 100 * time.Millisecond
+	// UpgradeInterval: while direct, every other eligible candidate is pinged
+	// this often, in case a better path (lower RTT, same site) has appeared.
+	UpgradeInterval = 1 * time.Minute
+	// ForgetAfter: the last good address is pinged for this long after a
+	// loss, and addresses learnt at run time (from pings, CallMeMaybe or
+	// traffic) are forgotten after this long without being seen.
+	ForgetAfter = 2 * time.Minute
+)
+
+// Hysteresis for choosing among several confirmed addresses: a confirmed
+// active address is replaced only by one that is clearly faster, that is
+// faster by both switchRatio and switchMinGain.
+const (
+	switchRatio   = 0.7
+	switchMinGain = time.Millisecond
+)
+
+// Bounds on memory per peer.
+const (
+	// MaxCandidates bounds the published candidates taken from MeshNode.
+	MaxCandidates = 16
+	// MaxLearned bounds the addresses learnt at run time.
+	MaxLearned = 8
+	// maxOutstanding bounds the pings awaiting a pong.
+	maxOutstanding = 64
+)
+
+// NATType is a node's NAT behaviour, the same strings as MeshNode
+// spec.natType (daemon/nat.Type).
+type NATType string
+
+// The NAT types.
+const (
+	NATOpen               NATType = "open"
+	NATCone               NATType = "cone"
+	NATConeRestricted     NATType = "cone-restricted"
+	NATConePortRestricted NATType = "cone-port-restricted"
+	NATSymmetric          NATType = "symmetric"
+	NATUDPBlocked         NATType = "udp-blocked"
+	NATUnknown            NATType = "unknown"
+)
+
+// Candidate kinds. The first three are what MeshNode publishes; "observed"
+// is an address learnt from the network (a pong's observed address, or an
+// address the peer's packets came from).
+const (
+	KindHost       = "host"
+	KindSTUN       = "stun"
+	KindConfigured = "configured"
+	KindObserved   = "observed"
+)
+
+// Candidate is one UDP endpoint at which a peer may be reachable.
+type Candidate struct {
+	Addr netip.AddrPort
+	Kind string // host|stun|configured|observed
+	// SameLAN marks a host candidate on one of this node's own subnets (the
+	// peer shares our site): it is tried whatever the NAT types say, and
+	// preferred. See MarkSameLAN.
+	SameLAN bool
+}
+
+// MarkSameLAN sets SameLAN on the host candidates whose address lies in one of
+// this node's own subnets, and returns c.
+func MarkSameLAN(c []Candidate, own []netip.Prefix) []Candidate {
+	for i := range c {
+		if c[i].Kind != KindHost {
+			continue
+		}
+		a := c[i].Addr.Addr().Unmap()
+		for _, p := range own {
+			if p.Contains(a) {
+				c[i].SameLAN = true
+				break
+			}
+		}
+	}
+	return c
+}
+
+// Ping is a ping the daemon must send.
+type Ping struct {
+	To   netip.AddrPort
+	TxID [12]byte
+}
+
+// Actions is what Tick asks the daemon to do.
+type Actions struct {
+	// Pings to send now, directly from the WireGuard socket.
+	Pings []Ping
+	// CallMeMaybe: send this node's candidates to the peer through the relay
+	// now (at most once per attempt).
+	CallMeMaybe bool
+	// Next is when Tick must be called again at the latest (always after the
+	// time passed to Tick). Calling it earlier is harmless, and the daemon
+	// should also call it soon after any On* method so that what they queue
+	// goes out.
+	Next time.Time
+}
+
+// Path names, as in Status.Path.
+const (
+	PathDirect  = "direct"
+	PathRelay   = "relay"
+	PathBoth    = "direct+relay"
+	confirmPong = "pong"
+	confirmData = "traffic"
+)
+
+type cand struct {
+	addr      netip.AddrPort
+	kind      string
+	sameLAN   bool
+	published bool // in the peer's MeshNode
+	learned   bool // seen at run time
+	lastSeen  time.Time
+
+	lastPing   time.Time
+	lastPong   time.Time // zero: no RTT measured
+	rtt        time.Duration
+	trustUntil time.Time
+}
+
+type outstanding struct {
+	to   netip.AddrPort
+	sent time.Time
+}
+
+// Peer is the path state of one remote node.
+type Peer struct {
+	name string
+
+	cands         []*cand
+	local, remote NATType
+	prune         string // why NAT traversal is not attempted, "" if it is
+
+	// The direct path.
+	active      netip.AddrPort // invalid: none
+	lastConfirm time.Time      // last pong from / traffic from active
+	confirmedBy string         // confirmPong or confirmData
+	sentSince   bool           // OnDirectSend since lastConfirm
+	liveness    time.Time      // deadline of the unanswered liveness ping; zero: none
+	lastUpgrade time.Time
+
+	// Attempts while not direct.
+	attempting   bool
+	attemptStart time.Time
+	nextRound    time.Time
+	rounds       int
+	cmmDue       bool
+	nextAttempt  time.Time
+	backoff      time.Duration
+	failed       int // attempts failed in a row
+	lastTried    int // candidates pinged by the last attempt
+
+	// After a loss.
+	lastGood netip.AddrPort
+	lostAt   time.Time
+
+	immediate []netip.AddrPort
+	pings     map[[12]byte]outstanding
+
+	lastPong time.Time
+	lastRTT  time.Duration
+
+	// Change accounting.
+	lastPath string
+	lastAddr netip.AddrPort
+	changes  int
+}
+
+// NewPeer returns the state of a newly known peer: relay at once, direct
+// attempts as soon as it has candidates.
+func NewPeer(name string, now time.Time) *Peer {
+	return &Peer{
+		name:        name,
+		backoff:     RetryMin,
+		nextAttempt: now,
+		pings:       map[[12]byte]outstanding{},
+		lastPath:    PathRelay,
+		lastUpgrade: now,
+	}
+}
+
+// Name is the name given to NewPeer.
+func (p *Peer) Name() string { return p.name }
+
+func unmap(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+func usable(a netip.AddrPort) bool {
+	return a.IsValid() && a.Port() != 0 && !a.Addr().IsUnspecified() && !a.Addr().IsMulticast()
+}
+
+func (p *Peer) find(a netip.AddrPort) *cand {
+	for _, c := range p.cands {
+		if c.addr == a {
+			return c
+		}
+	}
+	return nil
+}
+
+// learn records an address seen at run time and returns its candidate.
+func (p *Peer) learn(a netip.AddrPort, now time.Time) *cand {
+	c := p.find(a)
+	if c == nil {
+		p.evictLearned()
+		c = &cand{addr: a, kind: KindObserved}
+		p.cands = append(p.cands, c)
+	}
+	c.learned = true
+	c.lastSeen = now
+	return c
+}
+
+// evictLearned makes room for one more learnt address.
+func (p *Peer) evictLearned() {
+	n := 0
+	var oldest *cand
+	for _, c := range p.cands {
+		if !c.learned || c.published {
+			continue
+		}
+		n++
+		if c.addr == p.active || c.addr == p.lastGood {
+			continue
+		}
+		if oldest == nil || c.lastSeen.Before(oldest.lastSeen) {
+			oldest = c
+		}
+	}
+	if n >= MaxLearned && oldest != nil {
+		p.remove(oldest)
+	}
+}
+
+func (p *Peer) remove(c *cand) {
+	p.cands = slices.DeleteFunc(p.cands, func(x *cand) bool { return x == c })
+	p.immediate = slices.DeleteFunc(p.immediate, func(a netip.AddrPort) bool { return a == c.addr })
+}
+
+// SetCandidates sets the peer's published candidates and both sides' NAT
+// types. The NAT types only prune and order attempts:
+//   - either side udp-blocked, or both symmetric: no NAT traversal at all
+//     (Status says why); only configured candidates, same-LAN host
+//     candidates and the candidates of a peer with no NAT ("open") are tried;
+//   - our side symmetric, theirs cone: we initiate to their mapped (stun)
+//     candidates, and our CallMeMaybe has them answer;
+//   - our side cone, theirs symmetric: we still probe (our packets open our
+//     mapping for theirs) but expect the relay;
+//   - anything else, unknown included: every candidate is tried.
+//
+// Host candidates are tried unless pruned, since two nodes behind one NAT
+// reach each other only that way; SameLAN ones always.
+//
+// Calling it again with the same candidates and types changes nothing. When
+// they change and the peer is not direct, a new attempt starts at once with
+// the backoff reset; when it is direct, the new candidates are probed in case
+// they are better.
+func (p *Peer) SetCandidates(c []Candidate, local, remote NATType, now time.Time) {
+	before := p.eligibleAddrs()
+	beforePrune := p.prune
+
+	p.local, p.remote = local, remote
+	p.prune = pruneReason(local, remote)
+
+	var keep []*cand
+	seen := map[netip.AddrPort]bool{}
+	for _, x := range c {
+		a := unmap(x.Addr)
+		if !usable(a) || seen[a] || len(seen) >= MaxCandidates {
+			continue
+		}
+		seen[a] = true
+		old := p.find(a)
+		if old == nil {
+			old = &cand{addr: a}
+		}
+		old.kind = x.Kind
+		old.sameLAN = x.SameLAN && x.Kind == KindHost
+		old.published = true
+		keep = append(keep, old)
+	}
+	for _, old := range p.cands {
+		if seen[old.addr] {
+			continue
+		}
+		old.published = false
+		if old.addr == p.active || old.addr == p.lastGood {
+			// Proven addresses stay whatever the MeshNode says now.
+			old.learned = true
+			if old.lastSeen.IsZero() {
+				old.lastSeen = now
+			}
+		}
+		if old.learned {
+			old.kind = KindObserved
+			keep = append(keep, old)
+		}
+	}
+	p.cands = keep
+	p.immediate = slices.DeleteFunc(p.immediate, func(a netip.AddrPort) bool { return p.find(a) == nil })
+
+	if slices.Equal(before, p.eligibleAddrs()) && beforePrune == p.prune {
+		return
+	}
+	if p.state(now) == stateDirect {
+		p.lastUpgrade = time.Time{} // probe the new set at the next tick
+		return
+	}
+	p.backoff = RetryMin
+	p.failed = 0
+	p.nextAttempt = now
+	if p.attempting {
+		p.startAttempt(now, true)
+	}
+}
+
+func pruneReason(local, remote NATType) string {
+	lb, rb := local == NATUDPBlocked, remote == NATUDPBlocked
+	switch {
+	case lb && rb:
+		return "both sides have UDP blocked"
+	case lb:
+		return "UDP blocked on this node"
+	case rb:
+		return "UDP blocked at peer"
+	case local == NATSymmetric && remote == NATSymmetric:
+		return "both sides symmetric NAT"
+	}
+	return ""
+}
+
+// eligible reports whether attempts ping c.
+func (p *Peer) eligible(c *cand) bool {
+	switch {
+	case !c.published:
+		return c.learned // seen at run time: worth a try whatever the NAT types
+	case c.kind == KindConfigured, c.sameLAN, p.remote == NATOpen:
+		return true
+	case p.prune != "":
+		return false
+	}
+	return true
+}
+
+func (p *Peer) eligibleAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, c := range p.cands {
+		if p.eligible(c) {
+			out = append(out, c.addr)
+		}
+	}
+	return out
+}
+
+// rank orders candidate kinds when RTTs do not clearly decide: a host address
+// (no NAT in the way, same site) before an operator's configured address
+// before NAT-mapped ones.
+func rank(c *cand) int {
+	switch {
+	case c.sameLAN:
+		return 0
+	case c.kind == KindHost:
+		return 1
+	case c.kind == KindConfigured:
+		return 2
+	}
+	return 3
+}
+
+func clearlyFaster(a, b time.Duration) bool {
+	return float64(a) < switchRatio*float64(b) && b-a >= switchMinGain
+}
+
+// better reports whether confirmed candidate n should replace the confirmed
+// active candidate cur. Hysteresis: only a clearly faster address, or one of
+// a better kind that is not clearly slower, wins; an active address whose RTT
+// is unknown (confirmed by traffic) is kept.
+func better(n, cur *cand) bool {
+	if n.lastPong.IsZero() || cur.lastPong.IsZero() {
+		return false
+	}
+	if clearlyFaster(n.rtt, cur.rtt) {
+		return true
+	}
+	return rank(n) < rank(cur) && !clearlyFaster(cur.rtt, n.rtt)
+}
+
+type state int
+
+const (
+	stateRelay state = iota
+	stateDirect
+	stateDegraded
+	stateLost // relay only; Tick has not cleaned up yet
+)
+
+// doubtFrom is when the active path stopped being confirmed: trust expiry,
+// or an unanswered liveness ping if that came first.
+func (p *Peer) doubtFrom(c *cand) time.Time {
+	t := c.trustUntil
+	if !p.liveness.IsZero() && p.liveness.Before(t) {
+		t = p.liveness
+	}
+	return t
+}
+
+func (p *Peer) state(now time.Time) state {
+	if !p.active.IsValid() {
+		return stateRelay
+	}
+	c := p.find(p.active)
+	if c == nil {
+		return stateRelay
+	}
+	d := p.doubtFrom(c)
+	switch {
+	case now.Before(d):
+		return stateDirect
+	case now.Before(d.Add(FallbackAfter)):
+		return stateDegraded
+	}
+	return stateLost
+}
+
+// Send says where WireGuard packets for this peer go at this instant:
+// confirmed direct → the direct address only (no duplicates once confirmed);
+// doubted (trust expired or a liveness ping unanswered) but within
+// FallbackAfter → both; otherwise → the relay only. The relay is usable from
+// the first moment. Send does not change the Peer.
+func (p *Peer) Send(now time.Time) (direct netip.AddrPort, viaRelay bool) {
+	switch p.state(now) {
+	case stateDirect:
+		return p.active, false
+	case stateDegraded:
+		return p.active, true
+	}
+	return netip.AddrPort{}, true
+}
+
+func (p *Peer) pathName(now time.Time) (string, netip.AddrPort) {
+	d, r := p.Send(now)
+	switch {
+	case d.IsValid() && r:
+		return PathBoth, d
+	case d.IsValid():
+		return PathDirect, d
+	}
+	return PathRelay, netip.AddrPort{}
+}
+
+// observe counts changes of path or direct address.
+func (p *Peer) observe(now time.Time) {
+	path, addr := p.pathName(now)
+	if path != p.lastPath || addr != p.lastAddr {
+		p.changes++
+		p.lastPath, p.lastAddr = path, addr
+	}
+}
+
+// confirm records that a was proven to work at now.
+func (p *Peer) confirm(a netip.AddrPort, how string, now time.Time) {
+	c := p.find(a)
+	if c == nil {
+		c = p.learn(a, now)
+	}
+	c.lastSeen = now
+	if t := now.Add(TrustDirect); t.After(c.trustUntil) {
+		c.trustUntil = t
+	}
+	switch {
+	case a == p.active:
+	case p.state(now) != stateDirect:
+		p.adopt(a)
+	case how == confirmData:
+		// Authenticated traffic from a new source while another address is
+		// confirmed: the peer's NAT rebound (or it moved). WireGuard follows
+		// the source; so do we.
+		if !now.Before(p.lastConfirm) {
+			p.adopt(a)
+		}
+	default:
+		if cur := p.find(p.active); cur == nil || better(c, cur) {
+			p.adopt(a)
+		}
+	}
+	if a == p.active && now.After(p.lastConfirm) {
+		p.lastConfirm = now
+		p.confirmedBy = how
+		p.sentSince = false
+		p.liveness = time.Time{}
+	}
+	if p.state(now) == stateDirect {
+		p.attempting = false
+		p.cmmDue = false
+		p.backoff = RetryMin
+		p.failed = 0
+		p.lastGood = netip.AddrPort{}
+		p.lostAt = time.Time{}
+	}
+	p.observe(now)
+}
+
+func (p *Peer) adopt(a netip.AddrPort) {
+	p.active = a
+	p.liveness = time.Time{}
+	p.sentSince = false
+	p.lastConfirm = time.Time{}
+}
+
+// OnPong records a pong that arrived directly from `from`. Only a pong that
+// answers a ping we sent to that very address, within PingTimeout, counts;
+// anything else (unknown or stale TxID, wrong source) is ignored. A pong
+// confirms the address and measures its RTT.
+func (p *Peer) OnPong(from netip.AddrPort, txid [12]byte, now time.Time) {
+	from = unmap(from)
+	o, ok := p.pings[txid]
+	if !ok || o.to != from {
+		return
+	}
+	delete(p.pings, txid)
+	if now.Sub(o.sent) > PingTimeout || now.Before(o.sent) {
+		return
+	}
+	c := p.find(from)
+	if c == nil {
+		c = p.learn(from, now)
+	}
+	rtt := now.Sub(o.sent)
+	c.rtt, c.lastPong = rtt, now
+	p.lastRTT, p.lastPong = rtt, now
+	p.confirm(from, confirmPong, now)
+}
+
+// OnDirectRecv records that authenticated WireGuard traffic from this peer
+// arrived directly from `from` at `at` (the daemon may report the latest such
+// packet once per tick rather than every packet). It confirms that address;
+// if it is a new source, it becomes the direct address (NAT rebinding).
+func (p *Peer) OnDirectRecv(from netip.AddrPort, at time.Time) {
+	from = unmap(from)
+	if !usable(from) {
+		return
+	}
+	p.learn(from, at)
+	p.confirm(from, confirmData, at)
+}
+
+// OnDirectSend records that a WireGuard packet was sent to the direct
+// address at `at` (the daemon may report the latest once per tick). It arms
+// fast loss detection: if nothing confirms the path within SuspectAfter of
+// the last confirmation, Tick pings it, and if that goes unanswered for
+// LivenessWait packets go on both paths, long before TrustDirect runs out.
+// Without these reports only TrustDirect detects a loss.
+//
+// It returns true when this report armed that detection (the first send
+// since the last confirmation): Tick must then run by the Next it returns,
+// within a fraction of SuspectAfter (a daemon that ticks every few hundred
+// milliseconds anyway can ignore the result).
+func (p *Peer) OnDirectSend(at time.Time) bool {
+	if p.sentSince || !p.active.IsValid() || !at.After(p.lastConfirm) {
+		return false
+	}
+	p.sentSince = true
+	return true
+}
+
+// OnPing records that the peer pinged us directly from `from` (the daemon
+// answers with a pong itself). The address proves the peer can reach us from
+// there, perhaps through a new NAT mapping, so it is remembered and pinged
+// back at the next Tick unless it is already the confirmed direct address.
+func (p *Peer) OnPing(from netip.AddrPort, now time.Time) {
+	from = unmap(from)
+	if !usable(from) {
+		return
+	}
+	p.learn(from, now)
+	if from == p.active && p.state(now) == stateDirect {
+		return
+	}
+	p.queue(from)
+}
+
+// OnCallMeMaybe records that the peer asked us, through the relay, to probe
+// these addresses now: they are remembered and pinged at the next Tick
+// (hole punching: the peer is pinging us at the same moment). The confirmed
+// direct address is not pinged again. At most MaxCandidates are taken.
+func (p *Peer) OnCallMeMaybe(addrs []netip.AddrPort, now time.Time) {
+	n := 0
+	for _, a := range addrs {
+		a = unmap(a)
+		if !usable(a) {
+			continue
+		}
+		if n++; n > MaxCandidates {
+			break
+		}
+		if c := p.find(a); c == nil || !c.published {
+			p.learn(a, now)
+		} else {
+			c.lastSeen = now
+		}
+		if a == p.active && p.state(now) == stateDirect {
+			continue
+		}
+		p.queue(a)
+	}
+}
+
+func (p *Peer) queue(a netip.AddrPort) {
+	if !slices.Contains(p.immediate, a) {
+		p.immediate = append(p.immediate, a)
+	}
+}
+
+// ping adds a ping to c unless one went out within PingSpacing, and returns
+// when the latest ping to c was sent.
+func (p *Peer) ping(acts *Actions, c *cand, now time.Time) time.Time {
+	if !c.lastPing.IsZero() && now.Sub(c.lastPing) < PingSpacing && !now.Before(c.lastPing) {
+		return c.lastPing
+	}
+	var tx [12]byte
+	rand.Read(tx[:]) // crypto/rand never fails
+	if len(p.pings) >= maxOutstanding {
+		var oldest [12]byte
+		var ot time.Time
+		for k, o := range p.pings {
+			if ot.IsZero() || o.sent.Before(ot) {
+				oldest, ot = k, o.sent
+			}
+		}
+		delete(p.pings, oldest)
+	}
+	p.pings[tx] = outstanding{to: c.addr, sent: now}
+	c.lastPing = now
+	acts.Pings = append(acts.Pings, Ping{To: c.addr, TxID: tx})
+	return now
+}
+
+func (p *Peer) startAttempt(now time.Time, callMeMaybe bool) {
+	p.attempting = true
+	p.attemptStart = now
+	p.nextRound = now
+	p.rounds = 0
+	p.cmmDue = callMeMaybe
+}
+
+// Tick advances the machine to now and returns what to do: pings to send, a
+// CallMeMaybe to send through the relay, and when to tick next.
+func (p *Peer) Tick(now time.Time) Actions {
+	var acts Actions
+	p.expire(now)
+
+	st := p.state(now)
+	if st != stateDirect {
+		// Another address may still be confirmed (from an upgrade round or
+		// an attempt): use the best of them rather than doubt.
+		var best *cand
+		for _, c := range p.cands {
+			if c.addr != p.active && now.Before(c.trustUntil) && (best == nil || better(c, best) || best.lastPong.IsZero()) {
+				best = c
+			}
+		}
+		if best != nil {
+			p.adopt(best.addr)
+			p.lastConfirm = now
+			p.confirmedBy = confirmPong
+			if best.lastPong.IsZero() {
+				p.confirmedBy = confirmData
+			}
+			st = p.state(now)
+			p.attempting = false
+		}
+	}
+
+	switch st {
+	case stateDirect:
+		c := p.find(p.active)
+		refresh := c.trustUntil.Add(-RefreshBefore)
+		if !now.Before(refresh) && (c.lastPing.Before(refresh) || now.Sub(c.lastPing) >= HeartbeatRetry) {
+			p.ping(&acts, c, now)
+		}
+		if p.sentSince && p.liveness.IsZero() && now.Sub(p.lastConfirm) >= SuspectAfter {
+			sent := p.ping(&acts, c, now)
+			p.liveness = sent.Add(max(LivenessWait, 2*c.rtt))
+			if !now.Before(p.liveness) {
+				p.liveness = now.Add(LivenessWait)
+			}
+		}
+		if now.Sub(p.lastUpgrade) >= UpgradeInterval {
+			// Every eligible address, the active one included so that its
+			// RTT is current to compare against (traffic alone confirms
+			// without measuring).
+			p.lastUpgrade = now
+			p.ping(&acts, c, now)
+			for _, o := range p.cands {
+				if o != c && p.eligible(o) {
+					p.ping(&acts, o, now)
+				}
+			}
+		}
+	case stateDegraded:
+		c := p.find(p.active)
+		if !p.attempting && len(p.eligibleAddrs()) > 0 {
+			p.startAttempt(now, true)
+		}
+		if now.Sub(c.lastPing) >= HeartbeatRetry {
+			p.ping(&acts, c, now)
+		}
+	case stateLost:
+		p.lastGood = p.active
+		p.lostAt = now
+		p.active = netip.AddrPort{}
+		p.liveness = time.Time{}
+		p.sentSince = false
+		p.lastConfirm = time.Time{}
+	}
+
+	if st != stateDirect {
+		elig := p.eligibleAddrs()
+		if !p.attempting && len(elig) > 0 && !now.Before(p.nextAttempt) {
+			p.startAttempt(now, true)
+		}
+		if p.attempting {
+			switch {
+			case p.rounds >= AttemptRounds && !now.Before(p.attemptStart.Add(AttemptRounds*ProbeInterval)):
+				p.attempting = false
+				p.cmmDue = false
+				p.failed++
+				p.nextAttempt = now.Add(p.backoff)
+				p.backoff = min(2*p.backoff, RetryMax)
+			case p.rounds < AttemptRounds && !now.Before(p.nextRound):
+				for _, c := range p.cands {
+					if p.eligible(c) {
+						p.ping(&acts, c, now)
+					}
+				}
+				p.lastTried = len(elig)
+				p.rounds++
+				p.nextRound = now.Add(ProbeInterval)
+			}
+			if p.cmmDue {
+				acts.CallMeMaybe = true
+				p.cmmDue = false
+			}
+		}
+		if !p.active.IsValid() && p.lastGood.IsValid() {
+			if c := p.find(p.lastGood); c != nil && now.Sub(c.lastPing) >= ProbeInterval {
+				p.ping(&acts, c, now)
+			}
+		}
+	}
+
+	for _, a := range p.immediate {
+		if c := p.find(a); c != nil {
+			p.ping(&acts, c, now)
+		}
+	}
+	p.immediate = p.immediate[:0]
+
+	acts.Next = p.next(now)
+	p.observe(now)
+	return acts
+}
+
+// expire forgets stale pings, the last good address and learnt addresses
+// after their time.
+func (p *Peer) expire(now time.Time) {
+	for k, o := range p.pings {
+		if now.Sub(o.sent) > PingTimeout {
+			delete(p.pings, k)
+		}
+	}
+	if p.lastGood.IsValid() && now.Sub(p.lostAt) >= ForgetAfter {
+		p.lastGood = netip.AddrPort{}
+		p.lostAt = time.Time{}
+	}
+	p.cands = slices.DeleteFunc(p.cands, func(c *cand) bool {
+		return c.learned && !c.published && c.addr != p.active && c.addr != p.lastGood &&
+			now.Sub(c.lastSeen) >= ForgetAfter && !now.Before(c.trustUntil)
+	})
+}
+
+// next is the earliest instant after now at which Tick has something to do.
+func (p *Peer) next(now time.Time) time.Time {
+	next := now.Add(RetryMax)
+	at := func(t time.Time) {
+		if t.After(now) && t.Before(next) {
+			next = t
+		}
+	}
+	st := p.state(now)
+	switch st {
+	case stateDirect:
+		c := p.find(p.active)
+		refresh := c.trustUntil.Add(-RefreshBefore)
+		if now.Before(refresh) {
+			at(refresh)
+		} else {
+			at(c.lastPing.Add(HeartbeatRetry))
+		}
+		at(p.doubtFrom(c))
+		if p.sentSince && p.liveness.IsZero() {
+			at(p.lastConfirm.Add(SuspectAfter))
+		}
+		at(p.lastUpgrade.Add(UpgradeInterval))
+		// Another confirmed address outliving this one takes over then.
+	case stateDegraded:
+		c := p.find(p.active)
+		at(p.doubtFrom(c).Add(FallbackAfter))
+		at(c.lastPing.Add(HeartbeatRetry))
+	}
+	if st != stateDirect {
+		if p.attempting {
+			if p.rounds < AttemptRounds {
+				at(p.nextRound)
+			}
+			at(p.attemptStart.Add(AttemptRounds * ProbeInterval))
+		} else if len(p.eligibleAddrs()) > 0 {
+			at(p.nextAttempt)
+		}
+		if !p.active.IsValid() && p.lastGood.IsValid() {
+			if c := p.find(p.lastGood); c != nil {
+				at(c.lastPing.Add(ProbeInterval))
+			}
+			at(p.lostAt.Add(ForgetAfter))
+		}
+	}
+	if !next.After(now) {
+		next = now.Add(PingSpacing)
+	}
+	return next
+}

@@ -1,0 +1,863 @@
+package path
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+var (
+	hostA = netip.MustParseAddrPort("10.0.0.2:51820")
+	stunA = netip.MustParseAddrPort("198.18.0.5:51820")
+	cfgA  = netip.MustParseAddrPort("203.0.113.7:51820")
+	newA  = netip.MustParseAddrPort("198.18.0.5:40001") // after a NAT rebind
+)
+
+// world is a fake network and clock around one Peer: it ticks the peer when
+// asked to, answers pings to addresses that are up after their RTT, and can
+// report outgoing traffic (OnDirectSend) at a fixed rate.
+type world struct {
+	t   *testing.T
+	p   *Peer
+	now time.Time
+
+	next     time.Time
+	up       map[netip.AddrPort]bool
+	rtt      map[netip.AddrPort]time.Duration
+	inflight []flight
+
+	pings []sent
+	cmms  []time.Time
+
+	sendEvery time.Duration // report direct sends this often (0: never)
+	lastSend  time.Time
+
+	// What Send said over time.
+	everBoth, everRelayAfterDirect bool
+	firstDirect                    time.Time
+}
+
+type flight struct {
+	at   time.Time
+	from netip.AddrPort
+	tx   [12]byte
+}
+
+type sent struct {
+	at time.Time
+	to netip.AddrPort
+}
+
+func newWorld(t *testing.T, cands []Candidate, local, remote NATType) *world {
+	t.Helper()
+	w := &world{t: t, now: t0, next: t0, up: map[netip.AddrPort]bool{}, rtt: map[netip.AddrPort]time.Duration{}}
+	w.p = NewPeer("peer", t0)
+	w.p.SetCandidates(cands, local, remote, t0)
+	return w
+}
+
+func (w *world) tick() Actions {
+	w.t.Helper()
+	a := w.p.Tick(w.now)
+	if !a.Next.After(w.now) {
+		w.t.Fatalf("%v: Next %v not after now", w.now.Sub(t0), a.Next.Sub(t0))
+	}
+	w.next = a.Next
+	for _, pg := range a.Pings {
+		w.pings = append(w.pings, sent{w.now, pg.To})
+		if w.up[pg.To] {
+			rtt := w.rtt[pg.To]
+			if rtt == 0 {
+				rtt = time.Millisecond
+			}
+			w.inflight = append(w.inflight, flight{w.now.Add(rtt), pg.To, pg.TxID})
+		}
+	}
+	if a.CallMeMaybe {
+		w.cmms = append(w.cmms, w.now)
+	}
+	return a
+}
+
+// run advances the clock by d, processing every event on the way.
+func (w *world) run(d time.Duration) {
+	w.t.Helper()
+	end := w.now.Add(d)
+	for {
+		t := w.next
+		for _, f := range w.inflight {
+			if f.at.Before(t) {
+				t = f.at
+			}
+		}
+		if w.sendEvery > 0 {
+			if ts := w.lastSend.Add(w.sendEvery); ts.Before(t) {
+				t = ts
+			}
+		}
+		if t.After(end) {
+			w.now = end
+			w.observe()
+			return
+		}
+		if t.Before(w.now) {
+			t = w.now
+		}
+		w.now = t
+		var keep []flight
+		for _, f := range w.inflight {
+			if !f.at.After(w.now) {
+				w.p.OnPong(f.from, f.tx, w.now)
+			} else {
+				keep = append(keep, f)
+			}
+		}
+		w.inflight = keep
+		if w.sendEvery > 0 && !w.lastSend.Add(w.sendEvery).After(w.now) {
+			w.lastSend = w.now
+			if d, _ := w.p.Send(w.now); d.IsValid() {
+				w.p.OnDirectSend(w.now)
+			}
+		}
+		if !w.next.After(w.now) {
+			w.tick()
+		}
+		w.observe()
+	}
+}
+
+func (w *world) observe() {
+	d, r := w.p.Send(w.now)
+	switch {
+	case d.IsValid() && r:
+		w.everBoth = true
+	case d.IsValid():
+		if w.firstDirect.IsZero() {
+			w.firstDirect = w.now
+		}
+	default:
+		if !w.firstDirect.IsZero() {
+			w.everRelayAfterDirect = true
+		}
+	}
+}
+
+// cut takes addr down, pongs in flight included.
+func (w *world) cut(addr netip.AddrPort) {
+	w.up[addr] = false
+	var keep []flight
+	for _, f := range w.inflight {
+		if f.from != addr {
+			keep = append(keep, f)
+		}
+	}
+	w.inflight = keep
+}
+
+func (w *world) path() string {
+	s, _ := w.p.pathName(w.now)
+	return s
+}
+
+func (w *world) pingsTo(a netip.AddrPort, since time.Time) int {
+	n := 0
+	for _, p := range w.pings {
+		if p.to == a && !p.at.Before(since) {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *world) wantPath(want string, addr netip.AddrPort) {
+	w.t.Helper()
+	d, r := w.p.Send(w.now)
+	got, _ := w.p.pathName(w.now)
+	if got != want || (want != PathRelay && d != addr) {
+		w.t.Fatalf("at %v: path %s %v (relay %v), want %s %v; %s", w.now.Sub(t0), got, d, r, want, addr, w.p.Status(w.now).Reason)
+	}
+}
+
+func TestNewPeerRelayAtOnce(t *testing.T) {
+	p := NewPeer("b", t0)
+	if d, r := p.Send(t0); d.IsValid() || !r {
+		t.Fatalf("new peer: direct %v relay %v, want relay only", d, r)
+	}
+	if st := p.Status(t0); st.Path != PathRelay || st.Reason != "relay: no direct candidates" || st.Changes != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	a := p.Tick(t0)
+	if len(a.Pings) != 0 || a.CallMeMaybe {
+		t.Fatalf("no candidates, yet %+v", a)
+	}
+
+	p.SetCandidates([]Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, NATConePortRestricted, NATConePortRestricted, t0)
+	if d, r := p.Send(t0); d.IsValid() || !r {
+		t.Fatal("not relay before any pong")
+	}
+	a = p.Tick(t0)
+	if len(a.Pings) != 2 || !a.CallMeMaybe {
+		t.Fatalf("first tick with candidates: %+v, want 2 pings and a CallMeMaybe", a)
+	}
+	if d, r := p.Send(t0); d.IsValid() || !r {
+		t.Fatal("not relay while probing")
+	}
+	if st := p.Status(t0); st.Reason != "relay: probing 2 candidates" {
+		t.Fatalf("reason %q", st.Reason)
+	}
+}
+
+func TestPongGoesDirect(t *testing.T) {
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATCone, NATConePortRestricted)
+	w.up[stunA] = true
+	w.rtt[stunA] = 400 * time.Microsecond
+	w.run(0)
+	if len(w.pings) != 1 || len(w.cmms) != 1 {
+		t.Fatalf("pings %v cmms %v", w.pings, w.cmms)
+	}
+	w.wantPath(PathRelay, netip.AddrPort{})
+	w.run(time.Millisecond)
+	w.wantPath(PathDirect, stunA)
+	d, r := w.p.Send(w.now)
+	if d != stunA || r {
+		t.Fatalf("Send %v %v, want direct only", d, r)
+	}
+	st := w.p.Status(w.now)
+	if st.Reason != "direct: pong from 198.18.0.5:51820 in 0.4ms" || st.RTT != 400*time.Microsecond || st.Changes != 1 || !st.LastPong.Equal(t0.Add(400*time.Microsecond)) {
+		t.Fatalf("status %+v", st)
+	}
+	if !st.NextAttempt.IsZero() {
+		t.Fatalf("NextAttempt %v while direct", st.NextAttempt)
+	}
+}
+
+// A pong from any address but the one pinged, with an unknown TxID, or too
+// late, does not count.
+func TestStalePongIgnored(t *testing.T) {
+	p := NewPeer("b", t0)
+	p.SetCandidates([]Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, NATCone, NATCone, t0)
+	a := p.Tick(t0)
+	var tx [12]byte
+	for _, pg := range a.Pings {
+		if pg.To == stunA {
+			tx = pg.TxID
+		}
+	}
+	p.OnPong(stunA, [12]byte{1, 2, 3}, t0.Add(time.Millisecond))
+	p.OnPong(hostA, tx, t0.Add(time.Millisecond)) // right txid, wrong source
+	p.OnPong(newA, tx, t0.Add(time.Millisecond))
+	if d, _ := p.Send(t0.Add(time.Millisecond)); d.IsValid() {
+		t.Fatal("a pong that answers no ping of ours made the path direct")
+	}
+	p.OnPong(stunA, tx, t0.Add(PingTimeout+time.Millisecond)) // too late
+	if d, _ := p.Send(t0.Add(PingTimeout + time.Millisecond)); d.IsValid() {
+		t.Fatal("a pong after PingTimeout counted")
+	}
+	// After expiry the TxID is gone: replaying it later does nothing either.
+	p.Tick(t0.Add(PingTimeout + 2*time.Millisecond))
+	p.OnPong(stunA, tx, t0.Add(PingTimeout+3*time.Millisecond))
+	if d, _ := p.Send(t0.Add(PingTimeout + 3*time.Millisecond)); d.IsValid() {
+		t.Fatal("replayed pong counted")
+	}
+
+	// A fresh answer counts once; a replay of it does not move anything.
+	now := t0.Add(10 * time.Second)
+	a = p.Tick(now)
+	for _, pg := range a.Pings {
+		if pg.To == stunA {
+			tx = pg.TxID
+		}
+	}
+	p.OnPong(stunA, tx, now.Add(time.Millisecond))
+	if d, _ := p.Send(now.Add(time.Millisecond)); d != stunA {
+		t.Fatal("valid pong ignored")
+	}
+	st := p.Status(now.Add(time.Millisecond))
+	p.OnPong(stunA, tx, now.Add(4*time.Second))
+	if st2 := p.Status(now.Add(4 * time.Second)); !st2.LastPong.Equal(st.LastPong) {
+		t.Fatal("replayed pong refreshed the path")
+	}
+}
+
+// Steady state: ten simulated minutes of a healthy path, with and without
+// traffic, must give exactly one change (relay → direct), never both paths
+// and never the relay again.
+func TestSteadyStateNoFlapping(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sendEvery time.Duration
+		rtt       time.Duration
+	}{
+		{"idle lan", 0, 300 * time.Microsecond},
+		{"idle wan", 0, 80 * time.Millisecond},
+		{"one-way traffic lan", 50 * time.Millisecond, 300 * time.Microsecond},
+		{"one-way traffic wan", 10 * time.Millisecond, 150 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATConePortRestricted, NATConePortRestricted)
+			w.up[stunA] = true
+			w.rtt[stunA] = tc.rtt
+			w.sendEvery = tc.sendEvery
+			w.run(10 * time.Minute)
+			st := w.p.Status(w.now)
+			if st.Changes != 1 || st.Path != PathDirect {
+				t.Fatalf("status %+v, want direct with 1 change", st)
+			}
+			if w.everBoth || w.everRelayAfterDirect {
+				t.Fatalf("both %v, relay after direct %v", w.everBoth, w.everRelayAfterDirect)
+			}
+			if len(w.cmms) != 1 {
+				t.Fatalf("%d CallMeMaybes, want 1", len(w.cmms))
+			}
+			// Probe cost: a heartbeat about every TrustDirect-RefreshBefore
+			// when idle; with traffic and no replies, a liveness ping about
+			// every SuspectAfter + RTT.
+			perMin := float64(len(w.pings)) / 10
+			limit := float64(time.Minute)/float64(TrustDirect-RefreshBefore) + 2
+			if tc.sendEvery > 0 {
+				limit = float64(time.Minute)/float64(SuspectAfter+tc.rtt) + 2
+			}
+			if perMin > limit {
+				t.Fatalf("%.1f pings a minute, want at most %.1f", perMin, limit)
+			}
+			t.Logf("%.1f pings/min", perMin)
+		})
+	}
+}
+
+// Loss of the direct path: direct only while trusted, then both paths for
+// FallbackAfter, then the relay alone.
+func TestLossFailover(t *testing.T) {
+	t.Run("idle: trust expiry", func(t *testing.T) {
+		w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATCone, NATCone)
+		w.up[stunA] = true
+		w.run(time.Minute)
+		w.wantPath(PathDirect, stunA)
+		w.cut(stunA)
+		lastPong := w.p.Status(w.now).LastPong
+		expire := lastPong.Add(TrustDirect)
+
+		w.run(expire.Add(-time.Millisecond).Sub(w.now))
+		w.wantPath(PathDirect, stunA)
+		w.run(2 * time.Millisecond)
+		w.wantPath(PathBoth, stunA)
+		if !strings.HasPrefix(w.p.Status(w.now).Reason, "direct+relay: 198.18.0.5:51820 unconfirmed for 5s") {
+			t.Fatalf("reason %q", w.p.Status(w.now).Reason)
+		}
+		// The degraded phase starts a new attempt with a CallMeMaybe, so the
+		// peer probes us too.
+		if n := len(w.cmms); n != 2 {
+			t.Fatalf("%d CallMeMaybes, want 2", n)
+		}
+		w.run(expire.Add(FallbackAfter - time.Millisecond).Sub(w.now))
+		w.wantPath(PathBoth, stunA)
+		if w.pingsTo(stunA, expire) < int(FallbackAfter/HeartbeatRetry)-1 {
+			t.Fatalf("only %d pings to the doubted address", w.pingsTo(stunA, expire))
+		}
+		w.run(2 * time.Millisecond)
+		w.wantPath(PathRelay, netip.AddrPort{})
+		if st := w.p.Status(w.now); !strings.HasPrefix(st.Reason, "relay: direct path via 198.18.0.5:51820 lost") {
+			t.Fatalf("reason %q", st.Reason)
+		}
+	})
+	t.Run("busy: liveness ping", func(t *testing.T) {
+		w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATCone, NATCone)
+		w.up[stunA] = true
+		w.sendEvery = 50 * time.Millisecond // a 20/s ping, as in the failover target
+		w.run(time.Minute)
+		w.wantPath(PathDirect, stunA)
+		cut := w.now
+		w.cut(stunA)
+		// The gap: packets sent direct only after the cut, before the relay
+		// also carries them.
+		for w.path() == PathDirect {
+			w.run(10 * time.Millisecond)
+		}
+		gap := w.now.Sub(cut)
+		if gap >= time.Second || gap > SuspectAfter+LivenessWait+100*time.Millisecond {
+			t.Fatalf("failover gap %v", gap)
+		}
+		t.Logf("failover gap %v", gap)
+		w.wantPath(PathBoth, stunA)
+		both := w.now
+		w.run(FallbackAfter - 20*time.Millisecond)
+		w.wantPath(PathBoth, stunA)
+		w.run(40 * time.Millisecond)
+		w.wantPath(PathRelay, netip.AddrPort{})
+		_ = both
+	})
+	t.Run("blip: one lost pong while busy", func(t *testing.T) {
+		w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATCone, NATCone)
+		w.up[stunA] = true
+		w.sendEvery = 50 * time.Millisecond
+		w.run(time.Minute)
+		w.cut(stunA)
+		for w.path() == PathDirect {
+			w.run(10 * time.Millisecond)
+		}
+		w.up[stunA] = true
+		w.run(HeartbeatRetry + 10*time.Millisecond)
+		w.wantPath(PathDirect, stunA)
+		if st := w.p.Status(w.now); st.Changes != 3 {
+			t.Fatalf("changes %d, want 3 (relay→direct→both→direct)", st.Changes)
+		}
+	})
+}
+
+// After a loss the address that worked is pinged every ProbeInterval, so a
+// path that comes back is used again within about ProbeInterval (the
+// failback target is 5 s), whatever the backoff of full attempts.
+func TestFailback(t *testing.T) {
+	for _, outage := range []time.Duration{10 * time.Second, 45 * time.Second, 100 * time.Second} {
+		t.Run(fmt.Sprint(outage), func(t *testing.T) {
+			w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATCone, NATCone)
+			w.up[stunA] = true
+			w.run(time.Minute)
+			w.cut(stunA)
+			w.run(outage)
+			w.wantPath(PathRelay, netip.AddrPort{})
+			w.up[stunA] = true
+			back := w.now
+			for w.path() != PathDirect {
+				w.run(10 * time.Millisecond)
+			}
+			if d := w.now.Sub(back); d > ProbeInterval+20*time.Millisecond {
+				t.Fatalf("failback took %v", d)
+			} else {
+				t.Logf("failback after %v", d)
+			}
+		})
+	}
+}
+
+// Full attempts back off: after each failed attempt (AttemptRounds rounds
+// of pings, ProbeInterval apart) the wait doubles from RetryMin to RetryMax.
+func TestBackoffSchedule(t *testing.T) {
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, NATConePortRestricted, NATSymmetric)
+	w.run(5 * time.Minute)
+	attempt := AttemptRounds * ProbeInterval
+	var want []time.Duration
+	at, wait := time.Duration(0), RetryMin
+	for at <= 5*time.Minute {
+		want = append(want, at)
+		at += attempt + wait
+		wait = min(2*wait, RetryMax)
+	}
+	var got []time.Duration
+	for _, c := range w.cmms {
+		got = append(got, c.Sub(t0))
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("attempts at %v\nwant         %v", got, want)
+	}
+	// Each attempt pings each candidate AttemptRounds times.
+	if n, want := w.pingsTo(stunA, t0), AttemptRounds*len(want); n != want {
+		t.Fatalf("%d pings to %v, want %d", n, stunA, want)
+	}
+	st := w.p.Status(t0.Add(100 * time.Second))
+	if !strings.HasPrefix(st.Reason, "relay: ") || st.Path != PathRelay {
+		t.Fatalf("status %+v", st)
+	}
+
+	// Waiting between attempts: the reason says when the next one is.
+	w2 := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}, {Addr: cfgA, Kind: KindConfigured}}, NATCone, NATSymmetric)
+	w2.run(3*attempt + RetryMin + 2*RetryMin + 1*time.Second) // third wait (4s), 1s into it
+	st = w2.p.Status(w2.now)
+	if st.Reason != "relay: no answer from 3 candidates (peer behind symmetric NAT), retry in 3s" {
+		t.Fatalf("reason %q", st.Reason)
+	}
+	if !st.NextAttempt.Equal(w2.now.Add(3 * time.Second)) {
+		t.Fatalf("NextAttempt %v", st.NextAttempt.Sub(w2.now))
+	}
+
+	// A path that appears long after the last loss (no last good address)
+	// is found by the next attempt: within RetryMax plus one attempt.
+	w.up[stunA] = true
+	back := w.now
+	for w.path() != PathDirect {
+		w.run(100 * time.Millisecond)
+		if w.now.Sub(back) > RetryMax+attempt {
+			t.Fatalf("no direct path %v after it appeared", w.now.Sub(back))
+		}
+	}
+	// The backoff resets on success.
+	if w.p.backoff != RetryMin || w.p.failed != 0 {
+		t.Fatalf("backoff %v failed %d after success", w.p.backoff, w.p.failed)
+	}
+}
+
+// Pruning by NAT types.
+func TestPruning(t *testing.T) {
+	all := []Candidate{{Addr: hostA, Kind: KindHost}, {Addr: stunA, Kind: KindSTUN}}
+	for _, tc := range []struct {
+		name          string
+		cands         []Candidate
+		local, remote NATType
+		want          []netip.AddrPort // probed
+		reason        string           // Status reason, if nothing is probed
+	}{
+		{"symmetric both", all, NATSymmetric, NATSymmetric, nil, "relay: both sides symmetric NAT"},
+		{"udp blocked here", all, NATUDPBlocked, NATCone, nil, "relay: UDP blocked on this node"},
+		{"udp blocked there", all, NATCone, NATUDPBlocked, nil, "relay: UDP blocked at peer"},
+		{"udp blocked both", all, NATUDPBlocked, NATUDPBlocked, nil, "relay: both sides have UDP blocked"},
+		{"symmetric here, cone there", all, NATSymmetric, NATConePortRestricted, []netip.AddrPort{hostA, stunA}, ""},
+		{"cone here, symmetric there", all, NATConeRestricted, NATSymmetric, []netip.AddrPort{hostA, stunA}, ""},
+		{"unknown", all, NATUnknown, "", []netip.AddrPort{hostA, stunA}, ""},
+		{"configured always", append([]Candidate{{Addr: cfgA, Kind: KindConfigured}}, all...), NATSymmetric, NATSymmetric, []netip.AddrPort{cfgA}, ""},
+		{"configured even udp-blocked", append([]Candidate{{Addr: cfgA, Kind: KindConfigured}}, all...), NATUDPBlocked, NATCone, []netip.AddrPort{cfgA}, ""},
+		{"same LAN host always", []Candidate{{Addr: hostA, Kind: KindHost, SameLAN: true}, {Addr: stunA, Kind: KindSTUN}}, NATSymmetric, NATSymmetric, []netip.AddrPort{hostA}, ""},
+		{"open peer always", all, NATUDPBlocked, NATOpen, []netip.AddrPort{hostA, stunA}, ""},
+		{"no candidates", nil, NATCone, NATCone, nil, "relay: no direct candidates"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, tc.cands, tc.local, tc.remote)
+			w.run(10 * time.Minute)
+			probed := map[netip.AddrPort]bool{}
+			for _, p := range w.pings {
+				probed[p.to] = true
+			}
+			if len(probed) != len(tc.want) {
+				t.Fatalf("probed %v, want %v", probed, tc.want)
+			}
+			for _, a := range tc.want {
+				if !probed[a] {
+					t.Fatalf("probed %v, want %v", probed, tc.want)
+				}
+			}
+			if len(tc.want) == 0 {
+				if len(w.cmms) != 0 {
+					t.Fatalf("%d CallMeMaybes with nothing to try", len(w.cmms))
+				}
+				st := w.p.Status(w.now)
+				if st.Reason != tc.reason || st.Path != PathRelay || !st.NextAttempt.IsZero() {
+					t.Fatalf("status %+v, want reason %q", st, tc.reason)
+				}
+			}
+		})
+	}
+}
+
+func TestMarkSameLAN(t *testing.T) {
+	c := MarkSameLAN([]Candidate{
+		{Addr: hostA, Kind: KindHost},
+		{Addr: netip.MustParseAddrPort("10.1.0.2:51820"), Kind: KindHost},
+		{Addr: netip.MustParseAddrPort("10.0.0.9:51820"), Kind: KindSTUN},
+	}, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")})
+	if !c[0].SameLAN || c[1].SameLAN || c[2].SameLAN {
+		t.Fatalf("%+v", c)
+	}
+}
+
+// A CallMeMaybe makes the next tick ping its addresses at once, even while
+// waiting between attempts, and never echoes a CallMeMaybe back.
+func TestCallMeMaybeImmediatePings(t *testing.T) {
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATConePortRestricted, NATConePortRestricted)
+	w.run(AttemptRounds*ProbeInterval + 500*time.Millisecond) // first attempt failed, waiting
+	if w.p.attempting {
+		t.Fatal("still attempting")
+	}
+	cmms := len(w.cmms)
+	x := netip.MustParseAddrPort("198.18.0.9:1000")
+	w.p.OnCallMeMaybe([]netip.AddrPort{stunA, x, {}, netip.MustParseAddrPort("[::ffff:198.18.0.10]:1000")}, w.now)
+	a := w.tick()
+	got := map[netip.AddrPort]bool{}
+	for _, p := range a.Pings {
+		got[p.To] = true
+	}
+	if len(a.Pings) != 3 || !got[stunA] || !got[x] || !got[netip.MustParseAddrPort("198.18.0.10:1000")] {
+		t.Fatalf("pings %+v", a.Pings)
+	}
+	if a.CallMeMaybe || len(w.cmms) != cmms {
+		t.Fatal("CallMeMaybe echoed")
+	}
+	// The answer from one of them makes the path direct at once.
+	w.up[x] = true
+	w.inflight = append(w.inflight, flight{w.now.Add(time.Millisecond), x, a.Pings[1].TxID})
+	w.run(2 * time.Millisecond)
+	w.wantPath(PathDirect, x)
+
+	// The confirmed address is not pinged again because the peer asked.
+	w.p.OnCallMeMaybe([]netip.AddrPort{x}, w.now)
+	if a := w.tick(); len(a.Pings) != 0 {
+		t.Fatalf("confirmed address pinged again: %+v", a.Pings)
+	}
+	// A flood of CallMeMaybes costs at most one ping per PingSpacing.
+	before := w.pingsTo(stunA, t0)
+	for range 50 {
+		w.p.OnCallMeMaybe([]netip.AddrPort{stunA}, w.now)
+		w.tick()
+	}
+	if n := w.pingsTo(stunA, t0) - before; n > 1 {
+		t.Fatalf("%d pings for 50 CallMeMaybes at one instant", n)
+	}
+}
+
+// A ping from an address we do not use is answered by the daemon and also
+// pinged back, which completes a hole punch from our side.
+func TestOnPingPingsBack(t *testing.T) {
+	w := newWorld(t, nil, NATCone, NATSymmetric)
+	w.run(time.Second)
+	x := netip.MustParseAddrPort("198.18.0.9:3333")
+	w.p.OnPing(x, w.now)
+	a := w.tick()
+	if len(a.Pings) != 1 || a.Pings[0].To != x {
+		t.Fatalf("pings %+v", a.Pings)
+	}
+	w.up[x] = true
+	w.inflight = append(w.inflight, flight{w.now.Add(time.Millisecond), x, a.Pings[0].TxID})
+	w.run(2 * time.Millisecond)
+	w.wantPath(PathDirect, x)
+	// Its heartbeat pings from the confirmed address are not pinged back.
+	w.p.OnPing(x, w.now)
+	if a := w.tick(); len(a.Pings) != 0 {
+		t.Fatalf("pinged back the confirmed address: %+v", a.Pings)
+	}
+}
+
+// Authenticated WireGuard traffic from a new source after a NAT rebind makes
+// that source the direct address.
+func TestDirectRecvRebinding(t *testing.T) {
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATCone, NATCone)
+	w.up[stunA] = true
+	w.run(30 * time.Second)
+	w.wantPath(PathDirect, stunA)
+
+	// A report older than the last confirmation does not switch.
+	w.p.OnDirectRecv(newA, w.now.Add(-10*time.Second))
+	w.wantPath(PathDirect, stunA)
+
+	w.cut(stunA) // the old mapping is gone
+	w.up[newA] = true
+	w.p.OnDirectRecv(newA, w.now)
+	w.wantPath(PathDirect, newA)
+	if st := w.p.Status(w.now); st.Reason != "direct: traffic from 198.18.0.5:40001" || st.Addr != newA {
+		t.Fatalf("status %+v", st)
+	}
+	w.run(5 * time.Minute)
+	w.wantPath(PathDirect, newA)
+	if w.everBoth || w.everRelayAfterDirect {
+		t.Fatal("rebinding went through the relay")
+	}
+	if st := w.p.Status(w.now); st.Changes != 2 {
+		t.Fatalf("changes %d, want 2", st.Changes)
+	}
+
+	// Traffic arriving directly confirms a path from nothing, too.
+	p := NewPeer("c", t0)
+	p.OnDirectRecv(netip.MustParseAddrPort("[::ffff:198.18.0.7]:51820"), t0)
+	if d, r := p.Send(t0); d != netip.MustParseAddrPort("198.18.0.7:51820") || r {
+		t.Fatalf("Send %v %v", d, r)
+	}
+	if d, r := p.Send(t0.Add(TrustDirect)); !d.IsValid() || !r {
+		t.Fatalf("after TrustDirect without more traffic: %v %v, want both", d, r)
+	}
+}
+
+// When several addresses answer, the best is used, with hysteresis.
+func TestBestAddressHysteresis(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		rttStun        time.Duration
+		rttHost        time.Duration
+		want           netip.AddrPort
+		hostNotSameLAN bool
+	}{
+		{"host clearly faster", 20 * time.Millisecond, 1 * time.Millisecond, hostA, false},
+		{"stun clearly faster", 2 * time.Millisecond, 20 * time.Millisecond, stunA, false},
+		{"similar: better kind wins", 1 * time.Millisecond, 1100 * time.Microsecond, hostA, false},
+		{"similar on a LAN", 300 * time.Microsecond, 100 * time.Microsecond, hostA, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost, SameLAN: !tc.hostNotSameLAN}}, NATCone, NATCone)
+			w.up[stunA], w.up[hostA] = true, true
+			w.rtt[stunA], w.rtt[hostA] = tc.rttStun, tc.rttHost
+			w.run(5 * time.Minute)
+			w.wantPath(PathDirect, tc.want)
+			if st := w.p.Status(w.now); st.Changes > 2 {
+				t.Fatalf("%d changes", st.Changes)
+			}
+		})
+	}
+
+	// Two addresses of the same kind within 30% of each other: the first
+	// confirmed stays, through many upgrade rounds.
+	a2 := netip.MustParseAddrPort("198.18.0.6:51820")
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: a2, Kind: KindSTUN}}, NATCone, NATCone)
+	w.up[stunA], w.up[a2] = true, true
+	w.rtt[stunA], w.rtt[a2] = 10*time.Millisecond, 8*time.Millisecond
+	w.run(30 * time.Minute)
+	w.wantPath(PathDirect, a2) // the first pong wins (a2 answers first)...
+	w.rtt[stunA] = 7 * time.Millisecond
+	w.run(30 * time.Minute) // ... and stunA, 12% faster now, does not take over
+	w.wantPath(PathDirect, a2)
+	if st := w.p.Status(w.now); st.Changes != 1 {
+		t.Fatalf("%d changes", st.Changes)
+	}
+	w.rtt[stunA] = 2 * time.Millisecond // clearly faster: it does
+	w.run(UpgradeInterval + time.Second)
+	w.wantPath(PathDirect, stunA)
+}
+
+// When the active address fails while another answered recently, that one
+// takes over at once, without waiting for the relay fallback.
+func TestFailoverToOtherConfirmedAddress(t *testing.T) {
+	a2 := netip.MustParseAddrPort("198.18.0.6:51820")
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: a2, Kind: KindSTUN}}, NATCone, NATCone)
+	w.up[stunA], w.up[a2] = true, true
+	w.rtt[stunA], w.rtt[a2] = 10*time.Millisecond, 9*time.Millisecond
+	w.sendEvery = 50 * time.Millisecond
+	w.run(UpgradeInterval + 20*time.Millisecond) // just after an upgrade round answered
+	w.wantPath(PathDirect, a2)
+	w.cut(a2)
+	for w.path() != PathDirect || w.p.active != stunA {
+		if w.path() == PathRelay {
+			t.Fatal("fell back to the relay")
+		}
+		w.run(10 * time.Millisecond)
+	}
+	w.run(time.Minute)
+	w.wantPath(PathDirect, stunA)
+}
+
+// New candidates while waiting start an attempt at once, with the backoff
+// reset; the same candidates again change nothing.
+func TestSetCandidatesChange(t *testing.T) {
+	c := []Candidate{{Addr: stunA, Kind: KindSTUN}}
+	w := newWorld(t, c, NATCone, NATCone)
+	w.run(2 * time.Minute)
+	if w.p.backoff <= RetryMin {
+		t.Fatal("no backoff after failures")
+	}
+	n := len(w.cmms)
+	w.p.SetCandidates(c, NATCone, NATCone, w.now)
+	w.next = w.now // the daemon ticks after any change
+	w.run(time.Millisecond)
+	if len(w.cmms) != n {
+		t.Fatal("same candidates started an attempt")
+	}
+	w.p.SetCandidates(append(c, Candidate{Addr: cfgA, Kind: KindConfigured}), NATCone, NATCone, w.now)
+	w.up[cfgA] = true
+	w.next = w.now
+	w.run(2 * time.Millisecond)
+	if len(w.cmms) != n+1 {
+		t.Fatal("new candidates did not start an attempt")
+	}
+	w.wantPath(PathDirect, cfgA)
+
+	// While direct, the address in use survives its removal from MeshNode.
+	w.p.SetCandidates(c, NATCone, NATCone, w.now)
+	w.run(time.Minute)
+	w.wantPath(PathDirect, cfgA)
+}
+
+// Memory stays bounded whatever the peer sends.
+func TestBounds(t *testing.T) {
+	p := NewPeer("b", t0)
+	var many []netip.AddrPort
+	for i := range 1000 {
+		many = append(many, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 1000))
+	}
+	now := t0
+	for i := 0; i < len(many); i += 10 {
+		p.OnCallMeMaybe(many[i:i+10], now)
+		p.OnPing(many[i], now)
+		p.Tick(now)
+		now = now.Add(time.Second)
+	}
+	if len(p.cands) > MaxLearned {
+		t.Fatalf("%d candidates", len(p.cands))
+	}
+	if len(p.pings) > maxOutstanding {
+		t.Fatalf("%d outstanding pings", len(p.pings))
+	}
+	var cands []Candidate
+	for _, a := range many {
+		cands = append(cands, Candidate{Addr: a, Kind: KindSTUN})
+	}
+	p.SetCandidates(cands, NATCone, NATCone, now)
+	if len(p.cands) > MaxCandidates+MaxLearned {
+		t.Fatalf("%d candidates", len(p.cands))
+	}
+	// Many addresses pinged in quick succession, none answering: the
+	// outstanding pings stay bounded too.
+	for i := range 5 {
+		p.OnCallMeMaybe(many[i*16:i*16+16], now)
+		p.Tick(now)
+		now = now.Add(time.Second)
+	}
+	if len(p.pings) != maxOutstanding {
+		t.Fatalf("%d outstanding pings, want the bound %d", len(p.pings), maxOutstanding)
+	}
+	// Learnt addresses are forgotten after ForgetAfter.
+	p.SetCandidates(nil, NATCone, NATCone, now)
+	p.Tick(now.Add(ForgetAfter + time.Second))
+	if len(p.cands) != 0 {
+		t.Fatalf("%d candidates after ForgetAfter", len(p.cands))
+	}
+}
+
+// Once a path is confirmed, nothing goes through the relay as well.
+func TestNoDuplicateSendsWhenConfirmed(t *testing.T) {
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, NATCone, NATCone)
+	w.up[stunA] = true
+	w.run(10 * time.Millisecond)
+	w.wantPath(PathDirect, stunA)
+	for range 6000 {
+		w.run(10 * time.Millisecond)
+		if d, r := w.p.Send(w.now); d != stunA || r {
+			t.Fatalf("at %v: Send %v %v", w.now.Sub(t0), d, r)
+		}
+	}
+}
+
+// OnDirectSend says when it armed loss detection: once per confirmation.
+func TestOnDirectSendArms(t *testing.T) {
+	p := NewPeer("b", t0)
+	if p.OnDirectSend(t0) {
+		t.Fatal("armed with no direct path")
+	}
+	p.OnDirectRecv(stunA, t0)
+	if p.OnDirectSend(t0) {
+		t.Fatal("armed by a send no later than the confirmation")
+	}
+	if !p.OnDirectSend(t0.Add(time.Millisecond)) {
+		t.Fatal("first send after the confirmation did not arm")
+	}
+	if p.OnDirectSend(t0.Add(2 * time.Millisecond)) {
+		t.Fatal("armed twice")
+	}
+	if a := p.Tick(t0.Add(2 * time.Millisecond)); !a.Next.Equal(t0.Add(SuspectAfter)) {
+		t.Fatalf("Next %v, want SuspectAfter after the confirmation", a.Next.Sub(t0))
+	}
+	a := p.Tick(t0.Add(SuspectAfter))
+	if len(a.Pings) != 1 || a.Pings[0].To != stunA || !a.Next.Equal(t0.Add(SuspectAfter+LivenessWait)) {
+		t.Fatalf("liveness: %+v", a)
+	}
+	if d, r := p.Send(t0.Add(SuspectAfter + LivenessWait)); d != stunA || !r {
+		t.Fatalf("unanswered liveness ping: Send %v %v, want both", d, r)
+	}
+	p.OnPong(stunA, a.Pings[0].TxID, t0.Add(SuspectAfter+LivenessWait+time.Millisecond))
+	if d, r := p.Send(t0.Add(SuspectAfter + LivenessWait + time.Millisecond)); d != stunA || r {
+		t.Fatalf("late pong: Send %v %v, want direct", d, r)
+	}
+}
+
+func TestFmtDur(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		400 * time.Microsecond:  "0.4ms",
+		time.Millisecond:        "1ms",
+		8 * time.Second:         "8s",
+		35 * time.Millisecond:   "35ms",
+		1200 * time.Millisecond: "1.2s",
+		12 * time.Second:        "12s",
+		3 * time.Minute:         "3m0s",
+	} {
+		if got := fmtDur(d); got != want {
+			t.Errorf("fmtDur(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package path
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// Status is a peer's path for `wirelacectl status` and the logs.
+type Status struct {
+	// Path is "direct", "relay" or "direct+relay".
+	Path string
+	// Addr is the direct address in use (zero when relay only).
+	Addr netip.AddrPort
+	// Reason is one line saying why, e.g.
+	//	direct: pong from 198.18.0.5:51820 in 0.4ms
+	//	direct+relay: 198.18.0.5:51820 unconfirmed for 5.2s, sending on both paths
+	//	relay: both sides symmetric NAT
+	//	relay: no answer from 3 candidates, retry in 8s
+	Reason string
+	// LastPong is when the last valid pong arrived (any address).
+	LastPong time.Time
+	// RTT is the last measured round trip to the direct address in use (or
+	// to any address, when there is none).
+	RTT time.Duration
+	// Changes counts changes of Path or of the direct address since the peer
+	// was created (relay → direct is the first).
+	Changes int
+	// NextAttempt is when the next direct-path attempt starts, while waiting
+	// for one; zero when direct, attempting, or nothing can be tried.
+	NextAttempt time.Time
+}
+
+// Status describes the peer's path at now.
+func (p *Peer) Status(now time.Time) Status {
+	p.observe(now)
+	path, addr := p.pathName(now)
+	s := Status{Path: path, Addr: addr, LastPong: p.lastPong, RTT: p.lastRTT, Changes: p.changes}
+	active := p.find(p.active)
+	if path != PathRelay && active != nil && !active.lastPong.IsZero() {
+		s.RTT = active.rtt
+	}
+	switch path {
+	case PathDirect:
+		if p.confirmedBy == confirmPong && !active.lastPong.IsZero() {
+			s.Reason = fmt.Sprintf("direct: pong from %s in %s", addr, fmtDur(active.rtt))
+		} else {
+			s.Reason = fmt.Sprintf("direct: traffic from %s", addr)
+		}
+	case PathBoth:
+		since := "ever"
+		if !p.lastConfirm.IsZero() {
+			since = fmtDur(now.Sub(p.lastConfirm))
+		}
+		s.Reason = fmt.Sprintf("direct+relay: %s unconfirmed for %s, sending on both paths", addr, since)
+	default:
+		s.Reason = p.relayReason(now)
+		if !p.attempting && len(p.eligibleAddrs()) > 0 {
+			s.NextAttempt = p.nextAttempt
+		}
+	}
+	return s
+}
+
+func (p *Peer) relayReason(now time.Time) string {
+	elig := p.eligibleAddrs()
+	lost := ""
+	if p.lastGood.IsValid() {
+		lost = fmt.Sprintf("direct path via %s lost %s ago, ", p.lastGood, fmtDur(now.Sub(p.lostAt)))
+	}
+	hint := ""
+	if p.remote == NATSymmetric && p.local != NATOpen {
+		hint = " (peer behind symmetric NAT)"
+	}
+	switch {
+	case len(elig) == 0 && p.prune != "":
+		return "relay: " + lost + p.prune
+	case len(elig) == 0:
+		return "relay: " + lost + "no direct candidates"
+	case p.attempting:
+		return fmt.Sprintf("relay: %sprobing %s%s", lost, plural(len(elig), "candidate"), hint)
+	case p.failed == 0:
+		// Not attempted yet: the first attempt starts at the next tick.
+		return fmt.Sprintf("relay: %sabout to probe %s", lost, plural(len(elig), "candidate"))
+	}
+	wait := p.nextAttempt.Sub(now)
+	if wait < 0 {
+		wait = 0
+	}
+	return fmt.Sprintf("relay: %sno answer from %s%s, retry in %s", lost, plural(p.lastTried, "candidate"), hint, fmtDur(wait))
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// fmtDur prints a duration briefly: 0.4ms, 1ms, 35ms, 1.2s, 8s, 12s, 3m0s.
+func fmtDur(d time.Duration) string {
+	tenths := func(x float64) string {
+		return strconv.FormatFloat(math.Round(x*10)/10, 'f', -1, 64)
+	}
+	switch {
+	case d < 10*time.Millisecond:
+		return tenths(float64(d)/float64(time.Millisecond)) + "ms"
+	case d < time.Second:
+		return fmt.Sprintf("%dms", d.Round(time.Millisecond)/time.Millisecond)
+	case d < 10*time.Second:
+		return tenths(d.Seconds()) + "s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", d.Round(time.Second)/time.Second)
+	}
+	return d.Round(time.Second).String()
+}

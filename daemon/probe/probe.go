@@ -1,0 +1,387 @@
+// Package probe is the wire format of Wirelace's path probes: small messages
+// that nodes exchange on the WireGuard UDP socket (Ping, Pong) and through the
+// relay (CallMeMaybe) to find and confirm direct paths.
+//
+// Every message is a NaCl box from the sender's control key to the receiver's
+// control key (each node publishes its control public key in its MeshNode; it
+// is distinct from the WireGuard key). So nobody outside the mesh can make a
+// node believe in a path: a Pong only counts if it opens with the key of the
+// node that was pinged, and only mesh members' keys are accepted at all.
+//
+// The package is pure: no sockets, no goroutines. The daemon reads packets,
+// tells probes apart from WireGuard and STUN with IsProbe, and calls Open/Seal.
+//
+// Wire format:
+//
+//	Magic (5) | sender control public key (32) | nonce (24) | box(plaintext)
+//
+// plaintext:
+//
+//	kind (1) | txid (12) | body
+//	  Ping:        19 zero bytes (padding: a Ping is never smaller than its
+//	               Pong, so a spoofed Ping cannot be used for amplification)
+//	  Pong:        observed endpoint
+//	  CallMeMaybe: count (1, at most MaxCandidates) | count × endpoint
+//
+// endpoint:
+//
+//	family (1: 4 or 6) | address (4 or 16) | port (2, big endian)
+package probe
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"golang.org/x/crypto/curve25519"
+	"golang.org/x/crypto/nacl/box"
+	"golang.org/x/crypto/salsa20/salsa"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// Magic starts every probe packet. Its first byte, 0xFE, keeps it apart from
+// everything else on the socket:
+//   - WireGuard messages start with a little-endian uint32 type 1..4, so their
+//     first byte is 1..4 and the next three are zero;
+//   - STUN messages start with the two bits 00 (first byte < 0x40) and carry
+//     the magic cookie 0x2112A442 at offset 4.
+//
+// The last byte is the format version.
+const Magic = "\xfeWLP\x01"
+
+// Kind is the type of a probe message.
+type Kind uint8
+
+const (
+	// Ping asks the receiver to answer with a Pong to the address the Ping
+	// came from. Sent directly to a candidate endpoint.
+	Ping Kind = 1
+	// Pong answers a Ping, echoing its TxID and telling the pinger the source
+	// address its Ping arrived from (its mapped address, as STUN would).
+	Pong Kind = 2
+	// CallMeMaybe, sent through the relay, tells the receiver the sender's
+	// current candidate endpoints and asks it to probe them at once, so both
+	// sides send at the same moment (simultaneous open through NATs).
+	CallMeMaybe Kind = 3
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Ping:
+		return "ping"
+	case Pong:
+		return "pong"
+	case CallMeMaybe:
+		return "call-me-maybe"
+	default:
+		return fmt.Sprintf("kind(%d)", uint8(k))
+	}
+}
+
+// MaxCandidates bounds the candidate list of a CallMeMaybe.
+const MaxCandidates = 16
+
+const (
+	keyLen      = 32
+	nonceLen    = 24
+	txidLen     = 12
+	endpoint4   = 1 + 4 + 2
+	endpoint6   = 1 + 16 + 2
+	pingPadding = endpoint6 // a Ping is as large as the largest Pong
+	headerLen   = len(Magic) + keyLen + nonceLen
+	minPlain    = 1 + txidLen
+)
+
+// MaxSize is the size of the largest message Seal produces (a CallMeMaybe
+// with MaxCandidates IPv6 endpoints), so receive buffers can be sized.
+const MaxSize = headerLen + box.Overhead + minPlain + 1 + MaxCandidates*endpoint6
+
+// MinSize is the size of the smallest valid probe (a CallMeMaybe without
+// candidates).
+const MinSize = headerLen + box.Overhead + minPlain + 1
+
+// Message is one decoded probe.
+type Message struct {
+	Kind Kind
+	TxID [12]byte
+	// Observed, in a Pong only: the source address the Ping came from, so
+	// the pinger learns its own mapped address.
+	Observed netip.AddrPort
+	// Candidates, in a CallMeMaybe only: the sender's current candidate
+	// endpoints; the receiver starts probing them at once.
+	Candidates []netip.AddrPort
+}
+
+// Errors returned by Open (wrapped; test with errors.Is).
+var (
+	ErrNotProbe      = errors.New("not a probe packet")
+	ErrUnknownSender = errors.New("sender is not a mesh member")
+	ErrAuth          = errors.New("probe does not authenticate")
+	ErrMalformed     = errors.New("malformed probe")
+)
+
+// IsProbe reports whether pkt is meant to be a probe (it starts with Magic).
+// It says nothing about validity: Open decides that.
+func IsProbe(pkt []byte) bool {
+	return len(pkt) >= len(Magic) && string(pkt[:len(Magic)]) == Magic
+}
+
+// Seal encrypts and authenticates m from the sender's control private key to
+// the receiver's control public key. The result is Magic, the sender's
+// control public key, a random nonce and the box.
+//
+// Fields that do not belong to m.Kind must be empty, and every address must be
+// a usable unicast endpoint without zone; Seal refuses anything else rather
+// than send what Open would reject.
+func Seal(m Message, from wgtypes.Key, to wgtypes.Key) ([]byte, error) {
+	plain, err := encode(m)
+	if err != nil {
+		return nil, err
+	}
+	key, err := sharedKey(from, to)
+	if err != nil {
+		return nil, err
+	}
+	var nonce [nonceLen]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("probe nonce: %w", err)
+	}
+	pub := from.PublicKey()
+	out := make([]byte, 0, headerLen+box.Overhead+len(plain))
+	out = append(out, Magic...)
+	out = append(out, pub[:]...)
+	out = append(out, nonce[:]...)
+	return box.SealAfterPrecomputation(out, plain, &nonce, key), nil
+}
+
+// Open checks Magic, reads the sender's control public key, refuses senders
+// for whom known returns false (not mesh members; a nil known refuses
+// everyone), opens the box with self (this node's control private key) and
+// decodes the message strictly. It returns the message and the sender's
+// control public key. It never panics, whatever pkt holds.
+func Open(pkt []byte, self wgtypes.Key, known func(wgtypes.Key) bool) (Message, wgtypes.Key, error) {
+	var sender wgtypes.Key
+	if !IsProbe(pkt) {
+		return Message{}, sender, ErrNotProbe
+	}
+	if len(pkt) < headerLen+box.Overhead+minPlain {
+		return Message{}, sender, fmt.Errorf("%w: %d bytes is too short", ErrMalformed, len(pkt))
+	}
+	if len(pkt) > MaxSize {
+		return Message{}, sender, fmt.Errorf("%w: %d bytes is too long", ErrMalformed, len(pkt))
+	}
+	copy(sender[:], pkt[len(Magic):])
+	if !canonical(sender) {
+		// X25519 ignores the top bit and reduces mod p, so several encodings
+		// name the same key; accept only the one a key pair produces, so a
+		// flipped bit cannot make the same box claim another sender.
+		return Message{}, sender, fmt.Errorf("%w: non-canonical sender key", ErrMalformed)
+	}
+	if known == nil || !known(sender) {
+		return Message{}, sender, ErrUnknownSender
+	}
+	key, err := sharedKey(self, sender)
+	if err != nil {
+		return Message{}, sender, ErrAuth
+	}
+	var nonce [nonceLen]byte
+	copy(nonce[:], pkt[len(Magic)+keyLen:])
+	plain, ok := box.OpenAfterPrecomputation(nil, pkt[headerLen:], &nonce, key)
+	if !ok {
+		return Message{}, sender, ErrAuth
+	}
+	m, err := decode(plain)
+	if err != nil {
+		return Message{}, sender, err
+	}
+	return m, sender, nil
+}
+
+// canonical reports whether k is a canonical curve25519 u-coordinate: less
+// than p = 2^255 - 19 (which also means the top bit is clear).
+func canonical(k wgtypes.Key) bool {
+	if k[31] < 0x7f {
+		return true
+	}
+	if k[31] > 0x7f {
+		return false
+	}
+	for i := 30; i >= 1; i-- {
+		if k[i] != 0xff {
+			return true
+		}
+	}
+	return k[0] < 0xed
+}
+
+// sharedKey is box.Precompute, except that it refuses a public key of low
+// order (whose shared secret is all zeros and thus known to everyone) instead
+// of silently using it.
+func sharedKey(priv, pub wgtypes.Key) (*[32]byte, error) {
+	s, err := curve25519.X25519(priv[:], pub[:])
+	if err != nil {
+		return nil, fmt.Errorf("probe key agreement: %w", err)
+	}
+	var shared, key [32]byte
+	copy(shared[:], s)
+	var zeros [16]byte
+	salsa.HSalsa20(&key, &zeros, &shared, &salsa.Sigma)
+	return &key, nil
+}
+
+func encode(m Message) ([]byte, error) {
+	b := make([]byte, 0, minPlain+1+len(m.Candidates)*endpoint6)
+	b = append(b, byte(m.Kind))
+	b = append(b, m.TxID[:]...)
+	switch m.Kind {
+	case Ping:
+		if m.Observed.IsValid() || len(m.Candidates) > 0 {
+			return nil, errors.New("probe: a ping carries no address")
+		}
+		b = append(b, make([]byte, pingPadding)...)
+	case Pong:
+		if len(m.Candidates) > 0 {
+			return nil, errors.New("probe: a pong carries no candidates")
+		}
+		if err := checkEndpoint(m.Observed); err != nil {
+			return nil, fmt.Errorf("probe: pong observed address: %w", err)
+		}
+		b = appendEndpoint(b, m.Observed)
+	case CallMeMaybe:
+		if m.Observed.IsValid() {
+			return nil, errors.New("probe: a call-me-maybe carries no observed address")
+		}
+		if len(m.Candidates) > MaxCandidates {
+			return nil, fmt.Errorf("probe: %d candidates, at most %d", len(m.Candidates), MaxCandidates)
+		}
+		b = append(b, byte(len(m.Candidates)))
+		for _, c := range m.Candidates {
+			if err := checkEndpoint(c); err != nil {
+				return nil, fmt.Errorf("probe: candidate %v: %w", c, err)
+			}
+			b = appendEndpoint(b, c)
+		}
+	default:
+		return nil, fmt.Errorf("probe: unknown kind %d", m.Kind)
+	}
+	return b, nil
+}
+
+func decode(b []byte) (Message, error) {
+	var m Message
+	if len(b) < minPlain {
+		return m, fmt.Errorf("%w: short message", ErrMalformed)
+	}
+	m.Kind = Kind(b[0])
+	copy(m.TxID[:], b[1:minPlain])
+	body := b[minPlain:]
+	switch m.Kind {
+	case Ping:
+		if len(body) != pingPadding {
+			return Message{}, fmt.Errorf("%w: ping body of %d bytes", ErrMalformed, len(body))
+		}
+		for _, c := range body {
+			if c != 0 {
+				return Message{}, fmt.Errorf("%w: ping padding not zero", ErrMalformed)
+			}
+		}
+	case Pong:
+		ep, rest, err := readEndpoint(body)
+		if err != nil {
+			return Message{}, err
+		}
+		if len(rest) != 0 {
+			return Message{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(rest))
+		}
+		m.Observed = ep
+	case CallMeMaybe:
+		if len(body) < 1 {
+			return Message{}, fmt.Errorf("%w: call-me-maybe without count", ErrMalformed)
+		}
+		n := int(body[0])
+		if n > MaxCandidates {
+			return Message{}, fmt.Errorf("%w: %d candidates, at most %d", ErrMalformed, n, MaxCandidates)
+		}
+		rest := body[1:]
+		if n > 0 {
+			m.Candidates = make([]netip.AddrPort, 0, n)
+		}
+		for range n {
+			var ep netip.AddrPort
+			var err error
+			ep, rest, err = readEndpoint(rest)
+			if err != nil {
+				return Message{}, err
+			}
+			m.Candidates = append(m.Candidates, ep)
+		}
+		if len(rest) != 0 {
+			return Message{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(rest))
+		}
+	default:
+		return Message{}, fmt.Errorf("%w: unknown kind %d", ErrMalformed, b[0])
+	}
+	return m, nil
+}
+
+// checkEndpoint accepts what can be the source or destination of a UDP
+// packet on the underlay.
+func checkEndpoint(ap netip.AddrPort) error {
+	a := ap.Addr()
+	switch {
+	case !ap.IsValid():
+		return errors.New("invalid address")
+	case a.Zone() != "":
+		return errors.New("address with zone")
+	case a.IsUnspecified() || a.IsMulticast():
+		return errors.New("not a unicast address")
+	case ap.Port() == 0:
+		return errors.New("port 0")
+	}
+	return nil
+}
+
+func appendEndpoint(b []byte, ap netip.AddrPort) []byte {
+	a := ap.Addr()
+	if a.Is4() {
+		b = append(b, 4)
+		v := a.As4()
+		b = append(b, v[:]...)
+	} else {
+		b = append(b, 6)
+		v := a.As16()
+		b = append(b, v[:]...)
+	}
+	return binary.BigEndian.AppendUint16(b, ap.Port())
+}
+
+func readEndpoint(b []byte) (netip.AddrPort, []byte, error) {
+	if len(b) < 1 {
+		return netip.AddrPort{}, nil, fmt.Errorf("%w: missing endpoint", ErrMalformed)
+	}
+	var a netip.Addr
+	var n int
+	switch b[0] {
+	case 4:
+		n = endpoint4
+		if len(b) < n {
+			return netip.AddrPort{}, nil, fmt.Errorf("%w: short IPv4 endpoint", ErrMalformed)
+		}
+		a = netip.AddrFrom4([4]byte(b[1:5]))
+	case 6:
+		n = endpoint6
+		if len(b) < n {
+			return netip.AddrPort{}, nil, fmt.Errorf("%w: short IPv6 endpoint", ErrMalformed)
+		}
+		a = netip.AddrFrom16([16]byte(b[1:17]))
+	default:
+		return netip.AddrPort{}, nil, fmt.Errorf("%w: address family %d", ErrMalformed, b[0])
+	}
+	ap := netip.AddrPortFrom(a, binary.BigEndian.Uint16(b[n-2:n]))
+	if err := checkEndpoint(ap); err != nil {
+		return netip.AddrPort{}, nil, fmt.Errorf("%w: endpoint %v: %v", ErrMalformed, ap, err)
+	}
+	return ap, b[n:], nil
+}
