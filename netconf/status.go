@@ -12,22 +12,43 @@ const StatusPath = "/v1/status"
 type Status struct {
 	// Ready is true once the device is up, the node is published and the
 	// first reconcile has succeeded; Reason says what is missing if not.
-	Ready      bool         `json:"ready"`
-	Reason     string       `json:"reason,omitempty"`
-	Node       string       `json:"node"`
-	Interface  string       `json:"interface"`
-	PublicKey  string       `json:"publicKey,omitempty"`
-	ListenPort int          `json:"listenPort,omitempty"`
-	MTU        int          `json:"mtu,omitempty"`
-	MeshIPs    []string     `json:"meshIPs,omitempty"`
-	Endpoints  []string     `json:"endpoints,omitempty"`
-	Peers      []PeerStatus `json:"peers"`
+	Ready      bool     `json:"ready"`
+	Reason     string   `json:"reason,omitempty"`
+	Node       string   `json:"node"`
+	Interface  string   `json:"interface"`
+	PublicKey  string   `json:"publicKey,omitempty"`
+	ListenPort int      `json:"listenPort,omitempty"`
+	MTU        int      `json:"mtu,omitempty"`
+	MeshIPs    []string `json:"meshIPs,omitempty"`
+	Endpoints  []string `json:"endpoints,omitempty"`
+	// NATType is this node's NAT as classified by STUN, and NATReason the
+	// observations behind it.
+	NATType   string        `json:"natType,omitempty"`
+	NATReason string        `json:"natReason,omitempty"`
+	Relays    []RelayStatus `json:"relays,omitempty"`
+	Peers     []PeerStatus  `json:"peers"`
+}
+
+// RelayStatus is this node's connection to one relay.
+type RelayStatus struct {
+	Addr      string `json:"addr"`
+	Connected bool   `json:"connected"`
+	Error     string `json:"error,omitempty"`
 }
 
 // PeerStatus is one WireGuard peer as the device sees it.
 type PeerStatus struct {
-	Node          string     `json:"node"`
-	PublicKey     string     `json:"publicKey"`
+	Node      string `json:"node"`
+	PublicKey string `json:"publicKey"`
+	// Path is how packets reach the peer now: "direct", "relay" or
+	// "direct+relay" (while a direct path is unconfirmed); PathAddr is the
+	// direct address, PathReason why this path (NAT types, last probe).
+	Path       string `json:"path,omitempty"`
+	PathAddr   string `json:"pathAddr,omitempty"`
+	PathReason string `json:"pathReason,omitempty"`
+	NATType    string `json:"natType,omitempty"`
+	// Endpoint is the endpoint WireGuard holds: a virtual one when the
+	// daemon chooses paths (see Path for the real one).
 	Endpoint      string     `json:"endpoint,omitempty"`
 	AllowedIPs    []string   `json:"allowedIPs"`
 	LastHandshake *time.Time `json:"lastHandshake,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // Handler is called for packets that are not WireGuard, on the receive
@@ -28,7 +29,17 @@ type Bind struct {
 	handler atomic.Pointer[Handler]
 
 	mu   sync.Mutex
-	port uint16 // bound port; 0 while closed
+	port uint16        // bound port; 0 while closed
+	done chan struct{} // closed by Close, ends receiveRelayed
+
+	relay  atomic.Pointer[Relay]
+	relayQ chan relayed
+
+	peersMu   sync.Mutex
+	byKey     map[wgtypes.Key]*peerEndpoint
+	byVirt    map[netip.Addr]*peerEndpoint
+	nextIndex uint32
+	directIdx atomic.Pointer[map[netip.AddrPort]*peerEndpoint]
 }
 
 var _ conn.Bind = (*Bind)(nil)
@@ -39,8 +50,11 @@ func New(log *slog.Logger) *Bind {
 		log = slog.Default()
 	}
 	return &Bind{
-		log: log,
-		std: conn.NewStdNetBind(),
+		log:    log,
+		std:    conn.NewStdNetBind(),
+		relayQ: make(chan relayed, relayQueueLen),
+		byKey:  map[wgtypes.Key]*peerEndpoint{},
+		byVirt: map[netip.Addr]*peerEndpoint{},
 	}
 }
 
@@ -64,10 +78,12 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("open udp port %d: %w", port, err)
 	}
-	wrapped := make([]conn.ReceiveFunc, len(fns))
+	wrapped := make([]conn.ReceiveFunc, len(fns), len(fns)+1)
 	for i, fn := range fns {
 		wrapped[i] = b.demux(fn)
 	}
+	b.done = make(chan struct{})
+	wrapped = append(wrapped, b.receiveRelayed(b.done))
 	b.port = actual
 	// Debug, not Info: wireguard-go closes and reopens the bind on every
 	// listen-port change and link up/down.
@@ -82,6 +98,10 @@ func (b *Bind) Close() error {
 
 	wasOpen := b.port != 0
 	b.port = 0
+	if b.done != nil {
+		close(b.done)
+		b.done = nil
+	}
 	if err := b.std.Close(); err != nil {
 		return fmt.Errorf("close udp sockets: %w", err)
 	}
@@ -100,14 +120,27 @@ func (b *Bind) SetMark(mark uint32) error {
 	return nil
 }
 
-// Send sends WireGuard packets. It is the device's hot path and adds nothing to
-// StdNetBind's (errors are returned unwrapped, as the device logs them itself).
+// Send sends WireGuard packets. It is the device's hot path: for a peer's
+// virtual endpoint it adds one type switch and two atomic loads to
+// StdNetBind's batched send (errors are returned unwrapped, as the device
+// logs them itself).
 func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	if e, ok := ep.(*peerEndpoint); ok {
+		return b.sendPeer(bufs, e)
+	}
 	return b.std.Send(bufs, ep)
 }
 
-// ParseEndpoint parses "ip:port" into the endpoint type of the inner bind.
+// ParseEndpoint parses "ip:port": a virtual peer endpoint (see PeerEndpoint)
+// or a plain address for the inner bind.
 func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err == nil && IsVirtual(ap) {
+		if e, ok := b.peerByVirtual(ap.Addr().Unmap()); ok {
+			return e, nil
+		}
+		return nil, fmt.Errorf("endpoint %s: no such peer endpoint", s)
+	}
 	return b.std.ParseEndpoint(s)
 }
 

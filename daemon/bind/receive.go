@@ -2,6 +2,7 @@ package bind
 
 import (
 	"net/netip"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 )
@@ -27,12 +28,24 @@ func (b *Bind) demux(inner conn.ReceiveFunc) conn.ReceiveFunc {
 		if err != nil {
 			return n, err
 		}
+		var now int64
+		var last netip.AddrPort
 		for i := 0; i < n; i++ {
 			if sizes[i] == 0 {
 				continue
 			}
 			pkt := packets[i][:sizes[i]]
 			if IsWireGuard(pkt) {
+				// Note direct traffic once per run of one source: batches
+				// are mostly from one peer, so this is one map lookup per
+				// batch, not per packet.
+				if se, ok := eps[i].(*conn.StdNetEndpoint); ok && se.AddrPort != last {
+					if now == 0 {
+						now = time.Now().UnixNano()
+					}
+					b.noteRecv(se.AddrPort, now)
+					last = se.AddrPort
+				}
 				continue
 			}
 			if h := b.handler.Load(); h != nil {

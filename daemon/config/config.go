@@ -4,6 +4,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"time"
@@ -49,9 +50,23 @@ type Config struct {
 	// Masquerade pod traffic that leaves the cluster (not towards the mesh
 	// or other pods) behind the node's address.
 	Masquerade bool `json:"masquerade"`
+	// Relays are the relay servers (host:port), each of which the node
+	// stays connected to; traffic goes through them when no direct path
+	// works.
+	Relays []string `json:"relays"`
+	// RelayCA is a PEM file of CAs to verify relays' TLS certificates with;
+	// empty means plain TCP (the relay sees only WireGuard ciphertext, TLS
+	// hides who talks to whom).
+	RelayCA string `json:"relayCA"`
+	// STUNServers (ip:port) tell the node its public address and NAT type;
+	// at least two on different IPs are needed to classify the mapping.
+	STUNServers []string `json:"stunServers"`
 	// Endpoints are extra host:port candidates published for this node, such
 	// as a port-forward on the site's router.
 	Endpoints []string `json:"endpoints"`
+	// MetricsListen is the address of the Prometheus /metrics endpoint;
+	// empty disables it.
+	MetricsListen string `json:"metricsListen"`
 	// HeartbeatInterval is how often the node renews its Lease.
 	HeartbeatInterval Duration `json:"heartbeatInterval"`
 	// LogLevel is debug, info, warn or error.
@@ -94,6 +109,7 @@ func Defaults() Config {
 		Masquerade:        true,
 		HeartbeatInterval: Duration{10 * time.Second},
 		LogLevel:          "info",
+		MetricsListen:     ":9471",
 	}
 }
 
@@ -142,6 +158,14 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.ConfiguredEndpoints(); err != nil {
 		return err
+	}
+	if _, err := c.STUNAddrs(); err != nil {
+		return err
+	}
+	for _, r := range c.Relays {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			return fmt.Errorf("relay %q is not host:port", r)
+		}
 	}
 	if c.HeartbeatInterval.Duration < time.Second {
 		return fmt.Errorf("heartbeat interval %s: must be at least 1s", c.HeartbeatInterval)
@@ -214,6 +238,19 @@ func parsePools(what string, list []string, check func(netip.Prefix) error) ([]n
 		pools = append(pools, p)
 	}
 	return pools, nil
+}
+
+// STUNAddrs parses STUNServers.
+func (c *Config) STUNAddrs() ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for _, s := range c.STUNServers {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return nil, fmt.Errorf("STUN server %q is not IP:port", s)
+		}
+		out = append(out, ap)
+	}
+	return out, nil
 }
 
 // ConfiguredEndpoints parses Endpoints as host:port addresses.

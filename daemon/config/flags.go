@@ -28,8 +28,12 @@ func Parse(args []string) (Config, error) {
 	fs.IntVar(&c.PodCIDRSizeIPv6, "pod-cidr-size-ipv6", c.PodCIDRSizeIPv6, "prefix length of IPv6 pod CIDR blocks claimed from --cluster-cidrs")
 	fs.DurationVar(&c.IPAMReleaseGrace.Duration, "ipam-release-grace", c.IPAMReleaseGrace.Duration, "how long a pod's address outlives its pod in the API without a CNI DEL")
 	fs.BoolVar(&c.Masquerade, "masquerade", c.Masquerade, "masquerade pod traffic leaving the cluster")
+	relays := fs.String("relays", "", "comma-separated relay servers (host:port)")
+	fs.StringVar(&c.RelayCA, "relay-ca", "", "PEM CA file to verify relays' TLS certificates (empty: plain TCP)")
+	stunServers := fs.String("stun-servers", "", "comma-separated STUN servers (IP:port), two on different IPs to classify the NAT")
 	endpoints := fs.String("endpoints", "", "comma-separated extra IP:port endpoint candidates (e.g. a port-forward)")
 	fs.DurationVar(&c.HeartbeatInterval.Duration, "heartbeat-interval", c.HeartbeatInterval.Duration, "how often the node Lease is renewed")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "address of the Prometheus /metrics endpoint (empty: off)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: wirelaced [flags]\n\nwirelaced is the Wirelace node daemon. Flags:\n")
@@ -51,12 +55,14 @@ func Parse(args []string) (Config, error) {
 		}
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		override(&fromFile, c, set, *meshCIDRs, *clusterCIDRs, *endpoints)
+		override(&fromFile, c, set, lists{*meshCIDRs, *clusterCIDRs, *endpoints, *relays, *stunServers})
 		c = fromFile
 	} else {
 		c.MeshCIDRs = splitList(*meshCIDRs)
 		c.ClusterCIDRs = splitList(*clusterCIDRs)
 		c.Endpoints = splitList(*endpoints)
+		c.Relays = splitList(*relays)
+		c.STUNServers = splitList(*stunServers)
 	}
 
 	if c.NodeName == "" {
@@ -70,8 +76,11 @@ func Parse(args []string) (Config, error) {
 	return c, c.Validate()
 }
 
+// lists are the comma-separated list flags, as given.
+type lists struct{ meshCIDRs, clusterCIDRs, endpoints, relays, stunServers string }
+
 // override copies the flags named in set from flags into dst.
-func override(dst *Config, flags Config, set map[string]bool, meshCIDRs, clusterCIDRs, endpoints string) {
+func override(dst *Config, flags Config, set map[string]bool, l lists) {
 	for name := range set {
 		switch name {
 		case "node-name":
@@ -91,9 +100,9 @@ func override(dst *Config, flags Config, set map[string]bool, meshCIDRs, cluster
 		case "mtu":
 			dst.MTU = flags.MTU
 		case "mesh-cidrs":
-			dst.MeshCIDRs = splitList(meshCIDRs)
+			dst.MeshCIDRs = splitList(l.meshCIDRs)
 		case "cluster-cidrs":
-			dst.ClusterCIDRs = splitList(clusterCIDRs)
+			dst.ClusterCIDRs = splitList(l.clusterCIDRs)
 		case "pod-cidr-size-ipv4":
 			dst.PodCIDRSizeIPv4 = flags.PodCIDRSizeIPv4
 		case "pod-cidr-size-ipv6":
@@ -103,9 +112,17 @@ func override(dst *Config, flags Config, set map[string]bool, meshCIDRs, cluster
 		case "masquerade":
 			dst.Masquerade = flags.Masquerade
 		case "endpoints":
-			dst.Endpoints = splitList(endpoints)
+			dst.Endpoints = splitList(l.endpoints)
+		case "relays":
+			dst.Relays = splitList(l.relays)
+		case "relay-ca":
+			dst.RelayCA = flags.RelayCA
+		case "stun-servers":
+			dst.STUNServers = splitList(l.stunServers)
 		case "heartbeat-interval":
 			dst.HeartbeatInterval = flags.HeartbeatInterval
+		case "metrics-listen":
+			dst.MetricsListen = flags.MetricsListen
 		case "log-level":
 			dst.LogLevel = flags.LogLevel
 		}

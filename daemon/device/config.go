@@ -20,6 +20,11 @@ type Config struct {
 	// WireGuard's own packets off the mesh link.
 	FwMark int
 	Logger *slog.Logger // nil = slog.Default()
+	// FixedEndpoints stops wireguard-go from moving a peer's endpoint to the
+	// source of its packets (roaming). wirelaced sets every peer's endpoint
+	// to a virtual one and its Bind chooses the path; roaming would replace
+	// that choice with whatever address a packet last came from.
+	FixedEndpoints bool
 }
 
 // withDefaults returns c with defaults filled in, or an error if c cannot work.

@@ -88,6 +88,10 @@ func Open(cfg Config, b conn.Bind) (_ *Device, err error) {
 	}
 	// From here on, d.wg owns t and closing d.wg closes it.
 	d.wg = device.NewDevice(t, b, wgLogger(log))
+	if cfg.FixedEndpoints {
+		// Applies to peers configured from now on (the device has none yet).
+		d.wg.DisableSomeRoamingForBrokenMobileSemantics()
+	}
 
 	link, err := netlink.LinkByName(cfg.Name)
 	if err != nil {

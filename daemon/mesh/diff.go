@@ -12,9 +12,8 @@ import (
 // actual peers into one wgctrl configuration. It returns an empty config
 // (no peers) when nothing needs to change, so the caller can skip the write.
 //
-// An existing peer's endpoint is left alone while it is one of the peer's
-// published candidates: WireGuard roams to wherever authenticated packets
-// come from, and overwriting that on every reconcile would fight it.
+// A peer's endpoint is set to its WireGuardEndpoint when that differs from
+// the device's (and left alone when it is invalid).
 func PeerChanges(desired []Node, actual []wgtypes.Peer) wgtypes.Config {
 	have := map[wgtypes.Key]wgtypes.Peer{}
 	for _, p := range actual {
@@ -32,8 +31,8 @@ func PeerChanges(desired []Node, actual []wgtypes.Peer) wgtypes.Config {
 			pc.AllowedIPs = prefixesToIPNets(n.AllowedIPs)
 			changed = true
 		}
-		if ep, ok := chooseEndpoint(n.Endpoints, cur.Endpoint, exists); ok {
-			pc.Endpoint = net.UDPAddrFromAddrPort(ep)
+		if want := n.WireGuardEndpoint; want.IsValid() && (cur.Endpoint == nil || unmapped(cur.Endpoint.AddrPort()) != unmapped(want)) {
+			pc.Endpoint = net.UDPAddrFromAddrPort(want)
 			changed = true
 		}
 		if changed {
@@ -48,20 +47,8 @@ func PeerChanges(desired []Node, actual []wgtypes.Peer) wgtypes.Config {
 	return cfg
 }
 
-// chooseEndpoint returns the endpoint to set, if any: none while the current
-// one is still a published candidate, else the first candidate.
-func chooseEndpoint(candidates []netip.AddrPort, cur *net.UDPAddr, exists bool) (netip.AddrPort, bool) {
-	if len(candidates) == 0 {
-		return netip.AddrPort{}, false
-	}
-	if exists && cur != nil {
-		c := cur.AddrPort()
-		c = netip.AddrPortFrom(c.Addr().Unmap(), c.Port())
-		if slices.Contains(candidates, c) {
-			return netip.AddrPort{}, false
-		}
-	}
-	return candidates[0], true
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // RouteChanges returns the prefixes to add and to delete to turn actual into

@@ -96,8 +96,8 @@ func TestPeerChanges(t *testing.T) {
 	ka, kb, kold := key(t), key(t), key(t)
 	epA := netip.MustParseAddrPort("198.18.0.11:51820")
 	desired := []Node{
-		{Name: "a", PublicKey: ka, Endpoints: []netip.AddrPort{epA}, AllowedIPs: pfx("10.77.0.1/32")},
-		{Name: "b", PublicKey: kb, Endpoints: []netip.AddrPort{netip.MustParseAddrPort("198.18.0.12:51820")}, AllowedIPs: pfx("10.77.0.2/32")},
+		{Name: "a", PublicKey: ka, WireGuardEndpoint: epA, AllowedIPs: pfx("10.77.0.1/32")},
+		{Name: "b", PublicKey: kb, WireGuardEndpoint: netip.MustParseAddrPort("198.18.0.12:51820"), AllowedIPs: pfx("10.77.0.2/32")},
 	}
 
 	// From nothing: add both, with allowed IPs and endpoints.
@@ -118,7 +118,7 @@ func TestPeerChanges(t *testing.T) {
 		t.Fatalf("want only removal of the old peer, got %+v", cfg.Peers)
 	}
 
-	// b's allowed IPs grew (pod CIDR) and it roamed to a non-candidate.
+	// b's allowed IPs grew (pod CIDR) and its endpoint is not the wanted one.
 	desired[1].AllowedIPs = pfx("10.77.0.2/32", "10.244.2.0/24")
 	actual = actual[:2]
 	actual[1].Endpoint = &net.UDPAddr{IP: net.ParseIP("203.0.113.9"), Port: 1}

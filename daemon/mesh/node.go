@@ -14,8 +14,19 @@ import (
 type Node struct {
 	Name      string
 	PublicKey wgtypes.Key
+	// ControlKey authenticates the node's path probes.
+	ControlKey wgtypes.Key
 	// Endpoints are UDP candidates, in the order the node published them.
 	Endpoints []netip.AddrPort
+	// EndpointKinds are the kinds of Endpoints (host, stun, configured),
+	// index for index.
+	EndpointKinds []string
+	// NATType is the node's published NAT type.
+	NATType string
+	// WireGuardEndpoint is what the device is configured with for this
+	// peer; the caller sets it (wirelaced: the peer's virtual endpoint, the
+	// Bind choosing the real path). Invalid means leave it alone.
+	WireGuardEndpoint netip.AddrPort
 	// AllowedIPs are everything routed to this node: its mesh IPs as host
 	// prefixes, its pod CIDRs and any advertised CIDRs.
 	AllowedIPs []netip.Prefix
@@ -30,13 +41,20 @@ func FromMeshNode(mn *v1alpha1.MeshNode) (Node, error) {
 		return n, fmt.Errorf("meshnode %s: public key: %w", mn.Name, err)
 	}
 	n.PublicKey = k
+	if mn.Spec.ControlKey != "" {
+		if n.ControlKey, err = wgtypes.ParseKey(mn.Spec.ControlKey); err != nil {
+			return n, fmt.Errorf("meshnode %s: control key: %w", mn.Name, err)
+		}
+	}
 	for _, ep := range mn.Spec.Endpoints {
 		ap, err := netip.ParseAddrPort(ep.Address)
 		if err != nil {
 			return n, fmt.Errorf("meshnode %s: endpoint %q: %w", mn.Name, ep.Address, err)
 		}
 		n.Endpoints = append(n.Endpoints, ap)
+		n.EndpointKinds = append(n.EndpointKinds, string(ep.Kind))
 	}
+	n.NATType = mn.Spec.NATType
 	if len(mn.Spec.MeshIPs) == 0 {
 		return n, fmt.Errorf("meshnode %s: no mesh IPs", mn.Name)
 	}

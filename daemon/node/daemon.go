@@ -27,6 +27,7 @@ import (
 	"github.com/wirelace/wirelace/daemon/keys"
 	"github.com/wirelace/wirelace/daemon/kube"
 	"github.com/wirelace/wirelace/daemon/masq"
+	"github.com/wirelace/wirelace/daemon/nat"
 	"github.com/wirelace/wirelace/ipam"
 )
 
@@ -59,6 +60,12 @@ type Daemon struct {
 	watcher *kube.Watcher
 	mtu     int
 	meshIPs []netip.Addr
+
+	// Paths and NAT traversal.
+	paths   *paths
+	relays  *relaySet
+	nat     nat.Result
+	metrics *metrics
 
 	// Pod networking.
 	ipam     *ipam.Store
@@ -128,6 +135,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		srv.Shutdown(sctx)
 	}()
 
+	d.metrics = newMetrics(d)
+	if cfg.MetricsListen != "" {
+		if err := d.metrics.serve(ctx, cfg.MetricsListen, log); err != nil {
+			return fmt.Errorf("serve metrics on %s (set --metrics-listen, or empty to disable): %w", cfg.MetricsListen, err)
+		}
+	}
+
 	d.setNotReady("connecting to the Kubernetes API")
 	if d.clients, err = kube.Connect(ctx, cfg.Kubeconfig); err != nil {
 		return err
@@ -161,12 +175,23 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	d.setNotReady("opening the WireGuard device")
 	mtu := meshMTU(cfg.MTU, cfg.Interface)
 	d.bind = bind.New(log)
+	d.paths = newPaths(d.bind, d.keys.Control, d.metrics, log)
+	if len(cfg.Relays) > 0 {
+		d.relays, err = newRelaySet(cfg.Relays, cfg.RelayCA, d.keys.WireGuard.PublicKey(), d.keys.Control, d.paths.handleRelayed, log)
+		if err != nil {
+			return err
+		}
+		d.paths.relays = d.relays
+		d.bind.SetRelay(d.relays)
+	}
+	d.bind.SetHandler(d.paths.handle)
 	dev, err := device.Open(device.Config{
-		Name:       cfg.Interface,
-		MTU:        mtu,
-		ListenPort: cfg.ListenPort,
-		PrivateKey: d.keys.WireGuard,
-		Logger:     log,
+		Name:           cfg.Interface,
+		MTU:            mtu,
+		ListenPort:     cfg.ListenPort,
+		PrivateKey:     d.keys.WireGuard,
+		Logger:         log,
+		FixedEndpoints: true,
 	}, d.bind)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -195,6 +220,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	go d.heartbeat(ctx)
 	go d.ipamLoop(ctx)
+	if d.relays != nil {
+		d.relays.run(ctx)
+	}
+	go d.paths.run(ctx)
+	go d.natLoop(ctx)
 
 	log.Info("wirelaced started", "node", cfg.NodeName, "mesh_ips", d.meshIPs, "pod_cidrs", d.podCIDRs,
 		"public_key", d.keys.WireGuard.PublicKey().String(), "listen_port", cfg.ListenPort, "mtu", d.mtu)

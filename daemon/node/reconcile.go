@@ -54,6 +54,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		d.log.Warn("mesh conflict", "detail", c)
 	}
 
+	d.paths.update(top, hostPrefixes(d.cfg.Interface))
 	if err := d.applyPeers(top); err != nil {
 		return err
 	}
@@ -143,22 +144,44 @@ func (d *Daemon) spec() (v1alpha1.MeshNodeSpec, error) {
 	if err != nil {
 		return spec, err
 	}
+	seen := map[netip.AddrPort]bool{}
+	add := func(ap netip.AddrPort, kind v1alpha1.EndpointKind) {
+		if !seen[ap] {
+			seen[ap] = true
+			spec.Endpoints = append(spec.Endpoints, v1alpha1.Endpoint{Address: ap.String(), Kind: kind})
+		}
+	}
 	for _, ap := range configured {
-		spec.Endpoints = append(spec.Endpoints, v1alpha1.Endpoint{Address: ap.String(), Kind: v1alpha1.EndpointConfigured})
+		add(ap, v1alpha1.EndpointConfigured)
 	}
-	addrs, err := hostAddrs(d.cfg.Interface)
-	if err != nil && len(addrs) == 0 {
-		return spec, err
-	}
-	if err != nil {
-		d.log.Warn("some host addresses could not be read", "err", err)
-	}
+	// Configured, then what STUN saw (reachable from elsewhere), then the
+	// host's own addresses (reachable on the same network): the path
+	// machines probe them all, and the first is the best guess.
+	d.mu.Lock()
+	res := d.nat
+	d.mu.Unlock()
+	spec.NATType = string(res.Type)
+	addrs, hostErr := hostAddrs(d.cfg.Interface)
 	port := uint16(d.bind.Port())
-	var eps []string
+	local := map[netip.Addr]bool{}
 	for _, a := range addrs {
-		ap := netip.AddrPortFrom(a, port)
-		spec.Endpoints = append(spec.Endpoints, v1alpha1.Endpoint{Address: ap.String(), Kind: v1alpha1.EndpointHost})
+		local[a] = true
 	}
+	for _, ap := range res.Mapped {
+		if !local[ap.Addr()] { // an open node's mapped address is a host one
+			add(ap, v1alpha1.EndpointSTUN)
+		}
+	}
+	if hostErr != nil && len(addrs) == 0 {
+		return spec, hostErr
+	}
+	if hostErr != nil {
+		d.log.Warn("some host addresses could not be read", "err", hostErr)
+	}
+	for _, a := range addrs {
+		add(netip.AddrPortFrom(a, port), v1alpha1.EndpointHost)
+	}
+	var eps []string
 	for _, e := range spec.Endpoints {
 		eps = append(eps, e.Address)
 	}

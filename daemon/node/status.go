@@ -22,6 +22,7 @@ func (d *Daemon) Status() netconf.Status {
 	}
 	names := d.peerNames
 	dev := d.dev
+	s.NATType, s.NATReason = string(d.nat.Type), d.nat.Reason
 	for _, a := range d.meshIPs {
 		s.MeshIPs = append(s.MeshIPs, a.String())
 	}
@@ -29,6 +30,9 @@ func (d *Daemon) Status() netconf.Status {
 
 	if d.keys.WireGuard != [32]byte{} {
 		s.PublicKey = d.keys.WireGuard.PublicKey().String()
+	}
+	if d.relays != nil {
+		s.Relays = d.relays.status()
 	}
 	if dev == nil {
 		return s
@@ -56,6 +60,9 @@ func (d *Daemon) Status() netconf.Status {
 			ps.LastHandshake = &t
 		}
 		s.Peers = append(s.Peers, ps)
+	}
+	if d.paths != nil {
+		d.paths.status(s.Peers)
 	}
 	return s
 }

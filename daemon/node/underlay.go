@@ -103,3 +103,31 @@ func hostAddrs(skip string) ([]netip.Addr, error) {
 	})
 	return out, errors.Join(errs...)
 }
+
+// hostPrefixes are the subnets of the node's host addresses: a peer with a
+// host candidate inside one is on the same network.
+func hostPrefixes(skip string) []netip.Prefix {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Name == skip || a.Flags&net.FlagLoopback != 0 || a.Flags&net.FlagUp == 0 {
+			continue
+		}
+		addrs, _ := netlink.AddrList(l, netlink.FAMILY_ALL)
+		for _, ad := range addrs {
+			ip, ok := netip.AddrFromSlice(ad.IP)
+			if !ok || ad.IPNet == nil {
+				continue
+			}
+			ones, _ := ad.Mask.Size()
+			if p := netip.PrefixFrom(ip.Unmap(), ones).Masked(); p.Addr().IsGlobalUnicast() {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}

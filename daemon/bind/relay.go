@@ -1,0 +1,85 @@
+package bind
+
+import (
+	"net"
+	"net/netip"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// Relay sends WireGuard packets to a peer through the relay servers.
+type Relay interface {
+	SendPacket(dst wgtypes.Key, pkt []byte) error
+}
+
+// SetRelay sets the relay the Bind sends through (nil: none).
+func (b *Bind) SetRelay(r Relay) {
+	if r == nil {
+		b.relay.Store(nil)
+		return
+	}
+	b.relay.Store(&r)
+}
+
+// relayQueueLen bounds the packets received from relays and not yet read by
+// the device; beyond it they are dropped, as a full socket buffer would.
+const relayQueueLen = 1024
+
+type relayed struct {
+	pkt []byte
+	ep  *peerEndpoint
+}
+
+// DeliverRelayed hands a WireGuard packet that arrived through a relay from
+// the peer with key src to the device. Packets from unknown peers are
+// dropped. pkt is copied.
+func (b *Bind) DeliverRelayed(src wgtypes.Key, pkt []byte) {
+	b.peersMu.Lock()
+	e, ok := b.byKey[src]
+	b.peersMu.Unlock()
+	if !ok || !IsWireGuard(pkt) {
+		return
+	}
+	select {
+	case b.relayQ <- relayed{pkt: append([]byte(nil), pkt...), ep: e}:
+	default:
+	}
+}
+
+// receiveRelayed is the ReceiveFunc for packets from relays. It blocks until
+// at least one packet is queued, then takes as many as fit in the batch.
+func (b *Bind) receiveRelayed(done <-chan struct{}) conn.ReceiveFunc {
+	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		var first relayed
+		select {
+		case first = <-b.relayQ:
+		case <-done:
+			return 0, net.ErrClosed
+		}
+		n := 0
+		put := func(r relayed) {
+			sizes[n] = copy(packets[n], r.pkt)
+			eps[n] = r.ep
+			n++
+		}
+		put(first)
+		for n < len(packets) {
+			select {
+			case r := <-b.relayQ:
+				put(r)
+			default:
+				return n, nil
+			}
+		}
+		return n, nil
+	}
+}
+
+// addrOfVirtual resolves a virtual endpoint address to its peer endpoint.
+func (b *Bind) peerByVirtual(a netip.Addr) (*peerEndpoint, bool) {
+	b.peersMu.Lock()
+	defer b.peersMu.Unlock()
+	e, ok := b.byVirt[a]
+	return e, ok
+}

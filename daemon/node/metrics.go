@@ -1,0 +1,117 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the daemon's Prometheus metrics. Gauges are read from the
+// daemon's status at scrape time (one source of truth with wirelacectl);
+// counters are bumped where things happen.
+type metrics struct {
+	reg         *prometheus.Registry
+	pathChanges prometheus.Counter
+	pings       prometheus.Counter
+	pongs       prometheus.Counter
+}
+
+func newMetrics(d *Daemon) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		pathChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wirelace_path_changes_total", Help: "Changes of the path (direct, relay, both) of any peer.",
+		}),
+		pings: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wirelace_probe_pings_sent_total", Help: "Path probes sent.",
+		}),
+		pongs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wirelace_probe_pongs_received_total", Help: "Authenticated answers to path probes.",
+		}),
+	}
+	m.reg.MustRegister(m.pathChanges, m.pings, m.pongs, statusCollector{d}, prometheus.NewGoCollector())
+	return m
+}
+
+var (
+	descPeers   = prometheus.NewDesc("wirelace_peers", "Peers by the path their packets take now.", []string{"path"}, nil)
+	descNAT     = prometheus.NewDesc("wirelace_nat_type", "This node's NAT type as classified by STUN (1 for the current type).", []string{"type"}, nil)
+	descRelay   = prometheus.NewDesc("wirelace_relay_connected", "Whether the node is connected to a relay.", []string{"relay"}, nil)
+	descReady   = prometheus.NewDesc("wirelace_ready", "Whether the daemon is ready.", nil, nil)
+	descPeerRx  = prometheus.NewDesc("wirelace_peer_receive_bytes", "Bytes received from a peer through WireGuard.", []string{"peer"}, nil)
+	descPeerTx  = prometheus.NewDesc("wirelace_peer_transmit_bytes", "Bytes sent to a peer through WireGuard.", []string{"peer"}, nil)
+	descPeerAge = prometheus.NewDesc("wirelace_peer_handshake_age_seconds", "Seconds since the last WireGuard handshake with a peer.", []string{"peer"}, nil)
+)
+
+// statusCollector turns the daemon's status into gauges at scrape time.
+type statusCollector struct{ d *Daemon }
+
+func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPeers, descNAT, descRelay, descReady, descPeerRx, descPeerTx, descPeerAge} {
+		ch <- d
+	}
+}
+
+func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.d.Status()
+	ready := 0.0
+	if s.Ready {
+		ready = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready)
+	if s.NATType != "" {
+		ch <- prometheus.MustNewConstMetric(descNAT, prometheus.GaugeValue, 1, s.NATType)
+	}
+	for _, r := range s.Relays {
+		v := 0.0
+		if r.Connected {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descRelay, prometheus.GaugeValue, v, r.Addr)
+	}
+	byPath := map[string]float64{"direct": 0, "relay": 0, "direct+relay": 0}
+	for _, p := range s.Peers {
+		if p.Path != "" {
+			byPath[p.Path]++
+		}
+		name := p.Node
+		if name == "" {
+			name = p.PublicKey
+		}
+		ch <- prometheus.MustNewConstMetric(descPeerRx, prometheus.GaugeValue, float64(p.RxBytes), name)
+		ch <- prometheus.MustNewConstMetric(descPeerTx, prometheus.GaugeValue, float64(p.TxBytes), name)
+		if p.LastHandshake != nil {
+			ch <- prometheus.MustNewConstMetric(descPeerAge, prometheus.GaugeValue, time.Since(*p.LastHandshake).Seconds(), name)
+		}
+	}
+	for path, n := range byPath {
+		ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, n, path)
+	}
+}
+
+// serveMetrics serves /metrics on addr until ctx ends.
+func (m *metrics) serve(ctx context.Context, addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics server stopped", "err", err)
+		}
+	}()
+	return nil
+}

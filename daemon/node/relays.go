@@ -1,0 +1,131 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirelace/wirelace/netconf"
+	"github.com/wirelace/wirelace/relay/client"
+)
+
+// relaySet is the node's connections to every configured relay. A packet
+// for a relayed peer goes through every connected relay: the receiver's
+// WireGuard drops the duplicates (replay window), and losing one relay then
+// loses nothing.
+type relaySet struct {
+	clients []*client.Client
+
+	mu     sync.Mutex
+	states map[string]client.State
+}
+
+// newRelaySet creates a client per relay; receive gets every packet any
+// relay delivers.
+func newRelaySet(addrs []string, caFile string, pub, control wgtypes.Key, receive func(src wgtypes.Key, pkt []byte), log *slog.Logger) (*relaySet, error) {
+	rs := &relaySet{states: map[string]client.State{}}
+	var tlsCfg *tls.Config
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read relay CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("relay CA %s holds no PEM certificate", caFile)
+		}
+		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	for _, addr := range addrs {
+		cfg := client.Config{
+			Addr:       addr,
+			PublicKey:  pub,
+			ControlKey: control,
+			Receive:    receive,
+			Logger:     log,
+			OnState: func(s client.State) {
+				rs.mu.Lock()
+				rs.states[addr] = s
+				rs.mu.Unlock()
+				if s.Connected {
+					log.Info("relay connected", "relay", addr)
+				}
+			},
+		}
+		if tlsCfg != nil {
+			c := tlsCfg.Clone()
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				c.ServerName = host
+			}
+			cfg.TLS = c
+		}
+		c, err := client.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("relay %s: %w", addr, err)
+		}
+		rs.clients = append(rs.clients, c)
+	}
+	return rs, nil
+}
+
+// run keeps every client connected until ctx ends.
+func (rs *relaySet) run(ctx context.Context) {
+	for _, c := range rs.clients {
+		go c.Run(ctx)
+	}
+}
+
+// SendPacket implements bind.Relay.
+func (rs *relaySet) SendPacket(dst wgtypes.Key, pkt []byte) error {
+	var last error
+	sent := false
+	for _, c := range rs.clients {
+		if !c.Connected() {
+			continue
+		}
+		if err := c.Send(dst, pkt); err != nil {
+			last = err
+			continue
+		}
+		sent = true
+	}
+	if !sent && last == nil {
+		last = client.ErrNotConnected
+	}
+	if sent {
+		return nil
+	}
+	return last
+}
+
+// connected reports whether any relay is connected.
+func (rs *relaySet) connected() bool {
+	for _, c := range rs.clients {
+		if c.Connected() {
+			return true
+		}
+	}
+	return false
+}
+
+// status is the state of every relay for the local API.
+func (rs *relaySet) status() []netconf.RelayStatus {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	out := make([]netconf.RelayStatus, 0, len(rs.clients))
+	for _, c := range rs.clients {
+		st := netconf.RelayStatus{Addr: c.Addr(), Connected: c.Connected()}
+		if s, ok := rs.states[c.Addr()]; ok && s.Err != nil && !st.Connected {
+			st.Error = s.Err.Error()
+		}
+		out = append(out, st)
+	}
+	return out
+}
