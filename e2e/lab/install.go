@@ -22,9 +22,17 @@ import (
 // the namespace and the node ClusterRole, bound to the ServiceAccount whose
 // node-bound tokens the lab daemons use.
 const (
-	Namespace      = "wirelace-system"
-	serviceAccount = "wirelace"
+	Namespace           = "wirelace-system"
+	serviceAccount      = "wirelace"
+	relayServiceAccount = "wirelace-relay"
 )
+
+// roles are the ClusterRoles in install/rbac and the ServiceAccount each is
+// bound to.
+var roles = []struct{ file, serviceAccount string }{
+	{"clusterrole.yaml", serviceAccount},
+	{"relay-clusterrole.yaml", relayServiceAccount},
+}
 
 var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
@@ -42,26 +50,28 @@ func (l *Lab) install(ctx context.Context) error {
 			return fmt.Errorf("create CRD from %s: %w", f, err)
 		}
 	}
-	var role rbacv1.ClusterRole
-	if err := readYAML(filepath.Join(l.opts.Root, "install", "rbac", "clusterrole.yaml"), &role); err != nil {
-		return err
-	}
-	if _, err := l.Core.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create ClusterRole: %w", err)
-	}
 	if _, err := l.Core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create namespace: %w", err)
 	}
-	if _, err := l.Core.CoreV1().ServiceAccounts(Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: serviceAccount}}, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create service account: %w", err)
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: serviceAccount, Namespace: Namespace}},
-	}
-	if _, err := l.Core.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create ClusterRoleBinding: %w", err)
+	for _, r := range roles {
+		var role rbacv1.ClusterRole
+		if err := readYAML(filepath.Join(l.opts.Root, "install", "rbac", r.file), &role); err != nil {
+			return err
+		}
+		if _, err := l.Core.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create ClusterRole %s: %w", role.Name, err)
+		}
+		if _, err := l.Core.CoreV1().ServiceAccounts(Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: r.serviceAccount}}, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create service account %s: %w", r.serviceAccount, err)
+		}
+		binding := &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: r.serviceAccount, Namespace: Namespace}},
+		}
+		if _, err := l.Core.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create ClusterRoleBinding %s: %w", role.Name, err)
+		}
 	}
 	// A CRD is usable once the API server serves its resource.
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {

@@ -56,6 +56,7 @@ type Lab struct {
 	nodes   []*Node
 	nextIP  int
 	sites   int
+	relays  []*Relay
 	closers []func() error
 }
 

@@ -137,14 +137,14 @@ func (l *Lab) writeNodeKubeconfig(ctx context.Context, n *Node, node *corev1.Nod
 
 // Args are the wirelaced flags the lab uses for this node.
 func (n *Node) Args() []string {
-	return []string{
+	return append([]string{
 		"--node-name", n.Name,
 		"--kubeconfig", n.Kubeconfig,
 		"--state-dir", n.StateDir,
 		"--socket", n.Socket,
 		"--namespace", Namespace,
 		"--log-level", "debug",
-	}
+	}, n.lab.relayArgs()...)
 }
 
 // Argv returns the command line that runs bin with args inside the node:

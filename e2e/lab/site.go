@@ -82,13 +82,13 @@ func natRules(kind NAT) string {
 	}
 	var block string
 	if kind == NATUDPBlocked {
-		block = `oifname "wan" meta l4proto udp drop`
+		block = `oifname "wan" meta l4proto udp drop;`
 	}
 	return fmt.Sprintf(`table ip labnat {
-	chain post { type nat hook postrouting priority 100; oifname "wan" %s; }
-	chain pre { type nat hook prerouting priority -100; }
-	chain fwd { type filter hook forward priority 0; iifname "wan" ct state new ct status != dnat drop; %s }
-	chain in { type filter hook input priority 0; iifname "wan" ct state new drop; }
+	chain postnat { type nat hook postrouting priority 100; oifname "wan" %s; }
+	chain prenat { type nat hook prerouting priority -100; }
+	chain forwarding { type filter hook forward priority 0; ct status dnat accept; iifname "wan" ct state new drop; %s }
+	chain incoming { type filter hook input priority 0; iifname "wan" ct state new drop; }
 }
 `, masq, block)
 }
@@ -107,7 +107,7 @@ func (s *Site) nft(ctx context.Context, rules string) error {
 // port of node (which must be on this site): the "configured endpoint" of
 // a node reachable only through a port-forward.
 func (s *Site) PortForward(ctx context.Context, n *Node, port int) error {
-	return s.nft(ctx, fmt.Sprintf("add rule ip labnat pre iifname \"wan\" udp dport %d dnat to %s:%d\n", port, n.IP, port))
+	return s.nft(ctx, fmt.Sprintf("add rule ip labnat prenat iifname \"wan\" udp dport %d dnat to %s:%d\n", port, n.IP, port))
 }
 
 // Blackhole drops (or, with on=false, stops dropping) all traffic between
@@ -117,7 +117,7 @@ func (s *Site) Blackhole(ctx context.Context, peer netip.Addr, on bool) error {
 		return s.nft(ctx, "delete table ip labcut\n")
 	}
 	return s.nft(ctx, fmt.Sprintf(`table ip labcut {
-	chain fwd { type filter hook forward priority -10; ip daddr %[1]s drop; ip saddr %[1]s drop; }
+	chain cut { type filter hook forward priority -10; ip daddr %[1]s drop; ip saddr %[1]s drop; }
 }
 `, peer))
 }

@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/wirelace/wirelace/e2e/lab"
+	"github.com/wirelace/wirelace/netconf"
+)
+
+// natLab is a mixed topology: nodes with public addresses, nodes behind
+// home-router (cone) NATs, behind cloud (symmetric) NATs, behind a router
+// that blocks UDP, and behind one with a port-forward; two relays, each
+// also a STUN server.
+type natLab struct {
+	l     *lab.Lab
+	sites map[string]*lab.Site
+	nodes map[string]*lab.Node
+}
+
+func newNATLab(t *testing.T) *natLab {
+	t.Helper()
+	ctx := context.Background()
+	nl := &natLab{l: newLab(t), sites: map[string]*lab.Site{}, nodes: map[string]*lab.Node{}}
+	for _, r := range []string{"relay1", "relay2"} {
+		if _, err := nl.l.AddRelay(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []struct {
+		name string
+		kind lab.NAT
+	}{
+		{"homea", lab.NATCone}, {"homeb", lab.NATCone}, {"clouda", lab.NATSymmetric},
+		{"cloudb", lab.NATSymmetric}, {"blocked", lab.NATUDPBlocked}, {"fwd", lab.NATCone},
+	} {
+		site, err := nl.l.AddSite(ctx, s.name, s.kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nl.sites[s.name] = site
+	}
+	place := []struct{ node, site string }{
+		{"pub", ""}, {"a1", "homea"}, {"a2", "homea"}, {"b1", "homeb"},
+		{"s1", "clouda"}, {"s2", "cloudb"}, {"u1", "blocked"}, {"f1", "fwd"},
+	}
+	for _, p := range place {
+		var opts []lab.NodeOption
+		if p.site != "" {
+			opts = append(opts, lab.InSite(nl.sites[p.site]))
+		}
+		n, err := nl.l.AddNode(ctx, p.node, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nl.nodes[p.node] = n
+	}
+	fwd := nl.sites["fwd"]
+	if err := fwd.PortForward(ctx, nl.nodes["f1"], 51820); err != nil {
+		t.Fatal(err)
+	}
+	for name, n := range nl.nodes {
+		var extra []string
+		if name == "f1" {
+			extra = []string{"--endpoints", netip.AddrPortFrom(fwd.WAN, 51820).String()}
+		}
+		if err := n.Start(extra...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nl.nodes {
+		if err := n.WaitReady(ctx, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nl
+}
+
+// peerStatus returns what a's daemon says of its peer b.
+func peerStatus(ctx context.Context, a, b *lab.Node) (netconf.PeerStatus, error) {
+	s, err := a.Status(ctx)
+	if err != nil {
+		return netconf.PeerStatus{}, err
+	}
+	for _, p := range s.Peers {
+		if p.Node == b.Name {
+			return p, nil
+		}
+	}
+	return netconf.PeerStatus{}, fmt.Errorf("%s has no peer %s", a.Name, b.Name)
+}
+
+// expectPath waits until both a and b report path want for each other and
+// their mesh IPs reach each other, and returns a's view.
+func expectPath(t *testing.T, a, b *lab.Node, want string, within time.Duration) netconf.PeerStatus {
+	t.Helper()
+	ctx := context.Background()
+	var ps netconf.PeerStatus
+	eventually(t, within, fmt.Sprintf("%s↔%s on path %s", a.Name, b.Name, want), func() error {
+		for _, pair := range [][2]*lab.Node{{a, b}, {b, a}} {
+			p, err := peerStatus(ctx, pair[0], pair[1])
+			if err != nil {
+				return err
+			}
+			if p.Path != want {
+				return fmt.Errorf("%s says %s is on %q (%s)", pair[0].Name, pair[1].Name, p.Path, p.PathReason)
+			}
+			if pair[0] == a {
+				ps = p
+			}
+		}
+		return nil
+	})
+	sb := status(t, b)
+	sa := status(t, a)
+	eventually(t, 5*time.Second, a.Name+" pings "+b.Name, func() error { return a.Ping(ctx, sb.MeshIPs[0], 1) })
+	eventually(t, 5*time.Second, b.Name+" pings "+a.Name, func() error { return b.Ping(ctx, sa.MeshIPs[0], 1) })
+	t.Logf("%s↔%s: %s %s (%s)", a.Name, b.Name, ps.Path, ps.PathAddr, ps.PathReason)
+	return ps
+}
+
+// TestNATMatrix: every pair ends up on the path its NATs allow, within 15 s,
+// its mesh IPs reach each other, and the daemons report that path.
+func TestNATMatrix(t *testing.T) {
+	nl := newNATLab(t)
+	n := nl.nodes
+	const within = 15 * time.Second
+
+	t.Run("same LAN: direct, private addresses", func(t *testing.T) {
+		ps := expectPath(t, n["a1"], n["a2"], "direct", within)
+		if addr, _ := netip.ParseAddrPort(ps.PathAddr); !nl.sites["homea"].LAN.Contains(addr.Addr()) {
+			t.Fatalf("direct path %s is not the private address on the shared LAN %s", ps.PathAddr, nl.sites["homea"].LAN)
+		}
+	})
+	t.Run("one side public: direct", func(t *testing.T) {
+		expectPath(t, n["pub"], n["a1"], "direct", within)
+		expectPath(t, n["pub"], n["s1"], "direct", within)
+	})
+	t.Run("cone to cone: direct, hole punched", func(t *testing.T) {
+		expectPath(t, n["a1"], n["b1"], "direct", within)
+	})
+	t.Run("cone (port-restricted) to symmetric: relay", func(t *testing.T) {
+		// Linux NAT filters by address and port, so the symmetric side's
+		// new port is never let in: this pair needs the relay.
+		expectPath(t, n["b1"], n["s1"], "relay", within)
+	})
+	t.Run("symmetric to symmetric: relay", func(t *testing.T) {
+		expectPath(t, n["s1"], n["s2"], "relay", within)
+	})
+	t.Run("UDP blocked: relay", func(t *testing.T) {
+		expectPath(t, n["u1"], n["pub"], "relay", within)
+		expectPath(t, n["u1"], n["a1"], "relay", within)
+	})
+	t.Run("port-forward (configured endpoint): direct", func(t *testing.T) {
+		ps := expectPath(t, n["s1"], n["f1"], "direct", within)
+		if want := netip.AddrPortFrom(nl.sites["fwd"].WAN, 51820).String(); ps.PathAddr != want {
+			t.Fatalf("s1 reaches f1 at %s, want the port-forward %s", ps.PathAddr, want)
+		}
+	})
+	t.Run("NAT types are published", func(t *testing.T) {
+		for name, want := range map[string]string{"pub": "open", "a1": "cone-port-restricted", "s1": "symmetric", "u1": "udp-blocked"} {
+			s := status(t, n[name])
+			if s.NATType != want {
+				t.Errorf("%s NAT type %q (%s), want %q", name, s.NATType, s.NATReason, want)
+			}
+		}
+	})
+}
