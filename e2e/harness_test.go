@@ -13,7 +13,9 @@ import (
 )
 
 // repoRoot is the repository root, found from this file's location.
-func repoRoot(t *testing.T) string {
+func repoRoot(t *testing.T) string { return repoRootDir() }
+
+func repoRootDir() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
 }

@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,11 +83,17 @@ func newNATLab(t *testing.T) *natLab {
 	return nl
 }
 
-// peerStatus returns what a's daemon says of its peer b.
+// peerStatus returns what a's daemon says of its peer b, read with
+// `wirelacectl status -o json` as an operator's script would.
 func peerStatus(ctx context.Context, a, b *lab.Node) (netconf.PeerStatus, error) {
-	s, err := a.Status(ctx)
+	out, err := exec.CommandContext(ctx, filepath.Join(repoRootDir(), "bin", "wirelacectl"),
+		"--socket", a.Socket, "status", "-o", "json").Output()
 	if err != nil {
-		return netconf.PeerStatus{}, err
+		return netconf.PeerStatus{}, fmt.Errorf("wirelacectl on %s: %w", a.Name, err)
+	}
+	var s netconf.Status
+	if err := json.Unmarshal(out, &s); err != nil {
+		return netconf.PeerStatus{}, fmt.Errorf("wirelacectl output: %w", err)
 	}
 	for _, p := range s.Peers {
 		if p.Node == b.Name {
@@ -160,6 +170,18 @@ func TestNATMatrix(t *testing.T) {
 			t.Fatalf("s1 reaches f1 at %s, want the port-forward %s", ps.PathAddr, want)
 		}
 	})
+	t.Run("metrics", func(t *testing.T) {
+		m := scrape(t, n["s1"].NetNS, 9471)
+		for _, want := range []string{`wirelace_peers{path="relay"}`, `wirelace_nat_type{type="symmetric"} 1`, `wirelace_relay_connected{relay=`} {
+			if !strings.Contains(m, want) {
+				t.Fatalf("s1 metrics lack %s", want)
+			}
+		}
+		r := scrape(t, nl.l.Relays()[0].NetNS, 9090)
+		if !strings.Contains(r, "wirelace_relay_relayed_packets_total") || !strings.Contains(r, "wirelace_relay_clients") {
+			t.Fatalf("relay metrics lack relayed packets / clients:\n%s", r)
+		}
+	})
 	t.Run("NAT types are published", func(t *testing.T) {
 		for name, want := range map[string]string{"pub": "open", "a1": "cone-port-restricted", "s1": "symmetric", "u1": "udp-blocked"} {
 			s := status(t, n[name])
@@ -168,4 +190,16 @@ func TestNATMatrix(t *testing.T) {
 			}
 		}
 	})
+}
+
+// scrape fetches /metrics from 127.0.0.1:port inside a namespace (bash's
+// /dev/tcp: no HTTP client needed in the lab).
+func scrape(t *testing.T, netns string, port int) string {
+	t.Helper()
+	script := fmt.Sprintf(`exec 3<>/dev/tcp/127.0.0.1/%d && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3`, port)
+	out, err := exec.Command("ip", "netns", "exec", netns, "bash", "-c", script).Output()
+	if err != nil {
+		t.Fatalf("scrape %s:%d: %v", netns, port, err)
+	}
+	return string(out)
 }

@@ -87,9 +87,28 @@ func printStatus(w io.Writer, s netconf.Status) {
 	fmt.Fprintf(w, "interface:  %s  mtu %d  port %d\n", s.Interface, s.MTU, s.ListenPort)
 	fmt.Fprintf(w, "public key: %s\n", s.PublicKey)
 	fmt.Fprintf(w, "mesh IPs:   %s\n", strings.Join(s.MeshIPs, ", "))
-	fmt.Fprintf(w, "endpoints:  %s\n\n", strings.Join(s.Endpoints, ", "))
+	fmt.Fprintf(w, "endpoints:  %s\n", strings.Join(s.Endpoints, ", "))
+	nat := s.NATType
+	if nat == "" {
+		nat = "not classified (no STUN servers configured)"
+	}
+	fmt.Fprintf(w, "NAT:        %s\n", nat)
+	if s.NATReason != "" {
+		fmt.Fprintf(w, "            %s\n", s.NATReason)
+	}
+	for _, r := range s.Relays {
+		state := "connected"
+		if !r.Connected {
+			state = "DISCONNECTED"
+			if r.Error != "" {
+				state += ": " + r.Error
+			}
+		}
+		fmt.Fprintf(w, "relay:      %s %s\n", r.Addr, state)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tENDPOINT\tHANDSHAKE\tRX\tTX\tALLOWED IPS")
+	fmt.Fprintln(tw, "PEER\tPATH\tADDRESS\tNAT\tHANDSHAKE\tRX\tTX\tWHY")
 	for _, p := range s.Peers {
 		hs := "never"
 		if p.LastHandshake != nil {
@@ -99,7 +118,7 @@ func printStatus(w io.Writer, s netconf.Status) {
 		if name == "" {
 			name = p.PublicKey[:8] + "…"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", name, p.Endpoint, hs, p.RxBytes, p.TxBytes, strings.Join(p.AllowedIPs, ","))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", name, dash(p.Path), dash(p.PathAddr), dash(p.NATType), hs, p.RxBytes, p.TxBytes, p.PathReason)
 	}
 	tw.Flush()
 }
@@ -119,4 +138,11 @@ func printAllocations(w io.Writer, l netconf.ListResponse) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", pod, id, a.IfName, strings.Join(a.IPs, ","), a.Created)
 	}
 	tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
