@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,8 +17,8 @@ import (
 	"github.com/wirelace/wirelace/e2e/lab"
 )
 
-func demo(ctx context.Context, root string, count int, keep bool) (err error) {
-	say("Building the lab: an internet bridge, a real kube-apiserver + etcd, %d nodes", count)
+func demo(ctx context.Context, root string, keep bool) (err error) {
+	say("Building the lab: an internet, a real kube-apiserver + etcd, a relay/STUN server and four sites")
 	l, err := lab.New(ctx, lab.Options{Root: root, Log: os.Stdout})
 	if err != nil {
 		return err
@@ -36,12 +38,32 @@ func demo(ctx context.Context, root string, count int, keep bool) (err error) {
 		}
 	}()
 
+	if _, err := l.AddRelay(ctx, "relay1"); err != nil {
+		return err
+	}
+	// A node with a public address, one behind a home router (cone NAT),
+	// two in different clouds behind NAT gateways (symmetric NAT).
+	topology := []struct {
+		node string
+		nat  lab.NAT
+	}{{"node1", ""}, {"node2", lab.NATCone}, {"node3", lab.NATSymmetric}, {"node4", lab.NATSymmetric}}
 	var nodes []*lab.Node
-	for i := 1; i <= count; i++ {
-		n, err := l.AddNode(ctx, fmt.Sprintf("node%d", i))
+	for i, t := range topology {
+		var opts []lab.NodeOption
+		where := "public address"
+		if t.nat != "" {
+			site, err := l.AddSite(ctx, fmt.Sprintf("site%d", i+1), t.nat)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, lab.InSite(site))
+			where = fmt.Sprintf("behind a %s NAT (router %s)", t.nat, site.WAN)
+		}
+		n, err := l.AddNode(ctx, t.node, opts...)
 		if err != nil {
 			return err
 		}
+		fmt.Printf("  %s: %s, %s\n", n.Name, n.IP, where)
 		nodes = append(nodes, n)
 	}
 	say("Starting wirelaced on every node")
@@ -57,9 +79,15 @@ func demo(ctx context.Context, root string, count int, keep bool) (err error) {
 		}
 		fmt.Printf("  %s ready (%s after start)\n", n.Name, time.Since(start).Round(time.Millisecond))
 	}
+	waitPathsSettled(ctx, nodes, 20*time.Second)
 
 	say("kubectl get meshnodes")
 	if err := printMeshNodes(ctx, l); err != nil {
+		return err
+	}
+
+	say("Paths: how each node (rows) reaches each other node (columns), as wirelacectl reports it")
+	if err := printPaths(ctx, nodes); err != nil {
 		return err
 	}
 
@@ -95,13 +123,85 @@ func demo(ctx context.Context, root string, count int, keep bool) (err error) {
 		fmt.Printf("  %-12s → seen as %s (its node %s: masqueraded)\n", p.Name, seen, p.Node.IP)
 	}
 
-	say("wg show lace0 on %s (read through the UAPI socket)", nodes[0].Name)
-	out, err := nodes[0].Exec(ctx, "wg", "show", "lace0")
+	say("wirelacectl status on %s", nodes[1].Name)
+	out, err := runCtl(ctx, root, nodes[1], "status")
+	if err != nil {
+		return err
+	}
+	fmt.Println(indent(out))
+
+	say("wg show lace0 on %s (read through the UAPI socket; endpoints are virtual, the Bind picks the path)", nodes[1].Name)
+	out, err = nodes[1].Exec(ctx, "wg", "show", "lace0")
 	if err != nil {
 		return err
 	}
 	fmt.Println(indent(out))
 	return nil
+}
+
+// waitPathsSettled waits until no pair is between paths any more (or the
+// timeout passes): probes answered, relays chosen where nothing answers.
+func waitPathsSettled(ctx context.Context, nodes []*lab.Node, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		settled := true
+		for _, n := range nodes {
+			s, err := n.Status(ctx)
+			if err != nil || s.NATType == "" || len(s.Peers) != len(nodes)-1 {
+				settled = false
+				break
+			}
+			for _, p := range s.Peers {
+				if p.Path != "direct" && !(p.Path == "relay" && !strings.Contains(p.PathReason, "probing")) {
+					settled = false
+				}
+			}
+		}
+		if settled {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func printPaths(ctx context.Context, nodes []*lab.Node) error {
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 3, ' ', 0)
+	fmt.Fprint(w, "  from \\ to")
+	for _, n := range nodes {
+		fmt.Fprintf(w, "\t%s", n.Name)
+	}
+	fmt.Fprintln(w)
+	var why []string
+	for _, a := range nodes {
+		s, err := a.Status(ctx)
+		if err != nil {
+			return err
+		}
+		byName := map[string]string{}
+		for _, p := range s.Peers {
+			byName[p.Node] = p.Path
+			why = append(why, fmt.Sprintf("  %s → %s: %s", a.Name, p.Node, p.PathReason))
+		}
+		fmt.Fprintf(w, "  %s (%s)", a.Name, s.NATType)
+		for _, b := range nodes {
+			if a == b {
+				fmt.Fprint(w, "\t-")
+				continue
+			}
+			fmt.Fprintf(w, "\t%s", orDash(byName[b.Name]))
+		}
+		fmt.Fprintln(w)
+	}
+	w.Flush()
+	fmt.Println()
+	fmt.Println(strings.Join(why, "\n"))
+	return nil
+}
+
+// runCtl runs wirelacectl against a node's daemon.
+func runCtl(ctx context.Context, root string, n *lab.Node, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, filepath.Join(root, "bin", "wirelacectl"), append([]string{"--socket", n.Socket}, args...)...).CombinedOutput()
+	return string(out), err
 }
 
 func printMeshNodes(ctx context.Context, l *lab.Lab) error {

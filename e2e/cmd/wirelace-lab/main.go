@@ -18,7 +18,6 @@ import (
 func main() {
 	fs := flag.NewFlagSet("wirelace-lab", flag.ExitOnError)
 	root := fs.String("root", ".", "repository root (bin/ and install/ are read from it)")
-	nodes := fs.Int("nodes", 3, "number of nodes to start")
 	keep := fs.Bool("keep-logs", false, "keep .lab/<prefix> (logs, node state) after the run")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo\n\nFlags:\n")
@@ -40,7 +39,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := demo(ctx, abs, *nodes, *keep); err != nil {
+	if err := demo(ctx, abs, *keep); err != nil {
 		if errors.Is(err, context.Canceled) {
 			fmt.Fprintln(os.Stderr, "wirelace-lab: interrupted; lab removed")
 		} else {
