@@ -13,7 +13,9 @@ export CONTROLLER_GEN
 # Everything under ./e2e needs root and the lab; the rest are unit tests.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/e2e')
 
-.PHONY: all build generate deps test unit e2e demo clean fmt vet
+WIREGUARD_GO := $(CACHE)/tools/wireguard-go-$(shell $(GO) list -m -f '{{.Version}}' golang.zx2c4.com/wireguard)
+
+.PHONY: all build generate deps test unit e2e demo bench clean fmt vet
 
 all: build
 
@@ -51,6 +53,17 @@ test: fmt vet unit e2e
 
 demo: deps build
 	$(BIN)/wirelace-lab demo
+
+# Stock wireguard-go (default Bind), from the same module version the daemon
+# embeds, for the side-by-side throughput comparison.
+$(WIREGUARD_GO):
+	@mkdir -p $(dir $@)
+	$(GO) build -o $@ golang.zx2c4.com/wireguard
+
+# Throughput through lace0 (direct) against stock wireguard-go between the
+# same namespaces in the same run, and through the relay; prints ratios.
+bench: deps build $(WIREGUARD_GO)
+	$(BIN)/wirelace-lab --wireguard-go $(WIREGUARD_GO) bench
 
 clean:
 	rm -rf $(BIN) .lab

@@ -254,3 +254,20 @@ func (n *Node) close() error {
 	_, err := run(context.Background(), "ip", "netns", "del", n.NetNS)
 	return err
 }
+
+// Spawn runs a long-lived program inside the node, in a mount namespace of
+// its own (private /run/wireguard) like the daemon's. The lab stops it at
+// Close.
+func (n *Node) Spawn(name string, argv ...string) (*proc.Process, error) {
+	p, err := proc.Start(name, filepath.Join(n.Dir, name+".log"), n.Argv(argv[0], argv[1:]...))
+	if err != nil {
+		return nil, err
+	}
+	n.lab.defer_(func() error { return p.Stop(5 * time.Second) })
+	return p, nil
+}
+
+// ExecIn runs a command in the network and mount namespaces of p.
+func ExecIn(ctx context.Context, p *proc.Process, argv ...string) (string, error) {
+	return run(ctx, append([]string{"nsenter", "-t", strconv.Itoa(p.Pid), "-m", "-n", "--"}, argv...)...)
+}

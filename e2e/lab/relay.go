@@ -27,14 +27,16 @@ type Relay struct {
 	Kubeconfig string
 	LogPath    string
 
-	lab  *Lab
-	proc *proc.Process
+	lab   *Lab
+	proc  *proc.Process
+	extra []string
 }
 
-// AddRelay creates a relay host and starts wirelace-relay on it. Nodes
-// started afterwards use every relay of the lab (--relays, --stun-servers).
-func (l *Lab) AddRelay(ctx context.Context, name string) (*Relay, error) {
-	r := &Relay{Name: name, NetNS: l.Prefix + "-" + name, Port: 8443, STUNPort: 3478, lab: l}
+// AddRelay creates a relay host and starts wirelace-relay on it with the
+// lab's flags plus extra. Nodes started afterwards use every relay of the
+// lab (--relays, --stun-servers).
+func (l *Lab) AddRelay(ctx context.Context, name string, extra ...string) (*Relay, error) {
+	r := &Relay{Name: name, NetNS: l.Prefix + "-" + name, Port: 8443, STUNPort: 3478, lab: l, extra: extra}
 	r.Kubeconfig = filepath.Join(l.Dir, name+".kubeconfig")
 	r.LogPath = filepath.Join(l.Dir, name+".log")
 	if _, err := run(ctx, "ip", "netns", "add", r.NetNS); err != nil {
@@ -86,6 +88,7 @@ func (r *Relay) Start() error {
 		"--kubeconfig", r.Kubeconfig,
 		"--log-level", "debug",
 	}
+	argv = append(argv, r.extra...)
 	p, err := proc.Start("wirelace-relay "+r.Name, r.LogPath, argv)
 	if err != nil {
 		return err

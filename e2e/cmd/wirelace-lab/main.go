@@ -19,12 +19,13 @@ func main() {
 	fs := flag.NewFlagSet("wirelace-lab", flag.ExitOnError)
 	root := fs.String("root", ".", "repository root (bin/ and install/ are read from it)")
 	keep := fs.Bool("keep-logs", false, "keep .lab/<prefix> (logs, node state) after the run")
+	wgGo := fs.String("wireguard-go", "", "stock wireguard-go binary to compare with (bench)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo|bench\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.Parse(os.Args[1:])
-	if fs.NArg() != 1 || fs.Arg(0) != "demo" {
+	if fs.NArg() != 1 || (fs.Arg(0) != "demo" && fs.Arg(0) != "bench") || (fs.Arg(0) == "bench" && *wgGo == "") {
 		fs.Usage()
 		os.Exit(2)
 	}
@@ -39,7 +40,11 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := demo(ctx, abs, *keep); err != nil {
+	run := func() error { return demo(ctx, abs, *keep) }
+	if fs.Arg(0) == "bench" {
+		run = func() error { return bench(ctx, abs, *wgGo) }
+	}
+	if err := run(); err != nil {
 		if errors.Is(err, context.Canceled) {
 			fmt.Fprintln(os.Stderr, "wirelace-lab: interrupted; lab removed")
 		} else {
