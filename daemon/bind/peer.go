@@ -174,13 +174,21 @@ func IsVirtual(ap netip.AddrPort) bool { return virtualPrefix.Contains(ap.Addr()
 
 // sendPeer sends a batch along the peer's route. With no route at all yet
 // the packets are dropped, as if lost: WireGuard retries its handshake.
+//
+// Transport data may go both ways at once (the replay window drops the
+// second copy), but a handshake message goes exactly one way: two copies
+// of an initiation arriving together can both be answered by wireguard-go,
+// and the initiator then holds the session of one response while the
+// responder kept the other's, which breaks the tunnel until the next
+// handshake. While in doubt the relay is the surer way.
 func (b *Bind) sendPeer(bufs [][]byte, e *peerEndpoint) error {
 	var err error
-	if d := e.direct.Load(); d != nil {
+	viaRelay := e.relay.Load()
+	if d := e.direct.Load(); d != nil && !(viaRelay && IsHandshake(bufs)) {
 		err = b.std.Send(bufs, d)
 		e.lastSend.Store(time.Now().UnixNano())
 	}
-	if e.relay.Load() {
+	if viaRelay {
 		if r := b.relay.Load(); r != nil {
 			for _, buf := range bufs {
 				// Relay errors are not the device's to act on (the relay
@@ -190,4 +198,12 @@ func (b *Bind) sendPeer(bufs [][]byte, e *peerEndpoint) error {
 		}
 	}
 	return err
+}
+
+// IsHandshake reports whether a send batch is a WireGuard handshake message
+// (initiation, response or cookie reply), which wireguard-go always sends
+// alone.
+func IsHandshake(bufs [][]byte) bool {
+	return len(bufs) == 1 && len(bufs[0]) >= 4 && bufs[0][0] >= 1 && bufs[0][0] <= 3 &&
+		bufs[0][1] == 0 && bufs[0][2] == 0 && bufs[0][3] == 0
 }

@@ -12,6 +12,8 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/wirelace/wirelace/daemon/bind"
+	"github.com/wirelace/wirelace/daemon/probe"
 	"github.com/wirelace/wirelace/netconf"
 	"github.com/wirelace/wirelace/relay/client"
 )
@@ -82,10 +84,13 @@ func (rs *relaySet) run(ctx context.Context) {
 	}
 }
 
-// SendPacket implements bind.Relay.
+// SendPacket implements bind.Relay. Transport data goes through every
+// connected relay; a handshake message through the first only (see
+// bind.sendPeer: duplicate initiations can break a session).
 func (rs *relaySet) SendPacket(dst wgtypes.Key, pkt []byte) error {
 	var last error
 	sent := false
+	once := bind.IsHandshake([][]byte{pkt}) || probe.IsProbe(pkt)
 	for _, c := range rs.clients {
 		if !c.Connected() {
 			continue
@@ -95,6 +100,9 @@ func (rs *relaySet) SendPacket(dst wgtypes.Key, pkt []byte) error {
 			continue
 		}
 		sent = true
+		if once {
+			break
+		}
 	}
 	if !sent && last == nil {
 		last = client.ErrNotConnected
