@@ -161,6 +161,7 @@ func (p *paths) setLocal(t nat.Type, cands []netip.AddrPort) {
 // this node's subnets, to recognise peers on the same network.
 func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 	now := time.Now()
+	relayUp := p.relays != nil && p.relays.connected()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	seen := map[wgtypes.Key]bool{}
@@ -188,6 +189,9 @@ func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 		}
 		pp.sm.SetCandidates(path.MarkSameLAN(cands, own), p.localNAT, path.NATType(n.NATType), now)
 		n.WireGuardEndpoint = p.bind.PeerEndpoint(n.PublicKey)
+		// A route before WireGuard learns of the peer: its first handshake
+		// must not go nowhere.
+		p.applyRoute(pp, now, relayUp)
 	}
 	for k, pp := range p.peers {
 		if !seen[k] {
@@ -267,19 +271,7 @@ func (p *paths) step(now time.Time) time.Time {
 				calls = append(calls, cmm{pp.wg, pkt})
 			}
 		}
-		direct, viaRelay := pp.sm.Send(now)
-		r := bind.Route{Direct: direct, Relay: viaRelay}
-		if !r.Direct.IsValid() && !relayUp {
-			// Nothing confirmed and no relay to carry the traffic: send to
-			// the best guess rather than nowhere, so a peer on the same
-			// network is reachable before its first pong (and WireGuard's
-			// first handshake is not lost to a 5 s retry).
-			r.Direct = pp.first
-		}
-		if r != pp.route {
-			pp.route = r
-			p.bind.SetRoute(pp.wg, r)
-		}
+		p.applyRoute(pp, now, relayUp)
 		st := pp.sm.Status(now)
 		if st.Path != pp.path {
 			if pp.path != "" {
@@ -299,6 +291,23 @@ func (p *paths) step(now time.Time) time.Time {
 		p.relays.SendPacket(c.wg, c.pkt)
 	}
 	return next
+}
+
+// applyRoute gives the Bind the peer's route now. Callers hold p.mu.
+func (p *paths) applyRoute(pp *peerPath, now time.Time, relayUp bool) {
+	direct, viaRelay := pp.sm.Send(now)
+	r := bind.Route{Direct: direct, Relay: viaRelay && relayUp}
+	if !r.Direct.IsValid() && !relayUp {
+		// Nothing confirmed and no relay to carry the traffic: send to the
+		// best guess rather than nowhere, so a peer on the same network is
+		// reachable before its first pong (and WireGuard's first handshake
+		// is not lost to a 5 s retry).
+		r.Direct = pp.first
+	}
+	if r != pp.route {
+		pp.route = r
+		p.bind.SetRoute(pp.wg, r)
+	}
 }
 
 // status fills in the path of each peer.
