@@ -1,6 +1,10 @@
 package nat
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/wirelace/wirelace/api/v1alpha1"
+)
 
 // Sender sends one datagram from the node's WireGuard socket (daemon/bind's
 // Bind.SendTo).
@@ -8,32 +12,18 @@ type Sender interface {
 	SendTo(pkt []byte, to netip.AddrPort) error
 }
 
-// Type is a NAT behaviour as published in MeshNode.spec.natType. The values
-// are part of the API: do not rename them.
-type Type string
+// Type is a NAT behaviour as published in MeshNode.spec.natType.
+type Type = v1alpha1.NATType
 
+// The types, under this package's names (see v1alpha1 for what each means).
 const (
-	// Open: the mapped address is one of the node's own addresses, no NAT.
-	Open Type = "open"
-	// ConeFull: endpoint-independent mapping and filtering.
-	ConeFull Type = "cone"
-	// ConeRestricted: endpoint-independent mapping, address-dependent
-	// filtering.
-	ConeRestricted Type = "cone-restricted"
-	// ConePortRestricted: endpoint-independent mapping,
-	// address-and-port-dependent filtering (the typical home router, and
-	// Linux masquerade).
-	ConePortRestricted Type = "cone-port-restricted"
-	// Symmetric: endpoint-dependent mapping (cloud NAT gateways, masquerade
-	// with random ports): the mapped address learnt from STUN is not the one
-	// a peer would see.
-	Symmetric Type = "symmetric"
-	// UDPBlocked: no STUN server answered at all.
-	UDPBlocked Type = "udp-blocked"
-	// Unknown: some server answered but the behaviour could not be told,
-	// e.g. only one server IP answered, or no server supports RFC 5780 so
-	// filtering could not be tested.
-	Unknown Type = "unknown"
+	Open               = v1alpha1.NATOpen
+	ConeFull           = v1alpha1.NATCone
+	ConeRestricted     = v1alpha1.NATConeRestricted
+	ConePortRestricted = v1alpha1.NATConePortRestricted
+	Symmetric          = v1alpha1.NATSymmetric
+	UDPBlocked         = v1alpha1.NATUDPBlocked
+	Unknown            = v1alpha1.NATUnknown
 )
 
 // Result is one classification.

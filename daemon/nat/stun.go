@@ -8,17 +8,14 @@ import (
 	"net/netip"
 
 	"github.com/pion/stun/v3"
+
+	"github.com/wirelace/wirelace/relay/stunserver"
 )
 
 const (
 	stunHeaderSize = 20
 	stunCookie     = 0x2112A442
 	txIDOffset     = 8 // the transaction ID is header bytes 8..19
-
-	// CHANGE-REQUEST flags (RFC 5780 section 7.2). pion/stun knows the
-	// attribute type but has no codec for it.
-	changeIPFlag   = 0x04
-	changePortFlag = 0x02
 )
 
 // IsSTUN reports whether pkt looks like a STUN message: a full header whose
@@ -68,15 +65,8 @@ func (c change) AddTo(m *stun.Message) error {
 	if !c.any() {
 		return nil
 	}
-	var v uint32
-	if c.ip {
-		v |= changeIPFlag
-	}
-	if c.port {
-		v |= changePortFlag
-	}
-	m.Add(stun.AttrChangeRequest, binary.BigEndian.AppendUint32(nil, v))
-	return nil
+	// One codec for the attribute, the STUN server's.
+	return stunserver.ChangeRequest{ChangeIP: c.ip, ChangePort: c.port}.AddTo(m)
 }
 
 // bindingRequest encodes a Binding request with transaction id. A

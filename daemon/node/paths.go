@@ -9,6 +9,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/wirelace/wirelace/api/v1alpha1"
 	"github.com/wirelace/wirelace/daemon/bind"
 	"github.com/wirelace/wirelace/daemon/mesh"
 	"github.com/wirelace/wirelace/daemon/nat"
@@ -35,7 +36,7 @@ type paths struct {
 	mu       sync.Mutex
 	peers    map[wgtypes.Key]*peerPath // by WireGuard key
 	byCtl    map[wgtypes.Key]*peerPath // by control public key
-	localNAT path.NATType
+	localNAT v1alpha1.NATType
 	ownCands []netip.AddrPort
 	kick     chan struct{}
 }
@@ -151,7 +152,7 @@ func (p *paths) wake() {
 // setLocal records this node's NAT type and candidates (after STUN).
 func (p *paths) setLocal(t nat.Type, cands []netip.AddrPort) {
 	p.mu.Lock()
-	p.localNAT = path.NATType(t)
+	p.localNAT = t
 	p.ownCands = cands
 	p.mu.Unlock()
 }
@@ -187,7 +188,7 @@ func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 		if len(n.Endpoints) > 0 {
 			pp.first = n.Endpoints[0]
 		}
-		pp.sm.SetCandidates(path.MarkSameLAN(cands, own), p.localNAT, path.NATType(n.NATType), now)
+		pp.sm.SetCandidates(path.MarkSameLAN(cands, own), p.localNAT, v1alpha1.NATType(n.NATType), now)
 		n.WireGuardEndpoint = p.bind.PeerEndpoint(n.PublicKey)
 		// A route before WireGuard learns of the peer: its first handshake
 		// must not go nowhere.

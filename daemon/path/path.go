@@ -41,6 +41,7 @@ package path
 
 import (
 	"crypto/rand"
+	"github.com/wirelace/wirelace/api/v1alpha1"
 	"net/netip"
 	"slices"
 	"time"
@@ -125,21 +126,6 @@ const (
 	MaxLearned = 8
 	// maxOutstanding bounds the pings awaiting a pong.
 	maxOutstanding = 64
-)
-
-// NATType is a node's NAT behaviour, the same strings as MeshNode
-// spec.natType (daemon/nat.Type).
-type NATType string
-
-// The NAT types.
-const (
-	NATOpen               NATType = "open"
-	NATCone               NATType = "cone"
-	NATConeRestricted     NATType = "cone-restricted"
-	NATConePortRestricted NATType = "cone-port-restricted"
-	NATSymmetric          NATType = "symmetric"
-	NATUDPBlocked         NATType = "udp-blocked"
-	NATUnknown            NATType = "unknown"
 )
 
 // Candidate kinds. The first three are what MeshNode publishes; "observed"
@@ -233,7 +219,7 @@ type Peer struct {
 	name string
 
 	cands         []*cand
-	local, remote NATType
+	local, remote v1alpha1.NATType
 	prune         string // why NAT traversal is not attempted, "" if it is
 
 	// The direct path.
@@ -361,7 +347,7 @@ func (p *Peer) remove(c *cand) {
 // they change and the peer is not direct, a new attempt starts at once with
 // the backoff reset; when it is direct, the new candidates are probed in case
 // they are better.
-func (p *Peer) SetCandidates(c []Candidate, local, remote NATType, now time.Time) {
+func (p *Peer) SetCandidates(c []Candidate, local, remote v1alpha1.NATType, now time.Time) {
 	before := p.eligibleAddrs()
 	beforePrune := p.prune
 
@@ -420,8 +406,8 @@ func (p *Peer) SetCandidates(c []Candidate, local, remote NATType, now time.Time
 	}
 }
 
-func pruneReason(local, remote NATType) string {
-	lb, rb := local == NATUDPBlocked, remote == NATUDPBlocked
+func pruneReason(local, remote v1alpha1.NATType) string {
+	lb, rb := local == v1alpha1.NATUDPBlocked, remote == v1alpha1.NATUDPBlocked
 	switch {
 	case lb && rb:
 		return "both sides have UDP blocked"
@@ -429,7 +415,7 @@ func pruneReason(local, remote NATType) string {
 		return "UDP blocked on this node"
 	case rb:
 		return "UDP blocked at peer"
-	case local == NATSymmetric && remote == NATSymmetric:
+	case local == v1alpha1.NATSymmetric && remote == v1alpha1.NATSymmetric:
 		return "both sides symmetric NAT"
 	}
 	return ""
@@ -440,7 +426,7 @@ func (p *Peer) eligible(c *cand) bool {
 	switch {
 	case !c.published:
 		return c.learned // seen at run time: worth a try whatever the NAT types
-	case c.kind == KindConfigured, c.sameLAN, p.remote == NATOpen:
+	case c.kind == KindConfigured, c.sameLAN, p.remote == v1alpha1.NATOpen:
 		return true
 	case p.prune != "":
 		return false

@@ -2,6 +2,7 @@ package path
 
 import (
 	"fmt"
+	"github.com/wirelace/wirelace/api/v1alpha1"
 	"net/netip"
 	"strings"
 	"testing"
@@ -52,7 +53,7 @@ type sent struct {
 	to netip.AddrPort
 }
 
-func newWorld(t *testing.T, cands []Candidate, local, remote NATType) *world {
+func newWorld(t *testing.T, cands []Candidate, local, remote v1alpha1.NATType) *world {
 	t.Helper()
 	w := &world{t: t, now: t0, next: t0, up: map[netip.AddrPort]bool{}, rtt: map[netip.AddrPort]time.Duration{}}
 	w.p = NewPeer("peer", t0)
@@ -195,7 +196,7 @@ func TestNewPeerRelayAtOnce(t *testing.T) {
 		t.Fatalf("no candidates, yet %+v", a)
 	}
 
-	p.SetCandidates([]Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, NATConePortRestricted, NATConePortRestricted, t0)
+	p.SetCandidates([]Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, v1alpha1.NATConePortRestricted, v1alpha1.NATConePortRestricted, t0)
 	if d, r := p.Send(t0); d.IsValid() || !r {
 		t.Fatal("not relay before any pong")
 	}
@@ -212,7 +213,7 @@ func TestNewPeerRelayAtOnce(t *testing.T) {
 }
 
 func TestPongGoesDirect(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATCone, NATConePortRestricted)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATConePortRestricted)
 	w.up[stunA] = true
 	w.rtt[stunA] = 400 * time.Microsecond
 	w.run(0)
@@ -239,7 +240,7 @@ func TestPongGoesDirect(t *testing.T) {
 // late, does not count.
 func TestStalePongIgnored(t *testing.T) {
 	p := NewPeer("b", t0)
-	p.SetCandidates([]Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, NATCone, NATCone, t0)
+	p.SetCandidates([]Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, v1alpha1.NATCone, v1alpha1.NATCone, t0)
 	a := p.Tick(t0)
 	var tx [12]byte
 	for _, pg := range a.Pings {
@@ -298,7 +299,7 @@ func TestSteadyStateNoFlapping(t *testing.T) {
 		{"one-way traffic wan", 10 * time.Millisecond, 150 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATConePortRestricted, NATConePortRestricted)
+			w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATConePortRestricted, v1alpha1.NATConePortRestricted)
 			w.up[stunA] = true
 			w.rtt[stunA] = tc.rtt
 			w.sendEvery = tc.sendEvery
@@ -333,7 +334,7 @@ func TestSteadyStateNoFlapping(t *testing.T) {
 // FallbackAfter, then the relay alone.
 func TestLossFailover(t *testing.T) {
 	t.Run("idle: trust expiry", func(t *testing.T) {
-		w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATCone, NATCone)
+		w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
 		w.up[stunA] = true
 		w.run(time.Minute)
 		w.wantPath(PathDirect, stunA)
@@ -365,7 +366,7 @@ func TestLossFailover(t *testing.T) {
 		}
 	})
 	t.Run("busy: liveness ping", func(t *testing.T) {
-		w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATCone, NATCone)
+		w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
 		w.up[stunA] = true
 		w.sendEvery = 50 * time.Millisecond // a 20/s ping, as in the failover target
 		w.run(time.Minute)
@@ -391,7 +392,7 @@ func TestLossFailover(t *testing.T) {
 		_ = both
 	})
 	t.Run("blip: one lost pong while busy", func(t *testing.T) {
-		w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATCone, NATCone)
+		w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
 		w.up[stunA] = true
 		w.sendEvery = 50 * time.Millisecond
 		w.run(time.Minute)
@@ -414,7 +415,7 @@ func TestLossFailover(t *testing.T) {
 func TestFailback(t *testing.T) {
 	for _, outage := range []time.Duration{10 * time.Second, 45 * time.Second, 100 * time.Second} {
 		t.Run(fmt.Sprint(outage), func(t *testing.T) {
-			w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATCone, NATCone)
+			w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
 			w.up[stunA] = true
 			w.run(time.Minute)
 			w.cut(stunA)
@@ -437,7 +438,7 @@ func TestFailback(t *testing.T) {
 // Full attempts back off: after each failed attempt (AttemptRounds rounds
 // of pings, ProbeInterval apart) the wait doubles from RetryMin to RetryMax.
 func TestBackoffSchedule(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, NATConePortRestricted, NATSymmetric)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, v1alpha1.NATConePortRestricted, v1alpha1.NATSymmetric)
 	w.run(5 * time.Minute)
 	attempt := AttemptRounds * ProbeInterval
 	var want []time.Duration
@@ -464,7 +465,7 @@ func TestBackoffSchedule(t *testing.T) {
 	}
 
 	// Waiting between attempts: the reason says when the next one is.
-	w2 := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}, {Addr: cfgA, Kind: KindConfigured}}, NATCone, NATSymmetric)
+	w2 := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}, {Addr: cfgA, Kind: KindConfigured}}, v1alpha1.NATCone, v1alpha1.NATSymmetric)
 	w2.run(3*attempt + RetryMin + 2*RetryMin + 1*time.Second) // third wait (4s), 1s into it
 	st = w2.p.Status(w2.now)
 	if st.Reason != "relay: no answer from 3 candidates (peer behind symmetric NAT), retry in 3s" {
@@ -496,22 +497,22 @@ func TestPruning(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		cands         []Candidate
-		local, remote NATType
+		local, remote v1alpha1.NATType
 		want          []netip.AddrPort // probed
 		reason        string           // Status reason, if nothing is probed
 	}{
-		{"symmetric both", all, NATSymmetric, NATSymmetric, nil, "relay: both sides symmetric NAT"},
-		{"udp blocked here", all, NATUDPBlocked, NATCone, nil, "relay: UDP blocked on this node"},
-		{"udp blocked there", all, NATCone, NATUDPBlocked, nil, "relay: UDP blocked at peer"},
-		{"udp blocked both", all, NATUDPBlocked, NATUDPBlocked, nil, "relay: both sides have UDP blocked"},
-		{"symmetric here, cone there", all, NATSymmetric, NATConePortRestricted, []netip.AddrPort{hostA, stunA}, ""},
-		{"cone here, symmetric there", all, NATConeRestricted, NATSymmetric, []netip.AddrPort{hostA, stunA}, ""},
-		{"unknown", all, NATUnknown, "", []netip.AddrPort{hostA, stunA}, ""},
-		{"configured always", append([]Candidate{{Addr: cfgA, Kind: KindConfigured}}, all...), NATSymmetric, NATSymmetric, []netip.AddrPort{cfgA}, ""},
-		{"configured even udp-blocked", append([]Candidate{{Addr: cfgA, Kind: KindConfigured}}, all...), NATUDPBlocked, NATCone, []netip.AddrPort{cfgA}, ""},
-		{"same LAN host always", []Candidate{{Addr: hostA, Kind: KindHost, SameLAN: true}, {Addr: stunA, Kind: KindSTUN}}, NATSymmetric, NATSymmetric, []netip.AddrPort{hostA}, ""},
-		{"open peer always", all, NATUDPBlocked, NATOpen, []netip.AddrPort{hostA, stunA}, ""},
-		{"no candidates", nil, NATCone, NATCone, nil, "relay: no direct candidates"},
+		{"symmetric both", all, v1alpha1.NATSymmetric, v1alpha1.NATSymmetric, nil, "relay: both sides symmetric NAT"},
+		{"udp blocked here", all, v1alpha1.NATUDPBlocked, v1alpha1.NATCone, nil, "relay: UDP blocked on this node"},
+		{"udp blocked there", all, v1alpha1.NATCone, v1alpha1.NATUDPBlocked, nil, "relay: UDP blocked at peer"},
+		{"udp blocked both", all, v1alpha1.NATUDPBlocked, v1alpha1.NATUDPBlocked, nil, "relay: both sides have UDP blocked"},
+		{"symmetric here, cone there", all, v1alpha1.NATSymmetric, v1alpha1.NATConePortRestricted, []netip.AddrPort{hostA, stunA}, ""},
+		{"cone here, symmetric there", all, v1alpha1.NATConeRestricted, v1alpha1.NATSymmetric, []netip.AddrPort{hostA, stunA}, ""},
+		{"unknown", all, v1alpha1.NATUnknown, "", []netip.AddrPort{hostA, stunA}, ""},
+		{"configured always", append([]Candidate{{Addr: cfgA, Kind: KindConfigured}}, all...), v1alpha1.NATSymmetric, v1alpha1.NATSymmetric, []netip.AddrPort{cfgA}, ""},
+		{"configured even udp-blocked", append([]Candidate{{Addr: cfgA, Kind: KindConfigured}}, all...), v1alpha1.NATUDPBlocked, v1alpha1.NATCone, []netip.AddrPort{cfgA}, ""},
+		{"same LAN host always", []Candidate{{Addr: hostA, Kind: KindHost, SameLAN: true}, {Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATSymmetric, v1alpha1.NATSymmetric, []netip.AddrPort{hostA}, ""},
+		{"open peer always", all, v1alpha1.NATUDPBlocked, v1alpha1.NATOpen, []netip.AddrPort{hostA, stunA}, ""},
+		{"no candidates", nil, v1alpha1.NATCone, v1alpha1.NATCone, nil, "relay: no direct candidates"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, tc.cands, tc.local, tc.remote)
@@ -555,7 +556,7 @@ func TestMarkSameLAN(t *testing.T) {
 // A CallMeMaybe makes the next tick ping its addresses at once, even while
 // waiting between attempts, and never echoes a CallMeMaybe back.
 func TestCallMeMaybeImmediatePings(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATConePortRestricted, NATConePortRestricted)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATConePortRestricted, v1alpha1.NATConePortRestricted)
 	w.run(AttemptRounds*ProbeInterval + 500*time.Millisecond) // first attempt failed, waiting
 	if w.p.attempting {
 		t.Fatal("still attempting")
@@ -599,7 +600,7 @@ func TestCallMeMaybeImmediatePings(t *testing.T) {
 // A ping from an address we do not use is answered by the daemon and also
 // pinged back, which completes a hole punch from our side.
 func TestOnPingPingsBack(t *testing.T) {
-	w := newWorld(t, nil, NATCone, NATSymmetric)
+	w := newWorld(t, nil, v1alpha1.NATCone, v1alpha1.NATSymmetric)
 	w.run(time.Second)
 	x := netip.MustParseAddrPort("198.18.0.9:3333")
 	w.p.OnPing(x, w.now)
@@ -621,7 +622,7 @@ func TestOnPingPingsBack(t *testing.T) {
 // Authenticated WireGuard traffic from a new source after a NAT rebind makes
 // that source the direct address.
 func TestDirectRecvRebinding(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, NATCone, NATCone)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
 	w.up[stunA] = true
 	w.run(30 * time.Second)
 	w.wantPath(PathDirect, stunA)
@@ -672,7 +673,7 @@ func TestBestAddressHysteresis(t *testing.T) {
 		{"similar on a LAN", 300 * time.Microsecond, 100 * time.Microsecond, hostA, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost, SameLAN: !tc.hostNotSameLAN}}, NATCone, NATCone)
+			w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost, SameLAN: !tc.hostNotSameLAN}}, v1alpha1.NATCone, v1alpha1.NATCone)
 			w.up[stunA], w.up[hostA] = true, true
 			w.rtt[stunA], w.rtt[hostA] = tc.rttStun, tc.rttHost
 			w.run(5 * time.Minute)
@@ -686,7 +687,7 @@ func TestBestAddressHysteresis(t *testing.T) {
 	// Two addresses of the same kind within 30% of each other: the first
 	// confirmed stays, through many upgrade rounds.
 	a2 := netip.MustParseAddrPort("198.18.0.6:51820")
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: a2, Kind: KindSTUN}}, NATCone, NATCone)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: a2, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
 	w.up[stunA], w.up[a2] = true, true
 	w.rtt[stunA], w.rtt[a2] = 10*time.Millisecond, 8*time.Millisecond
 	w.run(30 * time.Minute)
@@ -706,7 +707,7 @@ func TestBestAddressHysteresis(t *testing.T) {
 // takes over at once, without waiting for the relay fallback.
 func TestFailoverToOtherConfirmedAddress(t *testing.T) {
 	a2 := netip.MustParseAddrPort("198.18.0.6:51820")
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: a2, Kind: KindSTUN}}, NATCone, NATCone)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: a2, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
 	w.up[stunA], w.up[a2] = true, true
 	w.rtt[stunA], w.rtt[a2] = 10*time.Millisecond, 9*time.Millisecond
 	w.sendEvery = 50 * time.Millisecond
@@ -727,19 +728,19 @@ func TestFailoverToOtherConfirmedAddress(t *testing.T) {
 // reset; the same candidates again change nothing.
 func TestSetCandidatesChange(t *testing.T) {
 	c := []Candidate{{Addr: stunA, Kind: KindSTUN}}
-	w := newWorld(t, c, NATCone, NATCone)
+	w := newWorld(t, c, v1alpha1.NATCone, v1alpha1.NATCone)
 	w.run(2 * time.Minute)
 	if w.p.backoff <= RetryMin {
 		t.Fatal("no backoff after failures")
 	}
 	n := len(w.cmms)
-	w.p.SetCandidates(c, NATCone, NATCone, w.now)
+	w.p.SetCandidates(c, v1alpha1.NATCone, v1alpha1.NATCone, w.now)
 	w.next = w.now // the daemon ticks after any change
 	w.run(time.Millisecond)
 	if len(w.cmms) != n {
 		t.Fatal("same candidates started an attempt")
 	}
-	w.p.SetCandidates(append(c, Candidate{Addr: cfgA, Kind: KindConfigured}), NATCone, NATCone, w.now)
+	w.p.SetCandidates(append(c, Candidate{Addr: cfgA, Kind: KindConfigured}), v1alpha1.NATCone, v1alpha1.NATCone, w.now)
 	w.up[cfgA] = true
 	w.next = w.now
 	w.run(2 * time.Millisecond)
@@ -749,7 +750,7 @@ func TestSetCandidatesChange(t *testing.T) {
 	w.wantPath(PathDirect, cfgA)
 
 	// While direct, the address in use survives its removal from MeshNode.
-	w.p.SetCandidates(c, NATCone, NATCone, w.now)
+	w.p.SetCandidates(c, v1alpha1.NATCone, v1alpha1.NATCone, w.now)
 	w.run(time.Minute)
 	w.wantPath(PathDirect, cfgA)
 }
@@ -778,7 +779,7 @@ func TestBounds(t *testing.T) {
 	for _, a := range many {
 		cands = append(cands, Candidate{Addr: a, Kind: KindSTUN})
 	}
-	p.SetCandidates(cands, NATCone, NATCone, now)
+	p.SetCandidates(cands, v1alpha1.NATCone, v1alpha1.NATCone, now)
 	if len(p.cands) > MaxCandidates+MaxLearned {
 		t.Fatalf("%d candidates", len(p.cands))
 	}
@@ -793,7 +794,7 @@ func TestBounds(t *testing.T) {
 		t.Fatalf("%d outstanding pings, want the bound %d", len(p.pings), maxOutstanding)
 	}
 	// Learnt addresses are forgotten after ForgetAfter.
-	p.SetCandidates(nil, NATCone, NATCone, now)
+	p.SetCandidates(nil, v1alpha1.NATCone, v1alpha1.NATCone, now)
 	p.Tick(now.Add(ForgetAfter + time.Second))
 	if len(p.cands) != 0 {
 		t.Fatalf("%d candidates after ForgetAfter", len(p.cands))
@@ -802,7 +803,7 @@ func TestBounds(t *testing.T) {
 
 // Once a path is confirmed, nothing goes through the relay as well.
 func TestNoDuplicateSendsWhenConfirmed(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, NATCone, NATCone)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, v1alpha1.NATCone, v1alpha1.NATCone)
 	w.up[stunA] = true
 	w.run(10 * time.Millisecond)
 	w.wantPath(PathDirect, stunA)

@@ -2,6 +2,7 @@ package path
 
 import (
 	"fmt"
+	"github.com/wirelace/wirelace/api/v1alpha1"
 	"math"
 	"net/netip"
 	"strconv"
@@ -71,7 +72,7 @@ func (p *Peer) relayReason(now time.Time) string {
 		lost = fmt.Sprintf("direct path via %s lost %s ago, ", p.lastGood, fmtDur(now.Sub(p.lostAt)))
 	}
 	hint := ""
-	if p.remote == NATSymmetric && p.local != NATOpen {
+	if p.remote == v1alpha1.NATSymmetric && p.local != v1alpha1.NATOpen {
 		hint = " (peer behind symmetric NAT)"
 	}
 	switch {
