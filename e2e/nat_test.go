@@ -27,60 +27,16 @@ type natLab struct {
 
 func newNATLab(t *testing.T) *natLab {
 	t.Helper()
-	ctx := context.Background()
-	nl := &natLab{l: newLab(t), sites: map[string]*lab.Site{}, nodes: map[string]*lab.Node{}}
-	for _, r := range []string{"relay1", "relay2"} {
-		if _, err := nl.l.AddRelay(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, s := range []struct {
-		name string
-		kind lab.NAT
-	}{
-		{"homea", lab.NATCone}, {"homeb", lab.NATCone}, {"clouda", lab.NATSymmetric},
-		{"cloudb", lab.NATSymmetric}, {"blocked", lab.NATUDPBlocked}, {"fwd", lab.NATCone},
-	} {
-		site, err := nl.l.AddSite(ctx, s.name, s.kind)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nl.sites[s.name] = site
-	}
-	place := []struct{ node, site string }{
-		{"pub", ""}, {"a1", "homea"}, {"a2", "homea"}, {"b1", "homeb"},
-		{"s1", "clouda"}, {"s2", "cloudb"}, {"u1", "blocked"}, {"f1", "fwd"},
-	}
-	for _, p := range place {
-		var opts []lab.NodeOption
-		if p.site != "" {
-			opts = append(opts, lab.InSite(nl.sites[p.site]))
-		}
-		n, err := nl.l.AddNode(ctx, p.node, opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nl.nodes[p.node] = n
-	}
-	fwd := nl.sites["fwd"]
-	if err := fwd.PortForward(ctx, nl.nodes["f1"], 51820); err != nil {
+	topo, err := lab.LoadTopology(filepath.Join(repoRootDir(), "e2e", "testdata", "nat-matrix.yaml"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	for name, n := range nl.nodes {
-		var extra []string
-		if name == "f1" {
-			extra = []string{"--endpoints", netip.AddrPortFrom(fwd.WAN, 51820).String()}
-		}
-		if err := n.Start(extra...); err != nil {
-			t.Fatal(err)
-		}
+	l := newLab(t)
+	b, err := l.Build(context.Background(), topo)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, n := range nl.nodes {
-		if err := n.WaitReady(ctx, 30*time.Second); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return nl
+	return &natLab{l: l, sites: b.Sites, nodes: b.Nodes}
 }
 
 // peerStatus returns what a's daemon says of its peer b, read with
