@@ -130,6 +130,25 @@ func TestNATMatrix(t *testing.T) {
 			t.Fatalf("s1 reaches f1 at %s, want the port-forward %s", ps.PathAddr, want)
 		}
 	})
+	t.Run("pods across direct and relayed paths", func(t *testing.T) {
+		ctx := context.Background()
+		pods := map[string]*lab.Pod{}
+		for _, name := range []string{"pub", "a1", "b1", "s1", "s2", "u1"} {
+			p, err := n[name].AddPod(ctx, "p-"+name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pods[name] = p
+		}
+		for _, pair := range [][2]string{{"a1", "b1"}, {"pub", "s1"}, {"s1", "s2"}, {"u1", "pub"}, {"b1", "s1"}} {
+			a, b := pods[pair[0]], pods[pair[1]]
+			for _, ip := range b.IPs() {
+				eventually(t, 10*time.Second, fmt.Sprintf("pod on %s pings pod on %s (%s)", pair[0], pair[1], ip), func() error {
+					return a.Ping(ctx, ip, 1)
+				})
+			}
+		}
+	})
 	t.Run("metrics", func(t *testing.T) {
 		m := scrape(t, n["s1"].NetNS, 9471)
 		for _, want := range []string{`wirelace_peers{path="relay"}`, `wirelace_nat_type{type="symmetric"} 1`, `wirelace_relay_connected{relay=`} {
