@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -122,6 +123,9 @@ type Config struct {
 	Logger *slog.Logger
 	// QueueDepth is the send queue length; 0 means DefaultQueueDepth.
 	QueueDepth int
+	// Dial, if set, makes the TCP connection (through a proxy, or from
+	// another network namespace); nil dials directly.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Client is one node's connection to one relay.

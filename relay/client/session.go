@@ -62,8 +62,12 @@ func (c *Client) connect(ctx context.Context) (time.Duration, error) {
 }
 
 func (c *Client) dial(ctx context.Context) (net.Conn, error) {
-	d := net.Dialer{Timeout: dialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", c.cfg.Addr)
+	dial := c.cfg.Dial
+	if dial == nil {
+		d := net.Dialer{Timeout: dialTimeout}
+		dial = d.DialContext
+	}
+	conn, err := dial(ctx, "tcp", c.cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial relay: %w", err)
 	}
