@@ -332,6 +332,9 @@ func (d *Daemon) setNotReady(reason string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.ready, d.reason = false, reason
+	// At debug level the start-up steps are timed, to see where a slow
+	// start spends its time.
+	d.log.Debug("state", "not_ready", reason)
 }
 
 func (d *Daemon) setReady() {

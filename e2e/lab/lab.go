@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -148,7 +149,7 @@ func (l *Lab) makeInternet(ctx context.Context) error {
 	ns := []string{"ip", "-n", l.internet}
 	return runAll(ctx,
 		append(ns, "link", "set", "lo", "up"),
-		append(ns, "link", "add", "br0", "type", "bridge"),
+		append(ns, "link", "add", "br0", "address", bridgeMAC(), "type", "bridge"),
 		append(ns, "addr", "add", netip.PrefixFrom(internetGW, internetPrefix.Bits()).String(), "dev", "br0"),
 		append(ns, "link", "set", "br0", "up"),
 	)
@@ -214,4 +215,16 @@ func (l *Lab) plugInternet(ctx context.Context, ns, ifname string) (netip.Addr, 
 		[]string{"ip", "-n", ns, "link", "set", ifname, "up"},
 		[]string{"ip", "-n", ns, "route", "add", "default", "via", internetGW.String()},
 	)
+}
+
+// bridgeMAC returns a random locally administered MAC for a lab bridge. A
+// bridge without an address of its own takes the lowest of its ports' and
+// changes it as ports come and go, which leaves hosts that already asked
+// for the gateway with a stale ARP entry (a first node then could not
+// reach the API server for seconds).
+func bridgeMAC() string {
+	var b [6]byte
+	rand.Read(b[:])
+	b[0] = (b[0] | 0x02) &^ 0x01
+	return net.HardwareAddr(b[:]).String()
 }

@@ -56,7 +56,7 @@ func (l *Lab) AddSite(ctx context.Context, name string, kind NAT) (*Site, error)
 	gw := lan.Addr().Next()
 	r := []string{"ip", "-n", s.Router}
 	err = runAll(ctx,
-		append(r, "link", "add", "lan", "type", "bridge"),
+		append(r, "link", "add", "lan", "address", bridgeMAC(), "type", "bridge"),
 		append(r, "addr", "add", netip.PrefixFrom(gw, lan.Bits()).String(), "dev", "lan"),
 		append(r, "link", "set", "lan", "up"),
 		[]string{"ip", "netns", "exec", s.Router, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
