@@ -162,7 +162,9 @@ func podRoutes(t *testing.T, n *lab.Node) []string {
 			t.Fatal(err)
 		}
 		for _, line := range strings.Split(out, "\n") {
-			if strings.Contains(line, "dev lace") && !strings.Contains(line, "dev lace0") {
+			// Pod veths are "lace" + 11 hex digits (which may begin with 0);
+			// the mesh interface is exactly lace0.
+			if f := strings.Fields(line); len(f) > 2 && f[1] == "dev" && strings.HasPrefix(f[2], "lace") && f[2] != "lace0" {
 				routes = append(routes, line)
 			}
 		}
