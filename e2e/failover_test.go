@@ -199,6 +199,30 @@ func TestRelayRestartAndRebinding(t *testing.T) {
 		return n["a1"].Ping(ctx, b1.MeshIPs[0], 1)
 	})
 	t.Logf("a1↔b1 recovered %s after the conntrack flush", time.Since(flushed).Round(time.Millisecond))
+
+	// A symmetric NAT picks a new random port after the flush, so pub must
+	// learn s1's new mapping (from s1's probes) to keep the direct path.
+	before := expectPath(t, n["pub"], n["s1"], "direct", 15*time.Second)
+	s1 := status(t, n["s1"])
+	if err := nl.sites["clouda"].FlushConntrack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	flushed = time.Now()
+	eventually(t, 10*time.Second, "pub↔s1 recovers on a new mapping", func() error {
+		if err := n["pub"].Ping(ctx, s1.MeshIPs[0], 1); err != nil {
+			return err
+		}
+		p, err := peerStatus(ctx, n["pub"], n["s1"])
+		if err != nil {
+			return err
+		}
+		if p.Path != "direct" || p.PathAddr == before.PathAddr {
+			return fmt.Errorf("pub reaches s1 %s at %s (was %s)", p.Path, p.PathAddr, before.PathAddr)
+		}
+		return nil
+	})
+	after, _ := peerStatus(ctx, n["pub"], n["s1"])
+	t.Logf("pub↔s1 direct again %s after the flush, s1's mapping %s → %s", time.Since(flushed).Round(time.Millisecond), before.PathAddr, after.PathAddr)
 }
 
 // pingLoss pings ip from n at 20/s for a few seconds around during(), and
