@@ -92,9 +92,14 @@ func demo(ctx context.Context, root string, keep bool) (err error) {
 	}
 
 	say("Reachability: ping from each node (rows) to each node's mesh IPv4 and IPv6 (columns)")
-	if err := printMatrix(ctx, nodes); err != nil {
+	hosts, err := nodeHosts(ctx, nodes)
+	if err != nil {
 		return err
 	}
+	if err := printReachability(ctx, hosts, "node"); err != nil {
+		return err
+	}
+	fmt.Println("  every node reaches every other node through WireGuard")
 
 	say("Pods: one per node, attached by the real wirelace + wirelace-ipam plugins through libcni")
 	www, err := l.AddInternetHost(ctx, "www")
@@ -111,9 +116,10 @@ func demo(ctx context.Context, root string, keep bool) (err error) {
 		pods = append(pods, p)
 	}
 	say("Pod-to-pod reachability (rows ping columns, IPv4 / IPv6)")
-	if err := printPodMatrix(ctx, pods); err != nil {
+	if err := printReachability(ctx, podHosts(pods), "pod"); err != nil {
 		return err
 	}
+	fmt.Println("  every pod reaches every other pod; cross-node traffic goes through lace0")
 	say("Egress: each pod connects to a host outside the cluster (%s), which reports the source it saw", www.IP)
 	for _, p := range pods {
 		seen, err := p.WhoAmI(ctx, www)
@@ -226,68 +232,54 @@ func printMeshNodes(ctx context.Context, l *lab.Lab) error {
 	return w.Flush()
 }
 
-func printMatrix(ctx context.Context, nodes []*lab.Node) error {
-	ips := map[string][]string{}
+// host is anything in the lab that pings: a node or a pod.
+type host struct {
+	name string
+	ips  []string // its addresses, IPv4 first
+	ping func(ctx context.Context, ip string, count int) error
+}
+
+func nodeHosts(ctx context.Context, nodes []*lab.Node) ([]host, error) {
+	var hs []host
 	for _, n := range nodes {
 		s, err := n.Status(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		ips[n.Name] = s.MeshIPs
+		hs = append(hs, host{n.Name, s.MeshIPs, n.Ping})
 	}
-	w := tabwriter.NewWriter(os.Stdout, 2, 4, 3, ' ', 0)
-	fmt.Fprint(w, "  from \\ to")
-	for _, n := range nodes {
-		fmt.Fprintf(w, "\t%s", n.Name)
-	}
-	fmt.Fprintln(w)
-	failures := 0
-	for _, a := range nodes {
-		fmt.Fprintf(w, "  %s", a.Name)
-		for _, b := range nodes {
-			if a == b {
-				fmt.Fprint(w, "\t-")
-				continue
-			}
-			var cell []string
-			for _, ip := range ips[b.Name] {
-				if pingUntil(ctx, a, ip, 5*time.Second) {
-					cell = append(cell, "ok")
-				} else {
-					cell = append(cell, "FAIL")
-					failures++
-				}
-			}
-			fmt.Fprintf(w, "\tv4 %s / v6 %s", cell[0], cell[len(cell)-1])
-		}
-		fmt.Fprintln(w)
-	}
-	w.Flush()
-	if failures > 0 {
-		return fmt.Errorf("%d node pairs could not reach each other", failures)
-	}
-	fmt.Println("  every node reaches every other node through WireGuard")
-	return nil
+	return hs, nil
 }
 
-func printPodMatrix(ctx context.Context, pods []*lab.Pod) error {
+func podHosts(pods []*lab.Pod) []host {
+	var hs []host
+	for _, p := range pods {
+		hs = append(hs, host{p.Name, p.IPs(), p.Ping})
+	}
+	return hs
+}
+
+// printReachability pings every host's addresses from every other host
+// (rows ping columns; "ok / ok" is IPv4 / IPv6) and fails if any pair
+// cannot reach each other within a few seconds.
+func printReachability(ctx context.Context, hs []host, what string) error {
 	w := tabwriter.NewWriter(os.Stdout, 2, 4, 3, ' ', 0)
 	fmt.Fprint(w, "  from \\ to")
-	for _, p := range pods {
-		fmt.Fprintf(w, "\t%s", p.Name)
+	for _, h := range hs {
+		fmt.Fprintf(w, "\t%s", h.name)
 	}
 	fmt.Fprintln(w)
 	failures := 0
-	for _, a := range pods {
-		fmt.Fprintf(w, "  %s", a.Name)
-		for _, b := range pods {
-			if a == b {
+	for _, a := range hs {
+		fmt.Fprintf(w, "  %s", a.name)
+		for _, b := range hs {
+			if a.name == b.name {
 				fmt.Fprint(w, "\t-")
 				continue
 			}
 			var cell []string
-			for _, ip := range b.IPs() {
-				if pingPodUntil(ctx, a, ip, 5*time.Second) {
+			for _, ip := range b.ips {
+				if pingUntil(ctx, a, ip, 5*time.Second) {
 					cell = append(cell, "ok")
 				} else {
 					cell = append(cell, "FAIL")
@@ -300,26 +292,15 @@ func printPodMatrix(ctx context.Context, pods []*lab.Pod) error {
 	}
 	w.Flush()
 	if failures > 0 {
-		return fmt.Errorf("%d pod pairs could not reach each other", failures)
+		return fmt.Errorf("%d %s pairs could not reach each other", failures, what)
 	}
-	fmt.Println("  every pod reaches every other pod; cross-node traffic goes through lace0")
 	return nil
 }
 
-func pingPodUntil(ctx context.Context, p *lab.Pod, ip string, timeout time.Duration) bool {
+func pingUntil(ctx context.Context, h host, ip string, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if p.Ping(ctx, ip, 1) == nil {
-			return true
-		}
-	}
-	return false
-}
-
-func pingUntil(ctx context.Context, n *lab.Node, ip string, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if n.Ping(ctx, ip, 1) == nil {
+		if h.ping(ctx, ip, 1) == nil {
 			return true
 		}
 	}
