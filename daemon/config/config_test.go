@@ -24,11 +24,11 @@ func TestParseDefaults(t *testing.T) {
 
 func TestFileThenFlags(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "wirelaced.yaml")
-	file := "nodeName: from-file\nlistenPort: 4000\nmeshCIDRs: [10.1.0.0/24]\nheartbeatInterval: 3s\n"
+	file := "nodeName: from-file\nlistenPort: 4000\nmeshCIDRs: [10.1.0.0/24]\nheartbeatInterval: 3s\nrelays: [a:1, b:2]\n"
 	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Parse([]string{"--config", path, "--listen-port", "5000"})
+	c, err := Parse([]string{"--listen-port", "5000", "--relays", "c:3", "--config", path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +40,9 @@ func TestFileThenFlags(t *testing.T) {
 	}
 	if len(c.MeshCIDRs) != 1 || c.MeshCIDRs[0] != "10.1.0.0/24" {
 		t.Errorf("mesh CIDRs %v, want the file's", c.MeshCIDRs)
+	}
+	if len(c.Relays) != 1 || c.Relays[0] != "c:3" {
+		t.Errorf("relays %v, want the flag's [c:3] over the file's", c.Relays)
 	}
 	if c.HeartbeatInterval.Duration != 3*time.Second {
 		t.Errorf("heartbeat %v, want 3s", c.HeartbeatInterval)
