@@ -2,7 +2,7 @@ package node
 
 import (
 	"context"
-	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -21,8 +21,8 @@ func (d *Daemon) natLoop(ctx context.Context) {
 		return
 	}
 	for {
-		addrs, _ := hostAddrs(d.cfg.Interface)
-		res, err := d.paths.stun.Classify(ctx, servers, addrs)
+		host, _ := hostAddrs(d.cfg.Interface)
+		res, err := d.paths.stun.Classify(ctx, servers, addrsOf(host))
 		if ctx.Err() != nil {
 			return
 		}
@@ -30,23 +30,13 @@ func (d *Daemon) natLoop(ctx context.Context) {
 			d.log.Warn("NAT classification failed", "err", err)
 		} else {
 			d.mu.Lock()
-			changed := d.nat.Type != res.Type || !sameAddrPorts(d.nat.Mapped, res.Mapped)
+			changed := d.nat.Type != res.Type || !slices.Equal(d.nat.Mapped, res.Mapped)
 			d.nat = res
 			d.mu.Unlock()
 			if changed {
 				d.log.Info("NAT classified", "type", res.Type, "mapped", res.Mapped, "reason", res.Reason)
 			}
-			spec, err := d.spec()
-			if err == nil {
-				var own []netip.AddrPort
-				for _, e := range spec.Endpoints {
-					if ap, err := netip.ParseAddrPort(e.Address); err == nil {
-						own = append(own, ap)
-					}
-				}
-				d.paths.setLocal(res.Type, own)
-			}
-			d.trigger() // publish the new type and candidates
+			d.trigger() // publish the new type and candidates, tell the path machines
 		}
 		select {
 		case <-ctx.Done():
@@ -54,16 +44,4 @@ func (d *Daemon) natLoop(ctx context.Context) {
 		case <-time.After(natRefresh):
 		}
 	}
-}
-
-func sameAddrPorts(a, b []netip.AddrPort) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

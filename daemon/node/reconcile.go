@@ -29,7 +29,16 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	}
 	d.node = node
 
-	if err := d.publish(ctx); err != nil {
+	// One look at the host's addresses serves the published candidates and
+	// the same-network test of the path machines.
+	host, hostErr := hostAddrs(d.cfg.Interface)
+	if hostErr != nil && len(host) == 0 {
+		return hostErr
+	}
+	if hostErr != nil {
+		d.log.Warn("some host addresses could not be read", "err", hostErr)
+	}
+	if err := d.publish(ctx, host); err != nil {
 		return err
 	}
 
@@ -54,7 +63,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		d.log.Warn("mesh conflict", "detail", c)
 	}
 
-	d.paths.update(top, hostPrefixes(d.cfg.Interface))
+	d.paths.update(top, subnetsOf(host))
 	if err := d.applyPeers(top); err != nil {
 		return err
 	}
@@ -110,8 +119,8 @@ func (d *Daemon) applyPeers(top mesh.Topology) error {
 // what the cache holds (a first start, a new address, or someone deleted
 // it). Comparing with the cache first means a quiet cluster costs no
 // requests at all.
-func (d *Daemon) publish(ctx context.Context) error {
-	spec, err := d.spec()
+func (d *Daemon) publish(ctx context.Context, host []netip.Prefix) error {
+	spec, err := d.spec(host)
 	if err != nil {
 		return err
 	}
@@ -129,7 +138,7 @@ func (d *Daemon) publish(ctx context.Context) error {
 }
 
 // spec is what this node's MeshNode should say now.
-func (d *Daemon) spec() (v1alpha1.MeshNodeSpec, error) {
+func (d *Daemon) spec(host []netip.Prefix) (v1alpha1.MeshNodeSpec, error) {
 	pub := d.keys.WireGuard.PublicKey().String()
 	spec := v1alpha1.MeshNodeSpec{
 		PublicKey:  pub,
@@ -145,9 +154,11 @@ func (d *Daemon) spec() (v1alpha1.MeshNodeSpec, error) {
 		return spec, err
 	}
 	seen := map[netip.AddrPort]bool{}
+	var own []netip.AddrPort
 	add := func(ap netip.AddrPort, kind v1alpha1.EndpointKind) {
 		if !seen[ap] {
 			seen[ap] = true
+			own = append(own, ap)
 			spec.Endpoints = append(spec.Endpoints, v1alpha1.Endpoint{Address: ap.String(), Kind: kind})
 		}
 	}
@@ -161,7 +172,7 @@ func (d *Daemon) spec() (v1alpha1.MeshNodeSpec, error) {
 	res := d.nat
 	d.mu.Unlock()
 	spec.NATType = string(res.Type)
-	addrs, hostErr := hostAddrs(d.cfg.Interface)
+	addrs := addrsOf(host)
 	port := uint16(d.bind.Port())
 	local := map[netip.Addr]bool{}
 	for _, a := range addrs {
@@ -172,15 +183,11 @@ func (d *Daemon) spec() (v1alpha1.MeshNodeSpec, error) {
 			add(ap, v1alpha1.EndpointSTUN)
 		}
 	}
-	if hostErr != nil && len(addrs) == 0 {
-		return spec, hostErr
-	}
-	if hostErr != nil {
-		d.log.Warn("some host addresses could not be read", "err", hostErr)
-	}
 	for _, a := range addrs {
 		add(netip.AddrPortFrom(a, port), v1alpha1.EndpointHost)
 	}
+	// What peers are told is also what CallMeMaybe offers them.
+	d.paths.setLocal(res.Type, own)
 	var eps []string
 	for _, e := range spec.Endpoints {
 		eps = append(eps, e.Address)

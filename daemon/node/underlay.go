@@ -58,15 +58,18 @@ func meshMTU(configured int, iface string) int {
 	return fallbackMTU
 }
 
-// hostAddrs returns the node's global unicast addresses, the host endpoint
-// candidates, skipping loopback, the mesh interface itself and link-local
-// addresses (which a peer on another link could not use).
-func hostAddrs(skip string) ([]netip.Addr, error) {
+// hostAddrs returns the node's global unicast addresses, with their
+// prefix lengths: the host endpoint candidates, and (masked) the subnets on
+// which a peer counts as on the same network. Loopback, the mesh interface
+// itself and link-local addresses (which a peer on another link could not
+// use) are skipped. IPv4 comes first: on dual-stack underlays it is the
+// family most likely to work between sites.
+func hostAddrs(skip string) ([]netip.Prefix, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
-	var out []netip.Addr
+	var out []netip.Prefix
 	var errs []error
 	for _, l := range links {
 		a := l.Attrs()
@@ -80,54 +83,43 @@ func hostAddrs(skip string) ([]netip.Addr, error) {
 		}
 		for _, ad := range addrs {
 			ip, ok := netip.AddrFromSlice(ad.IP)
-			if !ok {
+			if !ok || ad.IPNet == nil {
 				continue
 			}
 			ip = ip.Unmap()
 			if !ip.IsGlobalUnicast() || ip.IsLinkLocalUnicast() {
 				continue
 			}
-			out = append(out, ip)
+			ones, _ := ad.Mask.Size()
+			out = append(out, netip.PrefixFrom(ip, ones))
 		}
 	}
-	// IPv4 first: on dual-stack underlays it is the family most likely to
-	// work between sites.
-	slices.SortStableFunc(out, func(a, b netip.Addr) int {
+	slices.SortStableFunc(out, func(a, b netip.Prefix) int {
 		switch {
-		case a.Is4() && !b.Is4():
+		case a.Addr().Is4() && !b.Addr().Is4():
 			return -1
-		case !a.Is4() && b.Is4():
+		case !a.Addr().Is4() && b.Addr().Is4():
 			return 1
 		}
-		return a.Compare(b)
+		return a.Addr().Compare(b.Addr())
 	})
 	return out, errors.Join(errs...)
 }
 
-// hostPrefixes are the subnets of the node's host addresses: a peer with a
-// host candidate inside one is on the same network.
-func hostPrefixes(skip string) []netip.Prefix {
-	links, err := netlink.LinkList()
-	if err != nil {
-		return nil
+// addrsOf returns the addresses of prefixes.
+func addrsOf(ps []netip.Prefix) []netip.Addr {
+	out := make([]netip.Addr, len(ps))
+	for i, p := range ps {
+		out[i] = p.Addr()
 	}
-	var out []netip.Prefix
-	for _, l := range links {
-		a := l.Attrs()
-		if a.Name == skip || a.Flags&net.FlagLoopback != 0 || a.Flags&net.FlagUp == 0 {
-			continue
-		}
-		addrs, _ := netlink.AddrList(l, netlink.FAMILY_ALL)
-		for _, ad := range addrs {
-			ip, ok := netip.AddrFromSlice(ad.IP)
-			if !ok || ad.IPNet == nil {
-				continue
-			}
-			ones, _ := ad.Mask.Size()
-			if p := netip.PrefixFrom(ip.Unmap(), ones).Masked(); p.Addr().IsGlobalUnicast() {
-				out = append(out, p)
-			}
-		}
+	return out
+}
+
+// subnetsOf returns the networks of prefixes.
+func subnetsOf(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, len(ps))
+	for i, p := range ps {
+		out[i] = p.Masked()
 	}
 	return out
 }
