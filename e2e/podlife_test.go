@@ -24,14 +24,7 @@ func TestDaemonKilledDuringAdds(t *testing.T) {
 	n := startPodNodes(t, l, "n1")[0]
 
 	const count = 20
-	pods := make([]*lab.Pod, count)
-	for i := range pods {
-		p, err := n.NewPod(ctx, fmt.Sprintf("k%02d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pods[i] = p
-	}
+	pods := newPods(t, n, "k", count)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	retried := 0
@@ -70,6 +63,9 @@ func TestDaemonKilledDuringAdds(t *testing.T) {
 		return
 	}
 	t.Logf("%d ADDs failed during the gap and were retried", retried)
+	if retried == 0 {
+		t.Fatal("no ADD hit the daemon's gap: the kill did not land inside the burst")
+	}
 
 	allocs := allocations(t, n)
 	if len(allocs) != count {

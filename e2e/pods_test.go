@@ -194,14 +194,7 @@ func TestConcurrentPods(t *testing.T) {
 	n := startPodNodes(t, l, "n1")[0]
 
 	const count = 40
-	pods := make([]*lab.Pod, count)
-	for i := range pods {
-		p, err := n.NewPod(ctx, fmt.Sprintf("c%02d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pods[i] = p
-	}
+	pods := newPods(t, n, "c", count)
 	parallel(t, pods, func(p *lab.Pod) error { return p.Add(ctx) })
 
 	seen := map[string]string{}
@@ -246,6 +239,21 @@ func TestConcurrentPods(t *testing.T) {
 	if err := pods[0].Del(ctx); err != nil {
 		t.Fatalf("second DEL: %v", err)
 	}
+}
+
+// newPods creates count pods named prefix00, prefix01, ... on n, without
+// networking yet.
+func newPods(t *testing.T, n *lab.Node, prefix string, count int) []*lab.Pod {
+	t.Helper()
+	pods := make([]*lab.Pod, count)
+	for i := range pods {
+		p, err := n.NewPod(context.Background(), fmt.Sprintf("%s%02d", prefix, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods[i] = p
+	}
+	return pods
 }
 
 func parallel(t *testing.T, pods []*lab.Pod, f func(*lab.Pod) error) {
