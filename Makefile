@@ -43,7 +43,9 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-unit: $(CONTROLLER_GEN)
+# Unit tests include the plugins' integration tests, which call ping and ip:
+# deps first, so a fresh machine passes too.
+unit: deps $(CONTROLLER_GEN)
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
 e2e: deps build
