@@ -19,6 +19,10 @@ const (
 	bucketAllocations = "allocations"
 	bucketUsed4       = "used4"
 	bucketUsed6       = "used6"
+	// bucketChained holds chained-mode registrations. It came after
+	// schema 1 was released: an older database gets it on open (adding a
+	// bucket is something an older daemon does not misread).
+	bucketChained = "chained"
 
 	keySchema = "schema"
 	keyRanges = "ranges"
@@ -49,7 +53,10 @@ func initLayout(tx *bolt.Tx) error {
 			}
 		}
 		meta = tx.Bucket([]byte(bucketMeta))
-		return meta.Put([]byte(keySchema), []byte(strconv.Itoa(schemaVersion)))
+		if err := meta.Put([]byte(keySchema), []byte(strconv.Itoa(schemaVersion))); err != nil {
+			return err
+		}
+		return addLaterBuckets(tx)
 	}
 
 	v := meta.Get([]byte(keySchema))
@@ -64,6 +71,14 @@ func initLayout(tx *bolt.Tx) error {
 		if tx.Bucket([]byte(name)) == nil {
 			return fmt.Errorf("bucket %s is missing", name)
 		}
+	}
+	return addLaterBuckets(tx)
+}
+
+// addLaterBuckets creates the buckets added to schema 1 since its release.
+func addLaterBuckets(tx *bolt.Tx) error {
+	if _, err := tx.CreateBucketIfNotExists([]byte(bucketChained)); err != nil {
+		return fmt.Errorf("create bucket %s: %w", bucketChained, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 )
 
@@ -69,6 +70,29 @@ func (c *Client) GC(ctx context.Context, valid []AttachmentKey) (GCResponse, err
 	return out, c.do(ctx, http.MethodPost, IPAMGCPath, GCRequest{Valid: valid}, &out)
 }
 
+// Register registers a chained attachment's addresses.
+func (c *Client) Register(ctx context.Context, r RegisterRequest) (RegisterResponse, error) {
+	var out RegisterResponse
+	return out, c.do(ctx, http.MethodPost, ChainedRegisterPath, r, &out)
+}
+
+// ReleaseChained ends a chained registration; it succeeds if there is none.
+func (c *Client) ReleaseChained(ctx context.Context, network string, key AttachmentKey) error {
+	return c.do(ctx, http.MethodPost, ChainedReleasePath, ChainedReleaseRequest{Network: network, AttachmentKey: key}, nil)
+}
+
+// GCChained releases every registration of network not in valid.
+func (c *Client) GCChained(ctx context.Context, network string, valid []AttachmentKey) (GCResponse, error) {
+	var out GCResponse
+	return out, c.do(ctx, http.MethodPost, ChainedGCPath, ChainedGCRequest{Network: network, Valid: valid}, &out)
+}
+
+// Registrations lists the chained registrations on the node.
+func (c *Client) Registrations(ctx context.Context) (ChainedListResponse, error) {
+	var out ChainedListResponse
+	return out, c.get(ctx, ChainedListPath, &out)
+}
+
 // Allocations lists every allocation on the node.
 func (c *Client) Allocations(ctx context.Context) (ListResponse, error) {
 	var out ListResponse
@@ -98,7 +122,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: nothing answers on %s (is wirelaced running?): %v", ErrUnavailable, c.socket, err)
+		return c.unavailable(err)
 	}
 	defer resp.Body.Close()
 	respBody, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -120,4 +144,20 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("decode answer of %s: %w", path, err)
 	}
 	return nil
+}
+
+// unavailable describes a daemon that did not answer. The socket error
+// itself ("connect: no such file or directory") is left out on purpose:
+// containerd's go-cni treats a DEL error containing "no such file or
+// directory" or "not found" as success and never retries it, and a daemon
+// that is down is exactly the case that must be retried.
+func (c *Client) unavailable(err error) error {
+	reason := "daemon not running (nothing listens on " + c.socket + ")"
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		reason = "daemon not answering on " + c.socket + " in time"
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		reason = "permission denied on " + c.socket + " (the plugins must run as root)"
+	}
+	return fmt.Errorf("%w: %s; is the wirelace DaemonSet pod running on this node?", ErrUnavailable, reason)
 }

@@ -81,8 +81,10 @@ func LoadPluginConf(stdin []byte) (*PluginConf, error) {
 	if err := checkSocket("socket", conf.Socket); err != nil {
 		return nil, err
 	}
-	if conf.IPAM.Type == "" {
-		return nil, invalid(`ipam.type is missing: the wirelace plugin gets its addresses from an IPAM plugin; add "ipam": {"type": %q}`, IPAMType)
+	// An "ipam" object without a type is a slip, not chained mode: chained
+	// configs have no ipam section at all.
+	if conf.IPAM.Type == "" && (conf.IPAM.Socket != "" || len(conf.IPAM.Routes) > 0) {
+		return nil, invalid(`ipam.type is missing: in standalone mode the wirelace plugin gets its addresses from an IPAM plugin, e.g. "ipam": {"type": %q}; chained after another plugin it takes no "ipam" section`, IPAMType)
 	}
 	if err := checkSocket("ipam.socket", conf.IPAM.Socket); err != nil {
 		return nil, err
@@ -102,6 +104,20 @@ func LoadPluginConf(stdin []byte) (*PluginConf, error) {
 		return nil, err
 	}
 	return conf, nil
+}
+
+// Chained reports whether the configuration chains wirelace after another
+// plugin (the primary CNI, which made the pod's interface and addresses and
+// passes them as prevResult) rather than making the pod's interface itself.
+// The mode is the configuration's, not the call's: a standalone attachment
+// also gets a prevResult on CHECK and DEL. A config with an "ipam" section
+// is standalone; one without is chained.
+func (c *PluginConf) Chained() bool { return c.IPAM.Type == "" }
+
+// ErrStandaloneNeedsIPAM is ADD's answer to a config that is neither
+// standalone (no ipam) nor chained (no prevResult).
+func ErrStandaloneNeedsIPAM() *types.Error {
+	return invalid(`ipam.type is missing and there is no prevResult: as the first plugin of a conflist (standalone), wirelace needs "ipam": {"type": %q}; to chain it after another CNI (Cilium, bridge, ptp), list it after that plugin, without "ipam"`, IPAMType)
 }
 
 // LoadIPAMConf parses and validates the configuration wirelace-ipam gets on

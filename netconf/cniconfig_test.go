@@ -51,6 +51,22 @@ func TestLoadPluginConfOtherIPAM(t *testing.T) {
 	}
 }
 
+// A config without "ipam" is chained mode: valid for every verb (DEL above
+// all must work with it); ADD refuses it only if there is no prevResult.
+func TestLoadPluginConfChained(t *testing.T) {
+	c, err := LoadPluginConf([]byte(`{"cniVersion":"1.1.0","name":"n","type":"wirelace"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Chained() || c.Socket != DefaultSocket {
+		t.Errorf("conf %+v: want chained with the default socket", c)
+	}
+	std, err := LoadPluginConf([]byte(goodPlugin))
+	if err != nil || std.Chained() {
+		t.Errorf("a config with ipam is standalone: %+v %v", std, err)
+	}
+}
+
 func TestLoadPluginConfInvalid(t *testing.T) {
 	for _, tc := range []struct {
 		name, conf string
@@ -61,7 +77,6 @@ func TestLoadPluginConfInvalid(t *testing.T) {
 		{"JSON array", `[1,2]`, types.ErrDecodingFailure, "must be a JSON object"},
 		{"missing name", `{"cniVersion":"1.1.0","type":"wirelace","ipam":{"type":"wirelace-ipam"}}`, types.ErrInvalidNetworkConfig, `"name" is missing`},
 		{"name not a string", `{"cniVersion":"1.1.0","name":7,"ipam":{"type":"wirelace-ipam"}}`, types.ErrInvalidNetworkConfig, "name: got JSON number, want a string"},
-		{"missing ipam", `{"cniVersion":"1.1.0","name":"n","type":"wirelace"}`, types.ErrInvalidNetworkConfig, "ipam.type is missing"},
 		{"ipam without type", `{"cniVersion":"1.1.0","name":"n","ipam":{"socket":"/run/x.sock"}}`, types.ErrInvalidNetworkConfig, "ipam.type is missing"},
 		{"ipam not an object", `{"cniVersion":"1.1.0","name":"n","ipam":"wirelace-ipam"}`, types.ErrInvalidNetworkConfig, "ipam: got JSON string, want an object"},
 		{"mtu a string", `{"cniVersion":"1.1.0","name":"n","mtu":"1400","ipam":{"type":"wirelace-ipam"}}`, types.ErrInvalidNetworkConfig, "mtu: got JSON string, want an integer"},

@@ -26,7 +26,24 @@ type Status struct {
 	NATType   string        `json:"natType,omitempty"`
 	NATReason string        `json:"natReason,omitempty"`
 	Relays    []RelayStatus `json:"relays,omitempty"`
-	Peers     []PeerStatus  `json:"peers"`
+	// Install is what wirelace-install last reported about the node's CNI
+	// configuration (absent when it has not run, e.g. outside a DaemonSet).
+	Install *InstallStatus `json:"install,omitempty"`
+	Peers   []PeerStatus   `json:"peers"`
+}
+
+// InstallStatus is the status file wirelace-install writes (and the
+// daemon shows): whether wirelace is in the CNI configuration, and if not,
+// why.
+type InstallStatus struct {
+	// State is "installed", "conflict" (the primary CNI keeps removing
+	// wirelace from its config; the installer stopped re-inserting),
+	// "uninstalled" or "error".
+	State     string `json:"state"`
+	Message   string `json:"message,omitempty"`
+	Conflist  string `json:"conflist,omitempty"`
+	Reinserts int    `json:"reinserts,omitempty"`
+	Updated   string `json:"updated,omitempty"`
 }
 
 // RelayStatus is this node's connection to one relay.

@@ -79,6 +79,13 @@ type MeshNodeSpec struct {
 	// PodCIDRs are the node's pod address blocks.
 	// +optional
 	PodCIDRs []string `json:"podCIDRs,omitempty"`
+	// PodIPs are addresses of this node's pods outside PodCIDRs, in chained
+	// mode (the primary CNI chose them), aggregated into prefixes. Peers
+	// route them only where the cluster backs them: the node's
+	// Node.spec.podCIDRs, its CiliumNode spec.ipam.podCIDRs, or Pods bound
+	// to the node with those addresses.
+	// +optional
+	PodIPs []string `json:"podIPs,omitempty"`
 	// AdvertisedCIDRs are extra prefixes reachable through this node.
 	// +optional
 	AdvertisedCIDRs []string `json:"advertisedCIDRs,omitempty"`

@@ -174,6 +174,11 @@ func (in *MeshNodeSpec) DeepCopyInto(out *MeshNodeSpec) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.PodIPs != nil {
+		in, out := &in.PodIPs, &out.PodIPs
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.AdvertisedCIDRs != nil {
 		in, out := &in.AdvertisedCIDRs, &out.AdvertisedCIDRs
 		*out = make([]string, len(*in))

@@ -24,6 +24,12 @@ type Backend interface {
 	Release(ctx context.Context, key netconf.AttachmentKey) error
 	GC(ctx context.Context, valid []netconf.AttachmentKey) (netconf.GCResponse, error)
 	Allocations() (netconf.ListResponse, error)
+
+	// Chained mode (see netconf/chained.go).
+	Register(ctx context.Context, r netconf.RegisterRequest) (netconf.RegisterResponse, error)
+	ReleaseChained(ctx context.Context, r netconf.ChainedReleaseRequest) error
+	GCChained(ctx context.Context, r netconf.ChainedGCRequest) (netconf.GCResponse, error)
+	Registrations() (netconf.ChainedListResponse, error)
 }
 
 // Errors a Backend wraps to choose the HTTP status: ErrNotReady (503, the
@@ -91,6 +97,33 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	})
 	mux.HandleFunc("GET "+netconf.IPAMListPath, func(w http.ResponseWriter, r *http.Request) {
 		resp, err := b.Allocations()
+		reply(w, resp, err)
+	})
+	mux.HandleFunc("POST "+netconf.ChainedRegisterPath, func(w http.ResponseWriter, r *http.Request) {
+		var req netconf.RegisterRequest
+		if !decode(w, r, &req) || !validKey(w, req.AttachmentKey) {
+			return
+		}
+		resp, err := b.Register(r.Context(), req)
+		reply(w, resp, err)
+	})
+	mux.HandleFunc("POST "+netconf.ChainedReleasePath, func(w http.ResponseWriter, r *http.Request) {
+		var req netconf.ChainedReleaseRequest
+		if !decode(w, r, &req) || !validKey(w, req.AttachmentKey) {
+			return
+		}
+		reply(w, struct{}{}, b.ReleaseChained(r.Context(), req))
+	})
+	mux.HandleFunc("POST "+netconf.ChainedGCPath, func(w http.ResponseWriter, r *http.Request) {
+		var req netconf.ChainedGCRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		resp, err := b.GCChained(r.Context(), req)
+		reply(w, resp, err)
+	})
+	mux.HandleFunc("GET "+netconf.ChainedListPath, func(w http.ResponseWriter, r *http.Request) {
+		resp, err := b.Registrations()
 		reply(w, resp, err)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

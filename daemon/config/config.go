@@ -50,6 +50,22 @@ type Config struct {
 	// Masquerade pod traffic that leaves the cluster (not towards the mesh
 	// or other pods) behind the node's address.
 	Masquerade bool `json:"masquerade"`
+	// NodeIPRoutes routes other nodes' InternalIPs through the mesh (when
+	// they are not on this node's own networks), so that traffic between
+	// node addresses crosses NATs: a primary CNI's overlay (Cilium VXLAN
+	// between node IPs), kubelet exec/logs. The routes live in table
+	// RouteTable behind a policy rule that WireGuard's own packets (marked
+	// FwMark) skip, so the tunnel never carries itself.
+	NodeIPRoutes bool `json:"nodeIPRoutes"`
+	// RouteTable is the routing table of the node-IP routes.
+	RouteTable int `json:"routeTable"`
+	// FwMark marks WireGuard's and the relays' own packets so that policy
+	// routing keeps them off the mesh.
+	FwMark int `json:"fwMark"`
+	// InstallStatusFile is where wirelace-install reports how the CNI
+	// configuration stands (installed, or a conflict with the primary CNI);
+	// the daemon shows it in its status. Empty: not read.
+	InstallStatusFile string `json:"installStatusFile"`
 	// Relays are the relay servers (host:port), each of which the node
 	// stays connected to; traffic goes through them when no direct path
 	// works.
@@ -107,6 +123,9 @@ func Defaults() Config {
 		PodCIDRSizeIPv6:   64,
 		IPAMReleaseGrace:  Duration{time.Minute},
 		Masquerade:        true,
+		RouteTable:        119,
+		FwMark:            0x1ace,
+		InstallStatusFile: "/run/wirelace/install-status.json",
 		HeartbeatInterval: Duration{10 * time.Second},
 		LogLevel:          "info",
 		MetricsListen:     ":9471",
@@ -143,6 +162,14 @@ func (c *Config) Validate() error {
 	}
 	if c.ListenPort < 0 || c.ListenPort > 65535 {
 		return fmt.Errorf("listen port %d: must be between 0 and 65535", c.ListenPort)
+	}
+	// 0 is unspecified, 253-255 are default, main and local: sharing one
+	// would let the node-IP routes shadow (or be shadowed by) the host's.
+	if c.RouteTable <= 0 || c.RouteTable >= 253 && c.RouteTable <= 255 || c.RouteTable > 1<<31-1 {
+		return fmt.Errorf("route table %d: use a table of Wirelace's own (1..252 or above 255), not main, local or default", c.RouteTable)
+	}
+	if c.FwMark <= 0 || c.FwMark > 1<<32-1 {
+		return fmt.Errorf("fwmark %#x: must be a non-zero 32-bit mark", c.FwMark)
 	}
 	if c.MTU != 0 && (c.MTU < 1280 || c.MTU > 65535) {
 		return fmt.Errorf("mtu %d: must be 0 (detect) or between 1280 and 65535", c.MTU)

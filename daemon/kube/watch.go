@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
@@ -25,45 +26,101 @@ const resyncPeriod = 10 * time.Minute
 // calls a function whenever either changes. Readers get consistent snapshots
 // from the caches; nothing polls the API.
 type Watcher struct {
+	nodeName  string
 	meshNodes cache.SharedIndexInformer
 	nodes     cache.SharedIndexInformer
-	pods      cache.SharedIndexInformer
-	dyn       dynamicinformer.DynamicSharedInformerFactory
-	core      informers.SharedInformerFactory
-	podsOnly  informers.SharedInformerFactory
+	// pods holds every Pod in the cluster, stripped to what routing needs
+	// (see slimPod): this node's pods for IPAM reconciliation, every
+	// node's pod IPs to verify what peers announce in chained mode.
+	pods cache.SharedIndexInformer
+	// ciliumNodes is nil unless the CiliumNode CRD is served.
+	ciliumNodes cache.SharedIndexInformer
+	dyn         dynamicinformer.DynamicSharedInformerFactory
+	core        informers.SharedInformerFactory
 }
 
+// podsByNode indexes pods by spec.nodeName.
+const podsByNode = "nodeName"
+
 // NewWatcher sets up the informers. meshChanged is called on every change of
-// a MeshNode or Node, podsChanged on every change of a pod scheduled to
-// nodeName (the only pods this node watches). Both are called from informer
-// goroutines, so they must not block.
-func NewWatcher(c Clients, nodeName string, meshChanged, podsChanged func()) (*Watcher, error) {
+// a MeshNode, Node or CiliumNode (when ciliumNodes is set) and whenever a
+// pod's addresses change, podsChanged on every change of a pod scheduled to
+// nodeName. Both are called from informer goroutines, so they must not
+// block.
+func NewWatcher(c Clients, nodeName string, ciliumNodes bool, meshChanged, podsChanged func()) (*Watcher, error) {
 	w := &Watcher{
-		dyn:  dynamicinformer.NewDynamicSharedInformerFactory(c.Dynamic, resyncPeriod),
-		core: informers.NewSharedInformerFactory(c.Core, resyncPeriod),
-		podsOnly: informers.NewSharedInformerFactoryWithOptions(c.Core, resyncPeriod,
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
-			})),
+		nodeName: nodeName,
+		dyn:      dynamicinformer.NewDynamicSharedInformerFactory(c.Dynamic, resyncPeriod),
+		core:     informers.NewSharedInformerFactory(c.Core, resyncPeriod),
 	}
 	w.meshNodes = w.dyn.ForResource(v1alpha1.MeshNodeResource).Informer()
 	w.nodes = w.core.Core().V1().Nodes().Informer()
-	w.pods = w.podsOnly.Core().V1().Pods().Informer()
-	for _, x := range []struct {
-		inf cache.SharedIndexInformer
-		f   func()
-	}{{w.meshNodes, meshChanged}, {w.nodes, meshChanged}, {w.pods, podsChanged}} {
-		f := x.f
-		h := cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { f() },
-			UpdateFunc: func(any, any) { f() },
-			DeleteFunc: func(any) { f() },
+	w.pods = w.core.Core().V1().Pods().Informer()
+	if err := w.pods.SetTransform(slimPod); err != nil {
+		return nil, fmt.Errorf("pod informer: %w", err)
+	}
+	if err := w.pods.AddIndexers(cache.Indexers{podsByNode: func(obj any) ([]string, error) {
+		if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+			return []string{p.Spec.NodeName}, nil
 		}
-		if _, err := x.inf.AddEventHandler(h); err != nil {
+		return nil, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("pod informer: %w", err)
+	}
+	informers := []cache.SharedIndexInformer{w.meshNodes, w.nodes}
+	if ciliumNodes {
+		w.ciliumNodes = w.dyn.ForResource(CiliumNodeResource).Informer()
+		informers = append(informers, w.ciliumNodes)
+	}
+	for _, inf := range informers {
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { meshChanged() },
+			UpdateFunc: func(any, any) { meshChanged() },
+			DeleteFunc: func(any) { meshChanged() },
+		}); err != nil {
 			return nil, fmt.Errorf("add event handler: %w", err)
 		}
 	}
+	onPod := func(old, cur *corev1.Pod) {
+		if cur != nil && cur.Spec.NodeName == nodeName || old != nil && old.Spec.NodeName == nodeName {
+			podsChanged()
+		}
+		if old == nil || cur == nil || !slices.Equal(old.Status.PodIPs, cur.Status.PodIPs) || old.Spec.NodeName != cur.Spec.NodeName {
+			meshChanged()
+		}
+	}
+	if _, err := w.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { onPod(nil, asPod(obj)) },
+		UpdateFunc: func(old, cur any) { onPod(asPod(old), asPod(cur)) },
+		DeleteFunc: func(obj any) { onPod(asPod(obj), nil) },
+	}); err != nil {
+		return nil, fmt.Errorf("add event handler: %w", err)
+	}
 	return w, nil
+}
+
+// slimPod keeps of a Pod only what the daemon reads, so that caching every
+// Pod of a large cluster costs little memory.
+func slimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil // a deletion tombstone: its object was slimmed when cached
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+		},
+		Spec:   corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
+		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
+	}, nil
+}
+
+func asPod(obj any) *corev1.Pod {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	p, _ := obj.(*corev1.Pod)
+	return p
 }
 
 // Start runs the informers until ctx ends and waits for their first full
@@ -71,8 +128,11 @@ func NewWatcher(c Clients, nodeName string, meshChanged, podsChanged func()) (*W
 func (w *Watcher) Start(ctx context.Context, log *slog.Logger) error {
 	w.dyn.Start(ctx.Done())
 	w.core.Start(ctx.Done())
-	w.podsOnly.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), w.meshNodes.HasSynced, w.nodes.HasSynced, w.pods.HasSynced) {
+	synced := []cache.InformerSynced{w.meshNodes.HasSynced, w.nodes.HasSynced, w.pods.HasSynced}
+	if w.ciliumNodes != nil {
+		synced = append(synced, w.ciliumNodes.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("informer caches did not sync: %w", ctx.Err())
 	}
 	log.Debug("informer caches synced")
@@ -83,15 +143,83 @@ func (w *Watcher) Start(ctx context.Context, log *slog.Logger) error {
 func (w *Watcher) Shutdown() {
 	w.dyn.Shutdown()
 	w.core.Shutdown()
-	w.podsOnly.Shutdown()
 }
 
 // Pods returns the cached pods scheduled to this node.
-func (w *Watcher) Pods() []*corev1.Pod {
-	var out []*corev1.Pod
-	for _, obj := range w.pods.GetStore().List() {
+func (w *Watcher) Pods() []*corev1.Pod { return w.podsOf(w.nodeName) }
+
+func (w *Watcher) podsOf(node string) []*corev1.Pod {
+	objs, err := w.pods.GetIndexer().ByIndex(podsByNode, node)
+	if err != nil {
+		return nil
+	}
+	out := make([]*corev1.Pod, 0, len(objs))
+	for _, obj := range objs {
 		if p, ok := obj.(*corev1.Pod); ok {
 			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// PodIPs returns the addresses of the pods bound to node (not those on the
+// host network, whose address is the node's).
+func (w *Watcher) PodIPs(node string) map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	for _, p := range w.podsOf(node) {
+		if p.Spec.HostNetwork {
+			continue
+		}
+		for _, ip := range p.Status.PodIPs {
+			if a, err := netip.ParseAddr(ip.IP); err == nil {
+				out[a.Unmap()] = true
+			}
+		}
+	}
+	return out
+}
+
+// InternalIPs returns the InternalIP addresses the Node reports.
+func (w *Watcher) InternalIPs(name string) []netip.Addr {
+	n := w.Node(name)
+	if n == nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out
+}
+
+// NodePodCIDRs returns what the cluster allocated to the node: its
+// Node.spec.podCIDRs, and its CiliumNode's spec.ipam.podCIDRs when Cilium
+// runs. Unparsable entries are skipped.
+func (w *Watcher) NodePodCIDRs(name string) []netip.Prefix {
+	var out []netip.Prefix
+	if n := w.Node(name); n != nil {
+		out = append(out, parsePrefixes(n.Spec.PodCIDRs)...)
+	}
+	if w.ciliumNodes != nil {
+		if obj, ok, err := w.ciliumNodes.GetStore().GetByKey(name); err == nil && ok {
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				out = append(out, parsePrefixes(CiliumPodCIDRs(u))...)
+			}
+		}
+	}
+	return out
+}
+
+func parsePrefixes(ss []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range ss {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
 		}
 	}
 	return out

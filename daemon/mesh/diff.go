@@ -26,9 +26,9 @@ func PeerChanges(desired []Node, actual []wgtypes.Peer) wgtypes.Config {
 		cur, exists := have[n.PublicKey]
 		pc := wgtypes.PeerConfig{PublicKey: n.PublicKey}
 		changed := !exists
-		if !exists || !samePrefixes(ipNetsToPrefixes(cur.AllowedIPs), n.AllowedIPs) {
+		if allowed := n.WireGuardAllowedIPs(); !exists || !samePrefixes(ipNetsToPrefixes(cur.AllowedIPs), allowed) {
 			pc.ReplaceAllowedIPs = true
-			pc.AllowedIPs = prefixesToIPNets(n.AllowedIPs)
+			pc.AllowedIPs = prefixesToIPNets(allowed)
 			changed = true
 		}
 		if want := n.WireGuardEndpoint; want.IsValid() && (cur.Endpoint == nil || unmapped(cur.Endpoint.AddrPort()) != unmapped(want)) {

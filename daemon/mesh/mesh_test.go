@@ -3,6 +3,7 @@ package mesh
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -75,8 +76,8 @@ func TestDesired(t *testing.T) {
 		{Name: "b", PublicKey: ka, AllowedIPs: pfx("10.77.0.2/32")},
 	}
 	_ = kb
-	live := func(n string) bool { return n != "gone" }
-	top := Desired("self", nodes, live)
+	facts := map[string]Facts{"a": {}, "b": {}, "c": {}, "self": {}}
+	top := Desired("self", nodes, facts)
 	if len(top.Peers) != 2 || top.Peers[0].Name != "a" || top.Peers[1].Name != "c" {
 		t.Fatalf("peers %+v", top.Peers)
 	}
@@ -136,5 +137,72 @@ func TestRouteChanges(t *testing.T) {
 	add, del = RouteChanges(pfx("10.77.0.1/32"), pfx("10.77.0.1/32"))
 	if len(add)+len(del) != 0 {
 		t.Fatalf("in sync but add %v del %v", add, del)
+	}
+}
+
+func TestDesiredVerifiesPodIPClaims(t *testing.T) {
+	nodes := []Node{
+		{Name: "a", PublicKey: key(t), AllowedIPs: pfx("10.77.0.1/32"),
+			PodIPClaims: pfx("10.99.1.4/31", "10.99.1.9/32", "10.244.7.0/25", "10.98.0.0/24")},
+		{Name: "b", PublicKey: key(t), AllowedIPs: pfx("10.77.0.2/32"), PodIPClaims: pfx("10.99.1.20/32")},
+	}
+	pods := map[netip.Addr]bool{}
+	for _, s := range []string{"10.99.1.4", "10.99.1.5", "10.99.1.9"} {
+		pods[netip.MustParseAddr(s)] = true
+	}
+	facts := map[string]Facts{
+		// a: two pods back 10.99.1.4/31, one 10.99.1.9; its pod CIDR backs
+		// 10.244.7.0/25; nothing backs 10.98.0.0/24 (too large for pods alone).
+		"a": {PodCIDRs: pfx("10.244.7.0/24"), PodIPs: pods, NodeIPs: []netip.Addr{netip.MustParseAddr("192.168.1.10")}},
+		// b claims an address of a's pod: no Pod bound to b backs it.
+		"b": {},
+	}
+	top := Desired("self", nodes, facts)
+	if len(top.Peers) != 2 {
+		t.Fatalf("peers %+v", top.Peers)
+	}
+	if got, want := top.Peers[0].AllowedIPs, pfx("10.77.0.1/32", "10.99.1.4/31", "10.99.1.9/32", "10.244.7.0/25"); !samePrefixes(got, want) {
+		t.Errorf("a allowed %v, want %v", got, want)
+	}
+	if got := top.Peers[1].AllowedIPs; !samePrefixes(got, pfx("10.77.0.2/32")) {
+		t.Errorf("b allowed %v: an unbacked claim was accepted", got)
+	}
+	if len(top.Conflicts) != 2 {
+		t.Errorf("conflicts %v, want a's /24 and b's address", top.Conflicts)
+	}
+	if got := top.NodeIPRoutes(); !samePrefixes(got, pfx("192.168.1.10/32")) {
+		t.Errorf("node-IP routes %v", got)
+	}
+	if got := top.Peers[0].WireGuardAllowedIPs(); !slices.Contains(got, netip.MustParsePrefix("192.168.1.10/32")) {
+		t.Errorf("WireGuard allowed IPs %v lack the node IP", got)
+	}
+	if slices.Contains(top.Routes(), netip.MustParsePrefix("192.168.1.10/32")) {
+		t.Errorf("node IP in the main-table routes %v", top.Routes())
+	}
+}
+
+func TestAggregate(t *testing.T) {
+	addrs := func(s ...string) []netip.Addr {
+		var out []netip.Addr
+		for _, x := range s {
+			out = append(out, netip.MustParseAddr(x))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		in   []netip.Addr
+		want []netip.Prefix
+	}{
+		{nil, nil},
+		{addrs("10.0.0.1"), pfx("10.0.0.1/32")},
+		{addrs("10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3"), pfx("10.0.0.0/30")},
+		// 1 and 2 are adjacent but not siblings: no merge.
+		{addrs("10.0.0.1", "10.0.0.2"), pfx("10.0.0.1/32", "10.0.0.2/32")},
+		{addrs("10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.4"), pfx("10.0.0.2/31", "10.0.0.4/32")},
+		{addrs("fd00::a", "fd00::b", "10.0.0.9"), pfx("10.0.0.9/32", "fd00::a/127")},
+	} {
+		if got := Aggregate(tc.in); !slices.Equal(got, tc.want) && len(got)+len(tc.want) > 0 {
+			t.Errorf("Aggregate(%v) = %v, want %v", tc.in, got, tc.want)
+		}
 	}
 }

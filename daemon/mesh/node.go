@@ -3,6 +3,7 @@ package mesh
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -27,9 +28,24 @@ type Node struct {
 	// peer; the caller sets it (wirelaced: the peer's virtual endpoint, the
 	// Bind choosing the real path). Invalid means leave it alone.
 	WireGuardEndpoint netip.AddrPort
-	// AllowedIPs are everything routed to this node: its mesh IPs as host
-	// prefixes, its pod CIDRs and any advertised CIDRs.
+	// AllowedIPs are what is routed to this node in the main table: its
+	// mesh IPs as host prefixes, its pod CIDRs, any advertised CIDRs, and
+	// (once verified by Desired) its chained pods' addresses.
 	AllowedIPs []netip.Prefix
+	// PodIPClaims are the node's chained pods' addresses outside its pod
+	// CIDRs, as its MeshNode announces them: a claim until Desired checks
+	// it against what the cluster says (Facts).
+	PodIPClaims []netip.Prefix
+	// NodeIPs are the node's own (InternalIP) addresses, routed through the
+	// mesh in the node-IP table when node-IP routing is on; Desired fills
+	// them in from Facts.
+	NodeIPs []netip.Prefix
+}
+
+// WireGuardAllowedIPs is everything the device accepts from and sends to
+// this peer.
+func (n Node) WireGuardAllowedIPs() []netip.Prefix {
+	return append(slices.Clip(n.AllowedIPs), n.NodeIPs...)
 }
 
 // FromMeshNode parses a MeshNode. An error means the object cannot be used
@@ -73,6 +89,13 @@ func FromMeshNode(mn *v1alpha1.MeshNode) (Node, error) {
 			}
 			n.AllowedIPs = append(n.AllowedIPs, p.Masked())
 		}
+	}
+	for _, s := range mn.Spec.PodIPs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return n, fmt.Errorf("meshnode %s: pod IPs %q: %w", mn.Name, s, err)
+		}
+		n.PodIPClaims = append(n.PodIPClaims, p.Masked())
 	}
 	return n, nil
 }

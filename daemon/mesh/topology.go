@@ -15,12 +15,57 @@ type Topology struct {
 	Conflicts []string
 }
 
+// Facts are what the cluster, rather than a node's own MeshNode, says
+// about a node. A MeshNode is written by the node it describes, so it is a
+// claim; Facts come from objects the node cannot write alone (its Node's
+// spec, the primary CNI's records, the Pods the scheduler bound to it).
+type Facts struct {
+	// PodCIDRs are the node's pod address blocks as the cluster allocated
+	// them: Node.spec.podCIDRs, or the primary CNI's (CiliumNode
+	// spec.ipam.podCIDRs).
+	PodCIDRs []netip.Prefix
+	// PodIPs are the addresses of the Pods bound to the node.
+	PodIPs map[netip.Addr]bool
+	// NodeIPs are the node's addresses to route through the mesh (its
+	// InternalIPs, when node-IP routing is on and they are not on-link).
+	NodeIPs []netip.Addr
+}
+
+// maxPodIPClaimBits bounds how large an announced pod-IP prefix may be
+// when only Pods back it: each address in it must be a Pod's, and a /24
+// (or IPv6 /120) is 256 look-ups at most.
+const maxPodIPClaimBits = 8
+
+// backs reports whether the facts back an announced pod-IP prefix: it lies
+// in one of the node's allocated pod CIDRs, or every address in it is a
+// Pod bound to the node.
+func (f Facts) backs(p netip.Prefix) bool {
+	for _, c := range f.PodCIDRs {
+		if c.Bits() <= p.Bits() && c.Contains(p.Addr()) {
+			return true
+		}
+	}
+	if p.Addr().BitLen()-p.Bits() > maxPodIPClaimBits || len(f.PodIPs) == 0 {
+		return false
+	}
+	last := lastAddr(p)
+	for a := p.Addr(); ; a = a.Next() {
+		if !f.PodIPs[a] {
+			return false
+		}
+		if a == last {
+			return true
+		}
+	}
+}
+
 // Desired computes the peers of self from every known node. A node is a peer
-// only while its Node object exists (live reports that), so a node removed
-// from the cluster disappears even if its MeshNode lingers. Peers come out
-// sorted by name so the result is deterministic; if two nodes claim the same
-// key or prefix, the first by name keeps it.
-func Desired(self string, nodes []Node, live func(name string) bool) Topology {
+// only while the cluster knows it (it has Facts: its Node object exists), so
+// a node removed from the cluster disappears even if its MeshNode lingers.
+// Peers come out sorted by name so the result is deterministic; if two
+// nodes claim the same key or prefix, the first by name keeps it. A node's
+// announced pod IPs are routed only where its Facts back them.
+func Desired(self string, nodes []Node, facts map[string]Facts) Topology {
 	var t Topology
 	sorted := slices.Clone(nodes)
 	slices.SortFunc(sorted, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
@@ -28,7 +73,8 @@ func Desired(self string, nodes []Node, live func(name string) bool) Topology {
 	owners := map[netip.Prefix]string{}
 	keys := map[string]string{}
 	for _, n := range sorted {
-		if n.Name == self || !live(n.Name) {
+		f, live := facts[n.Name]
+		if n.Name == self || !live {
 			continue
 		}
 		if owner, dup := keys[n.PublicKey.String()]; dup {
@@ -36,8 +82,16 @@ func Desired(self string, nodes []Node, live func(name string) bool) Topology {
 			continue
 		}
 		keys[n.PublicKey.String()] = n.Name
+		claimed := slices.Clone(n.AllowedIPs)
+		for _, p := range n.PodIPClaims {
+			if !f.backs(p) {
+				t.Conflicts = append(t.Conflicts, fmt.Sprintf("node %s announces pod IPs %s, which neither its pod CIDRs nor Pods bound to it back; ignored", n.Name, p))
+				continue
+			}
+			claimed = append(claimed, p)
+		}
 		var allowed []netip.Prefix
-		for _, p := range n.AllowedIPs {
+		for _, p := range claimed {
 			if owner, dup := owners[p]; dup {
 				t.Conflicts = append(t.Conflicts, fmt.Sprintf("node %s advertises %s, already routed to %s; ignored", n.Name, p, owner))
 				continue
@@ -45,17 +99,38 @@ func Desired(self string, nodes []Node, live func(name string) bool) Topology {
 			owners[p] = n.Name
 			allowed = append(allowed, p)
 		}
-		n.AllowedIPs = allowed
+		n.AllowedIPs, n.PodIPClaims, n.NodeIPs = allowed, nil, nil
+		for _, a := range f.NodeIPs {
+			p := netip.PrefixFrom(a, a.BitLen())
+			if owner, dup := owners[p]; dup {
+				t.Conflicts = append(t.Conflicts, fmt.Sprintf("node %s has address %s, already routed to %s; not routed", n.Name, a, owner))
+				continue
+			}
+			owners[p] = n.Name
+			n.NodeIPs = append(n.NodeIPs, p)
+		}
 		t.Peers = append(t.Peers, n)
 	}
 	return t
 }
 
-// Routes is every prefix that should be routed to the mesh interface.
+// Routes is every prefix that should be routed to the mesh interface in
+// the main table.
 func (t Topology) Routes() []netip.Prefix {
 	var out []netip.Prefix
 	for _, p := range t.Peers {
 		out = append(out, p.AllowedIPs...)
+	}
+	SortPrefixes(out)
+	return out
+}
+
+// NodeIPRoutes is every peer address routed to the mesh interface in the
+// node-IP table, which WireGuard's own (marked) packets bypass.
+func (t Topology) NodeIPRoutes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range t.Peers {
+		out = append(out, p.NodeIPs...)
 	}
 	SortPrefixes(out)
 	return out

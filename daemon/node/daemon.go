@@ -58,8 +58,11 @@ type Daemon struct {
 	dev     *device.Device
 	bind    *bind.Bind
 	watcher *kube.Watcher
-	mtu     int
-	meshIPs []netip.Addr
+	// ciliumNodes says whether Cilium's CiliumNode resource is served; its
+	// pod CIDRs then count as the nodes' own.
+	ciliumNodes bool
+	mtu         int
+	meshIPs     []netip.Addr
 
 	// Paths and NAT traversal.
 	paths   *paths
@@ -151,6 +154,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
+	if d.ciliumNodes, err = kube.CiliumNodesServed(d.clients); err != nil {
+		return err
+	}
+
 	d.setNotReady("claiming mesh IPs")
 	var meshIPs []netip.Addr
 	for _, pool := range pools {
@@ -177,7 +184,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	d.bind = bind.New(log)
 	d.paths = newPaths(d.bind, d.keys.Control, d.metrics, log)
 	if len(cfg.Relays) > 0 {
-		d.relays, err = newRelaySet(cfg.Relays, cfg.RelayCA, d.keys.WireGuard.PublicKey(), d.keys.Control, d.paths.handleRelayed, log)
+		d.relays, err = newRelaySet(cfg.Relays, cfg.RelayCA, cfg.FwMark, d.keys.WireGuard.PublicKey(), d.keys.Control, d.paths.handleRelayed, log)
 		if err != nil {
 			return err
 		}
@@ -189,6 +196,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Name:           cfg.Interface,
 		MTU:            mtu,
 		ListenPort:     cfg.ListenPort,
+		FwMark:         cfg.FwMark,
 		PrivateKey:     d.keys.WireGuard,
 		Logger:         log,
 		FixedEndpoints: true,
@@ -206,7 +214,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// so pods and peers keep their configuration across a restart.
 	defer d.dev.Close()
 
-	d.watcher, err = kube.NewWatcher(d.clients, cfg.NodeName, d.trigger, func() { kickChan(d.podKick) })
+	d.watcher, err = kube.NewWatcher(d.clients, cfg.NodeName, d.ciliumNodes, d.trigger, func() { kickChan(d.podKick) })
 	if err != nil {
 		return err
 	}

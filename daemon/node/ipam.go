@@ -96,19 +96,25 @@ func (d *Daemon) releaseStale() error {
 }
 
 // ipamLoop runs releaseStale on pod changes and often enough to honour the
-// grace period.
+// grace period, and carries out the releases plugins recorded while the
+// daemon was down (the first round runs at once, at start).
 func (d *Daemon) ipamLoop(ctx context.Context) {
 	tick := time.NewTicker(max(d.cfg.IPAMReleaseGrace.Duration/4, time.Second))
 	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-d.podKick:
-		case <-tick.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.podKick:
+			case <-tick.C:
+			}
 		}
 		if err := d.releaseStale(); err != nil {
 			d.log.Warn("releasing stale pod addresses failed", "err", err)
+		}
+		if err := d.releasePending(); err != nil {
+			d.log.Warn("carrying out pending releases failed", "err", err)
 		}
 	}
 }

@@ -13,7 +13,9 @@ import (
 
 // findPodCIDRs returns the node's pod CIDRs: Node.spec.podCIDRs when the cluster
 // allocates them (kube-controller-manager --allocate-node-cidrs, EKS, kind),
-// else one block per family claimed from the configured cluster CIDRs.
+// else Cilium's (its CiliumNode's spec.ipam.podCIDRs, when Wirelace is
+// chained after Cilium in cluster-pool IPAM mode), else one block per
+// family claimed from the configured cluster CIDRs.
 func (d *Daemon) findPodCIDRs(ctx context.Context, node *corev1.Node) ([]netip.Prefix, error) {
 	if len(node.Spec.PodCIDRs) > 0 {
 		var out []netip.Prefix
@@ -25,6 +27,15 @@ func (d *Daemon) findPodCIDRs(ctx context.Context, node *corev1.Node) ([]netip.P
 			out = append(out, p.Masked())
 		}
 		return out, nil
+	}
+	if d.ciliumNodes {
+		cidrs, err := kube.CiliumNodePodCIDRs(ctx, d.clients, node.Name)
+		if err != nil {
+			return nil, err
+		}
+		if len(cidrs) > 0 {
+			return cidrs, nil
+		}
 	}
 	pools, err := d.cfg.ClusterPools()
 	if err != nil {

@@ -58,7 +58,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		}
 		nodes = append(nodes, n)
 	}
-	top := mesh.Desired(self, nodes, d.watcher.NodeExists)
+	top := mesh.Desired(self, nodes, d.facts(nodes, subnetsOf(host)))
 	for _, c := range top.Conflicts {
 		d.log.Warn("mesh conflict", "detail", c)
 	}
@@ -67,23 +67,73 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	if err := d.applyPeers(top); err != nil {
 		return err
 	}
+	// The steps below are independent: one failing (nftables, say) must not
+	// keep the others, routes above all, from being applied. Each error is
+	// reported and the reconcile retried.
+	var applyErrs []error
 	if d.cfg.Masquerade {
-		if err := d.masq.Apply(d.masqRules(nodes)); err != nil {
-			return err
-		}
+		applyErrs = append(applyErrs, d.masq.Apply(d.masqRules(top)))
 	}
-	if err := routes.EnsureAddrs(d.dev.Index(), d.meshIPs); err != nil {
-		return err
-	}
-	added, removed, err := routes.Sync(d.dev.Index(), top.Routes())
-	if len(added)+len(removed) > 0 {
-		d.log.Info("routes changed", "added", added, "removed", removed)
-	}
-	if err != nil {
+	applyErrs = append(applyErrs, routes.EnsureAddrs(d.dev.Index(), d.meshIPs))
+	applyErrs = append(applyErrs, d.syncRoutes("main", routes.MainTable, top.Routes()))
+	applyErrs = append(applyErrs, d.syncNodeIPRoutes(top.NodeIPRoutes()))
+	if err := errors.Join(applyErrs...); err != nil {
 		return err
 	}
 	d.setReady()
 	return nil
+}
+
+// facts gathers, for every node that has a Node object, what the cluster
+// says about it (mesh.Facts). Pod IPs are gathered only for nodes that
+// announce chained pod IPs, the only claims they back.
+func (d *Daemon) facts(nodes []mesh.Node, onLink []netip.Prefix) map[string]mesh.Facts {
+	out := make(map[string]mesh.Facts, len(nodes))
+	for _, n := range nodes {
+		if !d.watcher.NodeExists(n.Name) {
+			continue
+		}
+		f := mesh.Facts{PodCIDRs: d.watcher.NodePodCIDRs(n.Name)}
+		if len(n.PodIPClaims) > 0 {
+			f.PodIPs = d.watcher.PodIPs(n.Name)
+		}
+		if d.cfg.NodeIPRoutes {
+			for _, a := range d.watcher.InternalIPs(n.Name) {
+				// On a network this node shares, the address is reached
+				// directly; through the mesh would only add a detour.
+				if !containsAddr(onLink, a) {
+					f.NodeIPs = append(f.NodeIPs, a)
+				}
+			}
+		}
+		out[n.Name] = f
+	}
+	return out
+}
+
+// syncRoutes applies one table's routes and logs what changed.
+func (d *Daemon) syncRoutes(name string, table int, desired []netip.Prefix) error {
+	added, removed, err := routes.Sync(d.dev.Index(), table, desired)
+	if len(added)+len(removed) > 0 {
+		d.log.Info("routes changed", "table", name, "added", added, "removed", removed)
+	}
+	return err
+}
+
+// syncNodeIPRoutes applies the node-IP table and its policy rule, or
+// removes both when node-IP routing is off.
+func (d *Daemon) syncNodeIPRoutes(desired []netip.Prefix) error {
+	if !d.cfg.NodeIPRoutes {
+		return errors.Join(
+			d.syncRoutes("node-ip", d.cfg.RouteTable, nil),
+			routes.DeleteRule(d.cfg.RouteTable, d.cfg.FwMark))
+	}
+	// Rule first: routes in the table mean nothing until it points there,
+	// and WireGuard's socket is marked from the start.
+	if err := routes.EnsureRule(d.cfg.RouteTable, d.cfg.FwMark); err != nil {
+		return err
+	}
+	return d.syncRoutes("node-ip", d.cfg.RouteTable, desired)
 }
 
 func (d *Daemon) applyPeers(top mesh.Topology) error {
@@ -149,6 +199,13 @@ func (d *Daemon) spec(host []netip.Prefix) (v1alpha1.MeshNodeSpec, error) {
 		spec.MeshIPs = append(spec.MeshIPs, a.String())
 	}
 	spec.PodCIDRs = prefixStrings(d.podCIDRs)
+	chained, err := d.chainedAddrs()
+	if err != nil {
+		return spec, err
+	}
+	if agg := mesh.Aggregate(chained); len(agg) > 0 {
+		spec.PodIPs = prefixStrings(agg)
+	}
 	configured, err := d.cfg.ConfiguredEndpoints()
 	if err != nil {
 		return spec, err
@@ -210,14 +267,14 @@ func (d *Daemon) peerName(key string) string {
 
 // masqRules says which pod traffic leaves the cluster: anything from this
 // node's pods to an address that is not a pod or mesh address of any node.
-func (d *Daemon) masqRules(peers []mesh.Node) masq.Rules {
+// Only what the topology accepted counts: a peer's unverified claims must
+// not exempt traffic from masquerading.
+func (d *Daemon) masqRules(top mesh.Topology) masq.Rules {
 	r := masq.Rules{Local: d.podCIDRs}
 	r.Cluster = append(r.Cluster, d.podCIDRs...)
 	if pools, err := d.cfg.MeshPools(); err == nil {
 		r.Cluster = append(r.Cluster, pools...)
 	}
-	for _, p := range peers {
-		r.Cluster = append(r.Cluster, p.AllowedIPs...)
-	}
+	r.Cluster = append(r.Cluster, top.Routes()...)
 	return r
 }

@@ -9,6 +9,10 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -17,6 +21,9 @@ import (
 	"github.com/wirelace/wirelace/netconf"
 	"github.com/wirelace/wirelace/relay/client"
 )
+
+// relayDialTimeout bounds one TCP connect to a relay.
+const relayDialTimeout = 10 * time.Second
 
 // relaySet is the node's connections to every configured relay. A packet
 // for a relayed peer goes through every connected relay: the receiver's
@@ -31,7 +38,9 @@ type relaySet struct {
 
 // newRelaySet creates a client per relay; receive gets every packet any
 // relay delivers.
-func newRelaySet(addrs []string, caFile string, pub, control wgtypes.Key, receive func(src wgtypes.Key, pkt []byte), log *slog.Logger) (*relaySet, error) {
+// Their TCP connections carry mark, so that the node-IP policy rule never
+// routes them into the mesh they carry (a relay may run on a node).
+func newRelaySet(addrs []string, caFile string, mark int, pub, control wgtypes.Key, receive func(src wgtypes.Key, pkt []byte), log *slog.Logger) (*relaySet, error) {
 	rs := &relaySet{states: map[string]client.State{}}
 	var tlsCfg *tls.Config
 	if caFile != "" {
@@ -45,8 +54,24 @@ func newRelaySet(addrs []string, caFile string, pub, control wgtypes.Key, receiv
 		}
 		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	dialer := &net.Dialer{
+		Timeout: relayDialTimeout,
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, mark)
+			}); err != nil {
+				return err
+			}
+			if serr != nil {
+				return fmt.Errorf("set fwmark %#x on the relay connection: %w", mark, serr)
+			}
+			return nil
+		},
+	}
 	for _, addr := range addrs {
 		cfg := client.Config{
+			Dial:       dialer.DialContext,
 			Addr:       addr,
 			PublicKey:  pub,
 			ControlKey: control,

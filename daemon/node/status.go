@@ -1,6 +1,9 @@
 package node
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/wirelace/wirelace/netconf"
@@ -34,6 +37,7 @@ func (d *Daemon) Status() netconf.Status {
 	if d.relays != nil {
 		s.Relays = d.relays.status()
 	}
+	s.Install = d.installStatus()
 	if dev == nil {
 		return s
 	}
@@ -65,4 +69,21 @@ func (d *Daemon) Status() netconf.Status {
 		d.paths.status(s.Peers)
 	}
 	return s
+}
+
+// installStatus reads wirelace-install's status file, if there is one. A
+// file that does not decode is shown as such rather than hidden.
+func (d *Daemon) installStatus() *netconf.InstallStatus {
+	if d.cfg.InstallStatusFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(d.cfg.InstallStatusFile)
+	if err != nil {
+		return nil
+	}
+	var st netconf.InstallStatus
+	if err := json.Unmarshal(b, &st); err != nil {
+		return &netconf.InstallStatus{State: "error", Message: fmt.Sprintf("cannot read %s: %v", d.cfg.InstallStatusFile, err)}
+	}
+	return &st
 }

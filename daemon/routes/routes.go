@@ -15,30 +15,34 @@ import (
 	"github.com/wirelace/wirelace/daemon/mesh"
 )
 
+// MainTable is the kernel's main routing table, where the mesh's routes to
+// mesh IPs and pod CIDRs live.
+const MainTable = unix.RT_TABLE_MAIN
+
 // Protocol is the route protocol number marking wirelaced's routes
 // (`ip route show proto 119`). Any value not in /etc/iproute2/rt_protos
 // would do; it only has to be ours alone.
 const Protocol netlink.RouteProtocol = 119
 
-// Sync makes the routes with Protocol on the link exactly desired and
-// returns what it changed. A route that fails to apply is reported but does
-// not stop the others.
-func Sync(linkIndex int, desired []netip.Prefix) (added, removed []netip.Prefix, err error) {
-	actual, err := List(linkIndex)
+// Sync makes the routes with Protocol on the link in table exactly desired
+// and returns what it changed. A route that fails to apply is reported but
+// does not stop the others.
+func Sync(linkIndex, table int, desired []netip.Prefix) (added, removed []netip.Prefix, err error) {
+	actual, err := List(linkIndex, table)
 	if err != nil {
 		return nil, nil, err
 	}
 	add, del := mesh.RouteChanges(desired, actual)
 	var errs []error
 	for _, p := range del {
-		if err := netlink.RouteDel(route(linkIndex, p)); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := netlink.RouteDel(route(linkIndex, table, p)); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("delete route %s: %w", p, err))
 			continue
 		}
 		removed = append(removed, p)
 	}
 	for _, p := range add {
-		if err := netlink.RouteReplace(route(linkIndex, p)); err != nil {
+		if err := netlink.RouteReplace(route(linkIndex, table, p)); err != nil {
 			errs = append(errs, fmt.Errorf("add route %s: %w", p, err))
 			continue
 		}
@@ -47,9 +51,10 @@ func Sync(linkIndex int, desired []netip.Prefix) (added, removed []netip.Prefix,
 	return added, removed, errors.Join(errs...)
 }
 
-// List returns the destinations of our routes on the link, both families.
-func List(linkIndex int) ([]netip.Prefix, error) {
-	filter := &netlink.Route{LinkIndex: linkIndex, Protocol: Protocol, Table: unix.RT_TABLE_MAIN}
+// List returns the destinations of our routes on the link in table, both
+// families.
+func List(linkIndex, table int) ([]netip.Prefix, error) {
+	filter := &netlink.Route{LinkIndex: linkIndex, Protocol: Protocol, Table: table}
 	rs, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, filter,
 		netlink.RT_FILTER_OIF|netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 	if err != nil {
@@ -67,13 +72,13 @@ func List(linkIndex int) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func route(linkIndex int, p netip.Prefix) *netlink.Route {
+func route(linkIndex, table int, p netip.Prefix) *netlink.Route {
 	return &netlink.Route{
 		LinkIndex: linkIndex,
 		Dst:       ipNet(p),
 		Scope:     netlink.SCOPE_LINK,
 		Protocol:  Protocol,
-		Table:     unix.RT_TABLE_MAIN,
+		Table:     table,
 	}
 }
 

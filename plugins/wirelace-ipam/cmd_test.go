@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/wirelace/wirelace/netconf"
 	"github.com/wirelace/wirelace/plugins/internal/fakedaemon"
 )
 
@@ -135,16 +136,21 @@ func TestVerbs(t *testing.T) {
 		t.Errorf("after DEL: %+v", a)
 	}
 
-	// Daemon down: DEL and GC must be retried (11), STATUS is 50.
+	// Daemon down: DEL succeeds, recording the release for the daemon; GC
+	// must be retried (11), STATUS is 50.
 	d.Down()
-	_, err = runIPAM(t, "DEL", "ctr-b", "", conf)
-	wantCode(t, err, types.ErrTryAgainLater, "nothing answers on "+d.Socket())
+	if _, err := runIPAM(t, "DEL", "ctr-b", "", conf); err != nil {
+		t.Fatalf("DEL with the daemon down: %v", err)
+	}
+	if pending, _, err := netconf.ReadPendingReleases(d.Socket()); err != nil || len(pending) != 1 || pending[0].ContainerID != "ctr-b" {
+		t.Fatalf("pending releases %+v (%v), want one for ctr-b", pending, err)
+	}
 	_, err = runIPAM(t, "GC", "", "", conf)
-	wantCode(t, err, types.ErrTryAgainLater, "is wirelaced running?")
+	wantCode(t, err, types.ErrTryAgainLater, "daemon not running")
 	_, err = runIPAM(t, "STATUS", "", "", conf)
 	wantCode(t, err, types.ErrPluginNotAvailable, "wirelaced does not answer on "+d.Socket())
 	_, err = runIPAM(t, "CHECK", "ctr-b", "", conf)
-	wantCode(t, err, types.ErrTryAgainLater, "nothing answers")
+	wantCode(t, err, types.ErrTryAgainLater, "daemon not running")
 }
 
 func TestCommandErrors(t *testing.T) {
@@ -160,7 +166,7 @@ func TestCommandErrors(t *testing.T) {
 		{"route without dst", "ADD", "", ipamConf(absent, `,"routes":[{"gw":"10.0.0.1"}]`), types.ErrInvalidNetworkConfig, `ipam.routes[0] has no "dst"`},
 		{"bad CNI_ARGS", "ADD", "K8S_POD_NAMESPACE=a;;K8S_POD_NAME=b;junk", ipamConf(absent, ""), types.ErrInvalidEnvironmentVariables, `"junk" is not KEY=VALUE`},
 		{"bad namespace", "ADD", "K8S_POD_NAMESPACE=Not_A_Namespace;K8S_POD_NAME=b", ipamConf(absent, ""), types.ErrInvalidEnvironmentVariables, "is not a Kubernetes namespace name"},
-		{"socket absent", "ADD", "", ipamConf(absent, ""), types.ErrTryAgainLater, "allocate addresses for container ctr eth0: wirelaced unavailable: nothing answers on " + absent},
+		{"socket absent", "ADD", "", ipamConf(absent, ""), types.ErrTryAgainLater, "allocate addresses for container ctr eth0: wirelaced unavailable: daemon not running (nothing listens on " + absent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := runIPAM(t, tc.command, "ctr", tc.args, tc.conf)

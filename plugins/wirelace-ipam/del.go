@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"net/http"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -12,9 +10,10 @@ import (
 )
 
 // cmdDel releases the attachment's addresses. Releasing what the daemon
-// does not know is success (DEL must succeed for what is already gone); a
-// daemon that does not answer is code 11, so the runtime retries and the
-// addresses do not leak.
+// does not know is success (DEL must succeed for what is already gone). A
+// daemon that does not answer gets the release as a pending-release file,
+// which it carries out when it is back, and DEL succeeds: the addresses do
+// not leak whether or not the runtime ever retries.
 func cmdDel(args *skel.CmdArgs) error {
 	conf, err := netconf.LoadIPAMConf(args.StdinData)
 	if err != nil {
@@ -22,10 +21,6 @@ func cmdDel(args *skel.CmdArgs) error {
 	}
 	c, ctx, cancel := client(conf)
 	defer cancel()
-	err = c.Release(ctx, keyOf(args))
-	var apiErr *netconf.APIError
-	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
-		return nil // the contract says release succeeds; a 404 means the same
-	}
+	_, err = c.ReleaseOrRecord(ctx, netconf.PendingRelease{IPAM: true, AttachmentKey: keyOf(args)})
 	return cnierr.Daemon(err, fmt.Sprintf("release the addresses of container %s %s", args.ContainerID, args.IfName))
 }

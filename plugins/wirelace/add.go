@@ -14,7 +14,8 @@ import (
 	"github.com/wirelace/wirelace/plugins/internal/podnet"
 )
 
-// cmdAdd attaches a pod: addresses from the IPAM plugin, then the veth pair.
+// cmdAdd attaches a pod. Standalone: addresses from the IPAM plugin, then
+// the veth pair. Chained: see chainedAdd.
 // A repeated ADD returns the same attachment. A failed ADD leaves nothing it
 // made: it removes a veth it created and releases the addresses.
 func cmdAdd(args *skel.CmdArgs) (err error) {
@@ -22,9 +23,12 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
+	if conf.Chained() {
+		return chainedAdd(args, conf)
+	}
 	if conf.PrevResult != nil {
-		return cnierr.New(types.ErrUnsupportedField,
-			"prevResult: chained mode (wirelace after another CNI plugin) is not supported yet: make wirelace the first plugin of the conflist, with \"ipam\": {\"type\": %q}", netconf.IPAMType)
+		return cnierr.New(types.ErrInvalidNetworkConfig,
+			"prevResult: wirelace has an \"ipam\" section (standalone mode, it makes the pod's interface) but runs after another plugin: make it the first plugin of the conflist, or remove \"ipam\" to chain it after the primary CNI")
 	}
 	// Checked here too, though wirelace-ipam reads it, to fail before
 	// anything is made.

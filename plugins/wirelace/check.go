@@ -26,6 +26,9 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err != nil {
 		return cnierr.New(types.ErrDecodingFailure, "prevResult: %v", err)
 	}
+	if conf.Chained() {
+		return chainedCheck(args, conf, prev)
+	}
 	if err := ipam.ExecCheck(conf.IPAM.Type, args.StdinData); err != nil {
 		return cnierr.Wrap(err, "IPAM plugin %s", conf.IPAM.Type)
 	}

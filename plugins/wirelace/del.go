@@ -12,12 +12,16 @@ import (
 // cmdDel detaches a pod: the veth first, then the addresses. In that order
 // an address is never free while a host route still points it at the old
 // pod. What is already gone (netns, veth, allocation) is success; a daemon
-// that does not answer is code 11, so the runtime retries and the address
-// does not leak.
+// that does not answer gets the release as a pending-release file and DEL
+// succeeds (see netconf.ReleaseOrRecord). DEL needs nothing that only ADD
+// uses, so it succeeds whatever the config lacks for ADD.
 func cmdDel(args *skel.CmdArgs) error {
 	conf, err := netconf.LoadPluginConf(args.StdinData)
 	if err != nil {
 		return err
+	}
+	if conf.Chained() {
+		return chainedDel(args, conf)
 	}
 	// The veth is found by name in the host netns: CNI_NETNS is not needed,
 	// and may be gone already.

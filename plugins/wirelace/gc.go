@@ -26,6 +26,9 @@ func cmdGC(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	if conf.Chained() {
+		return chainedGC(conf)
+	}
 	ctx, cancel := daemonContext()
 	defer cancel()
 	if err := invoke.DelegateGC(ctx, conf.IPAM.Type, args.StdinData, nil); err != nil {

@@ -9,7 +9,8 @@ import (
 )
 
 // cmdStatus says whether ADD can work: wirelaced answers and is ready, and
-// the IPAM plugin says so too (the spec has STATUS go to the delegate).
+// in standalone mode the IPAM plugin says so too (the spec has STATUS go to
+// the delegate). A chained ADD needs only the daemon.
 // Not ready is code 50 with the daemon's reason.
 func cmdStatus(args *skel.CmdArgs) error {
 	conf, err := netconf.LoadPluginConf(args.StdinData)
@@ -21,6 +22,9 @@ func cmdStatus(args *skel.CmdArgs) error {
 	st, err := netconf.NewClient(conf.Socket).Status(ctx)
 	if err := cnierr.Status(st, err, conf.Socket); err != nil {
 		return err
+	}
+	if conf.Chained() {
+		return nil // the primary CNI answers for its own STATUS
 	}
 	if err := ipam.ExecStatus(conf.IPAM.Type, args.StdinData); err != nil {
 		return cnierr.Wrap(err, "IPAM plugin %s", conf.IPAM.Type)

@@ -17,6 +17,7 @@ import (
 	"github.com/wirelace/wirelace/daemon/device"
 	"github.com/wirelace/wirelace/daemon/masq"
 	"github.com/wirelace/wirelace/daemon/node"
+	"github.com/wirelace/wirelace/daemon/routes"
 )
 
 func main() {
@@ -46,24 +47,25 @@ func main() {
 }
 
 // cleanup removes what wirelaced leaves on a node on purpose (the persistent
-// WireGuard link with its routes, the masquerading table), for uninstall.
-// Keys and the IPAM database stay in the state dir; remove it by hand to
-// forget the node's identity.
+// WireGuard link with its routes, the node-IP policy rule, the masquerading
+// table), for uninstall. Keys and the IPAM database stay in the state dir;
+// remove it by hand to forget the node's identity.
 func cleanup(args []string) {
+	def := config.Defaults()
 	fs := flag.NewFlagSet("wirelaced cleanup", flag.ExitOnError)
-	iface := fs.String("interface", config.Defaults().Interface, "WireGuard interface to delete")
+	iface := fs.String("interface", def.Interface, "WireGuard interface to delete")
+	table := fs.Int("route-table", def.RouteTable, "routing table of the node-IP routes")
+	mark := fs.Int("fwmark", def.FwMark, "firewall mark of the node-IP policy rule")
 	fs.Parse(args)
 	failed := false
-	if err := device.Delete(*iface); err != nil {
-		fmt.Fprintf(os.Stderr, "wirelaced cleanup: %v\n", err)
-		failed = true
-	}
-	if err := masq.Delete(); err != nil {
-		fmt.Fprintf(os.Stderr, "wirelaced cleanup: %v\n", err)
-		failed = true
+	for _, err := range []error{device.Delete(*iface), routes.DeleteRule(*table, *mark), masq.Delete()} {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "wirelaced cleanup: %v\n", err)
+			failed = true
+		}
 	}
 	if failed {
 		os.Exit(1)
 	}
-	fmt.Printf("removed %s and the nftables table inet %s\n", *iface, masq.TableName)
+	fmt.Printf("removed %s, the node-IP policy rule and the nftables table inet %s\n", *iface, masq.TableName)
 }

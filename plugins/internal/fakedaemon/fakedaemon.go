@@ -76,12 +76,25 @@ func Start(t testing.TB, opts Options) *Daemon {
 // Socket is the path the fake listens on.
 func (d *Daemon) Socket() string { return d.socket }
 
-// Up starts serving (again), keeping the allocations.
+// Up starts serving (again), keeping the allocations but for those a
+// plugin recorded as pending releases while the fake was down.
 func (d *Daemon) Up() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.srv != nil {
 		return nil
+	}
+	// Like wirelaced at start: carry out the releases plugins recorded
+	// while it was down.
+	pending, _, err := netconf.ReadPendingReleases(d.socket)
+	if err != nil {
+		return fmt.Errorf("fake wirelaced: %w", err)
+	}
+	for _, p := range pending {
+		if p.IPAM {
+			delete(d.allocs, p.AttachmentKey)
+		}
+		_ = os.Remove(p.Path)
 	}
 	_ = os.Remove(d.socket)
 	ln, err := net.Listen("unix", d.socket)
