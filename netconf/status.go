@@ -1,6 +1,11 @@
 package netconf
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+)
 
 // DefaultSocket is where wirelaced serves its local API.
 const DefaultSocket = "/run/wirelace/wirelaced.sock"
@@ -36,14 +41,46 @@ type Status struct {
 // daemon shows): whether wirelace is in the CNI configuration, and if not,
 // why.
 type InstallStatus struct {
-	// State is "installed", "conflict" (the primary CNI keeps removing
-	// wirelace from its config; the installer stopped re-inserting),
-	// "uninstalled" or "error".
-	State     string `json:"state"`
-	Message   string `json:"message,omitempty"`
-	Conflist  string `json:"conflist,omitempty"`
-	Reinserts int    `json:"reinserts,omitempty"`
-	Updated   string `json:"updated,omitempty"`
+	State   InstallState `json:"state"`
+	Message string       `json:"message"`
+	// Conflist is the CNI config file Wirelace is (to be) in.
+	Conflist string `json:"conflist"`
+	// Reinserts since the installer started: writes made because another
+	// agent had removed Wirelace.
+	Reinserts int `json:"reinserts"`
+	// Updated is when State, Message, Conflist or Reinserts last changed,
+	// in RFC 3339.
+	Updated string `json:"updated"`
+}
+
+// InstallState is the installer's state.
+type InstallState string
+
+// The installer's states.
+const (
+	// InstallInstalled: Wirelace is in the CNI configuration.
+	InstallInstalled InstallState = "installed"
+	// InstallConflict: another agent (a primary CNI in exclusive mode)
+	// keeps removing Wirelace and the installer stopped writing; Message
+	// says how to fix it.
+	InstallConflict InstallState = "conflict"
+	// InstallUninstalled: --uninstall restored the configuration.
+	InstallUninstalled InstallState = "uninstalled"
+	// InstallError: the last attempt failed; Message says why.
+	InstallError InstallState = "error"
+)
+
+// ReadInstallStatus reads wirelace-install's status file.
+func ReadInstallStatus(path string) (InstallStatus, error) {
+	var s InstallStatus
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("install status %s: %w", path, err)
+	}
+	return s, nil
 }
 
 // RelayStatus is this node's connection to one relay.

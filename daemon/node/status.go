@@ -1,9 +1,8 @@
 package node
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
+	"errors"
+	"io/fs"
 	"time"
 
 	"github.com/wirelace/wirelace/netconf"
@@ -77,13 +76,12 @@ func (d *Daemon) installStatus() *netconf.InstallStatus {
 	if d.cfg.InstallStatusFile == "" {
 		return nil
 	}
-	b, err := os.ReadFile(d.cfg.InstallStatusFile)
-	if err != nil {
+	st, err := netconf.ReadInstallStatus(d.cfg.InstallStatusFile)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	var st netconf.InstallStatus
-	if err := json.Unmarshal(b, &st); err != nil {
-		return &netconf.InstallStatus{State: "error", Message: fmt.Sprintf("cannot read %s: %v", d.cfg.InstallStatusFile, err)}
+	if err != nil {
+		return &netconf.InstallStatus{State: netconf.InstallError, Message: err.Error()}
 	}
 	return &st
 }

@@ -4,13 +4,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/wirelace/wirelace/internal/cli"
 	"github.com/wirelace/wirelace/relay/protocol"
 	"github.com/wirelace/wirelace/relay/server"
 )
@@ -74,26 +73,12 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.queue, "queue", server.DefaultQueueDepth, "per-client send queue length in packets")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a client that sent nothing for this long")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: wirelace-relay [flags]\n\nwirelace-relay relays WireGuard packets between mesh nodes that cannot reach each other directly, and answers STUN. Flags:\n")
-		fs.PrintDefaults()
-	}
-	// A mistake gets one line (main prints it), not the whole usage;
-	// --help gets the usage.
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stdout)
-			fs.Usage()
-		}
+	if err := cli.Parse(fs, args, "wirelace-relay", "wirelace-relay relays WireGuard packets between mesh nodes that cannot reach each other directly, and answers STUN."); err != nil {
 		return o, err
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q: wirelace-relay takes only flags", fs.Arg(0))
-	}
-
-	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
-		return o, fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
+	var err error
+	if o.logLevel, err = cli.LogLevel(*logLevel); err != nil {
+		return o, err
 	}
 	if o.listen == "" {
 		return o, errors.New("--listen must not be empty")

@@ -22,7 +22,7 @@ func main() {
 	socket := fs.String("socket", netconf.DefaultSocket, "wirelaced's local API socket")
 	output := fs.String("o", "table", "output format: table or json")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: wirelacectl [flags] status|ipam\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: wirelacectl [flags] status|ipam|chained\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.Parse(os.Args[1:])
@@ -61,6 +61,16 @@ func main() {
 			return
 		}
 		printAllocations(os.Stdout, l)
+	case "chained":
+		l, err := c.Registrations(ctx)
+		if err != nil {
+			fail(err)
+		}
+		if *output == "json" {
+			printJSON(l)
+			return
+		}
+		printRegistrations(os.Stdout, l)
 	default:
 		fs.Usage()
 		os.Exit(2)
@@ -106,6 +116,12 @@ func printStatus(w io.Writer, s netconf.Status) {
 		}
 		fmt.Fprintf(w, "relay:      %s %s\n", r.Addr, state)
 	}
+	if in := s.Install; in != nil {
+		fmt.Fprintf(w, "CNI config: %s %s\n", strings.ToUpper(string(in.State)), in.Conflist)
+		if in.Message != "" {
+			fmt.Fprintf(w, "            %s\n", in.Message)
+		}
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tPATH\tADDRESS\tNAT\tHANDSHAKE\tRX\tTX\tWHY")
@@ -131,13 +147,29 @@ func printAllocations(w io.Writer, l netconf.ListResponse) {
 		if a.PodName == "" {
 			pod = "-"
 		}
-		id := a.ContainerID
-		if len(id) > 12 {
-			id = id[:12]
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", pod, id, a.IfName, strings.Join(a.IPs, ","), a.Created)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", pod, shortID(a.ContainerID), a.IfName, strings.Join(a.IPs, ","), a.Created)
 	}
 	tw.Flush()
+}
+
+func printRegistrations(w io.Writer, l netconf.ChainedListResponse) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POD\tNETWORK\tCONTAINER\tIF\tIPS\tCREATED")
+	for _, r := range l.Registrations {
+		pod := r.PodNamespace + "/" + r.PodName
+		if r.PodName == "" {
+			pod = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", pod, r.Network, shortID(r.ContainerID), r.IfName, strings.Join(r.IPs, ","), r.Created)
+	}
+	tw.Flush()
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
 
 func dash(s string) string {
