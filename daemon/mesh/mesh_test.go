@@ -206,3 +206,20 @@ func TestAggregate(t *testing.T) {
 		}
 	}
 }
+
+// A peer's endpoint inside a prefix routed into the mesh would send
+// WireGuard into its own tunnel: it is dropped, and said so.
+func TestDesiredDropsTunnelledEndpoints(t *testing.T) {
+	nodes := []Node{{
+		Name: "a", PublicKey: key(t), AllowedIPs: pfx("10.77.0.1/32", "10.99.1.0/24"),
+		Endpoints:     []netip.AddrPort{netip.MustParseAddrPort("198.18.0.13:51820"), netip.MustParseAddrPort("10.99.1.1:51820")},
+		EndpointKinds: []string{"stun", "host"},
+	}}
+	top := Desired("self", nodes, map[string]Facts{"a": {}})
+	if got := top.Peers[0].Endpoints; len(got) != 1 || got[0] != netip.MustParseAddrPort("198.18.0.13:51820") || top.Peers[0].EndpointKinds[0] != "stun" {
+		t.Fatalf("endpoints %v %v", got, top.Peers[0].EndpointKinds)
+	}
+	if len(top.Conflicts) != 1 {
+		t.Fatalf("conflicts %v", top.Conflicts)
+	}
+}

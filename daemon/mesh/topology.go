@@ -111,7 +111,44 @@ func Desired(self string, nodes []Node, facts map[string]Facts) Topology {
 		}
 		t.Peers = append(t.Peers, n)
 	}
+	t.dropTunnelledEndpoints()
 	return t
+}
+
+// dropTunnelledEndpoints removes every peer endpoint that lies in a
+// prefix routed into the mesh (main table): WireGuard's packets to it
+// would be routed into the tunnel they carry. A pod gateway address
+// published as a host candidate is the usual case. (Node IPs are routed
+// in the node-IP table, which WireGuard's marked packets skip.)
+func (t *Topology) dropTunnelledEndpoints() {
+	routed := t.Routes()
+	for i := range t.Peers {
+		n := &t.Peers[i]
+		var eps []netip.AddrPort
+		var kinds []string
+		for j, ep := range n.Endpoints {
+			if p, in := containing(routed, ep.Addr()); in {
+				t.Conflicts = append(t.Conflicts, fmt.Sprintf("node %s publishes endpoint %s inside %s, which is routed through the mesh; not used", n.Name, ep, p))
+				continue
+			}
+			eps = append(eps, ep)
+			if j < len(n.EndpointKinds) {
+				kinds = append(kinds, n.EndpointKinds[j])
+			}
+		}
+		n.Endpoints, n.EndpointKinds = eps, kinds
+	}
+}
+
+// containing returns the first of ps that contains a.
+func containing(ps []netip.Prefix, a netip.Addr) (netip.Prefix, bool) {
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // Routes is every prefix that should be routed to the mesh interface in

@@ -38,7 +38,10 @@ type paths struct {
 	byCtl    map[wgtypes.Key]*peerPath // by control public key
 	localNAT v1alpha1.NATType
 	ownCands []netip.AddrPort
-	kick     chan struct{}
+	// routed is every prefix routed into the mesh: a probe or packet
+	// "from" one of them came through the tunnel, and is no direct path.
+	routed []netip.Prefix
+	kick   chan struct{}
 }
 
 type peerPath struct {
@@ -97,7 +100,23 @@ func (p *paths) known(ctl wgtypes.Key) bool {
 	return ok
 }
 
+// tunnelled reports whether from lies in a prefix routed into the mesh:
+// a packet from there came through the tunnel itself, and a "path" to it
+// would send WireGuard into the tunnel it carries.
+func (p *paths) tunnelled(from netip.AddrPort) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return inAny(p.routed, from.Addr())
+}
+
+// inAny reports whether a lies in one of ps.
+func inAny(ps []netip.Prefix, a netip.Addr) bool { return containsAddr(ps, a.Unmap()) }
+
 func (p *paths) handleProbe(pkt []byte, from netip.AddrPort, viaRelay bool) {
+	if !viaRelay && p.tunnelled(from) {
+		p.log.Debug("dropped probe that came through the mesh", "from", from)
+		return
+	}
 	m, sender, err := probe.Open(pkt, p.control, p.known)
 	if err != nil {
 		p.log.Debug("dropped probe", "from", from, "err", err)
@@ -165,6 +184,7 @@ func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 	relayUp := p.relays != nil && p.relays.connected()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.routed = top.Routes()
 	seen := map[wgtypes.Key]bool{}
 	for i := range top.Peers {
 		n := &top.Peers[i]
@@ -249,7 +269,7 @@ func (p *paths) step(now time.Time) time.Time {
 		// Direct traffic the Bind saw confirms the path (receive) or, with
 		// nothing coming back, makes the machine check it at once (send).
 		a := p.bind.Activity(pp.wg)
-		if a.LastRecv.After(pp.activity.LastRecv) && a.RecvFrom.IsValid() {
+		if a.LastRecv.After(pp.activity.LastRecv) && a.RecvFrom.IsValid() && !inAny(p.routed, a.RecvFrom.Addr()) {
 			pp.sm.OnDirectRecv(a.RecvFrom, a.LastRecv)
 		}
 		if a.LastSend.After(pp.activity.LastSend) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 
 	"github.com/wirelace/wirelace/api/v1alpha1"
 	"github.com/wirelace/wirelace/daemon/kube"
@@ -203,8 +204,9 @@ func (d *Daemon) spec(host []netip.Prefix) (v1alpha1.MeshNodeSpec, error) {
 	if err != nil {
 		return spec, err
 	}
-	if agg := mesh.Aggregate(chained); len(agg) > 0 {
-		spec.PodIPs = prefixStrings(agg)
+	chainedPrefixes := mesh.Aggregate(chained)
+	if len(chainedPrefixes) > 0 {
+		spec.PodIPs = prefixStrings(chainedPrefixes)
 	}
 	configured, err := d.cfg.ConfiguredEndpoints()
 	if err != nil {
@@ -240,8 +242,17 @@ func (d *Daemon) spec(host []netip.Prefix) (v1alpha1.MeshNodeSpec, error) {
 			add(ap, v1alpha1.EndpointSTUN)
 		}
 	}
+	// Not the addresses this node routes into pods or the mesh (a pod
+	// gateway on a CNI bridge or veth, say): peers could only reach those
+	// through the tunnel itself.
+	inner := append(slices.Clone(d.podCIDRs), chainedPrefixes...)
+	if pools, err := d.cfg.MeshPools(); err == nil {
+		inner = append(inner, pools...)
+	}
 	for _, a := range addrs {
-		add(netip.AddrPortFrom(a, port), v1alpha1.EndpointHost)
+		if !containsAddr(inner, a) {
+			add(netip.AddrPortFrom(a, port), v1alpha1.EndpointHost)
+		}
 	}
 	// What peers are told is also what CallMeMaybe offers them.
 	d.paths.setLocal(res.Type, own)
