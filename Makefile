@@ -15,13 +15,22 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/e2e')
 
 WIREGUARD_GO := $(CACHE)/tools/wireguard-go-$(shell $(GO) list -m -f '{{.Version}}' golang.zx2c4.com/wireguard)
 
-.PHONY: all build generate deps test unit e2e demo bench clean fmt vet
+.PHONY: all build cni-plugins k8s generate deps test unit e2e demo bench clean fmt vet
 
 all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./daemon/cmd/... ./plugins/wirelace ./plugins/wirelace-ipam ./e2e/cmd/...
+	$(GO) build -o $(BIN)/ ./cmd/... ./daemon/cmd/... ./plugins/wirelace ./plugins/wirelace-ipam ./e2e/cmd/...
+
+# The reference CNI plugins, at the version in go.mod: the lab's stand-ins
+# for a primary CNI that wirelace is chained after (bridge, ptp with
+# host-local). libcni in the lab looks here after bin/. They are "tool"
+# lines in go.mod, so go.sum pins them and go mod tidy keeps them.
+CNI_PLUGINS_PKG := github.com/containernetworking/plugins/plugins
+cni-plugins:
+	@mkdir -p $(CACHE)/cni-plugins
+	$(GO) build -o $(CACHE)/cni-plugins/ $(CNI_PLUGINS_PKG)/main/bridge $(CNI_PLUGINS_PKG)/main/ptp $(CNI_PLUGINS_PKG)/ipam/host-local
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(dir $@)
@@ -48,12 +57,17 @@ vet:
 unit: deps $(CONTROLLER_GEN)
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
-e2e: deps build
+# kube-apiserver and etcd, built once into .cache/ (minutes when cold), before
+# any test or lab starts its clock.
+k8s: build
+	$(BIN)/wirelace-lab --root $(CURDIR) prepare
+
+e2e: deps build cni-plugins k8s
 	$(GO) test -count=1 -timeout 40m -v ./e2e/... 2>&1 | e2e/summarize.sh
 
 test: fmt vet unit e2e
 
-demo: deps build
+demo: deps build k8s
 	$(BIN)/wirelace-lab demo
 
 # Stock wireguard-go (default Bind), from the same module version the daemon
@@ -64,7 +78,7 @@ $(WIREGUARD_GO):
 
 # Throughput through lace0 (direct) against stock wireguard-go between the
 # same namespaces in the same run, and through the relay; prints ratios.
-bench: deps build $(WIREGUARD_GO)
+bench: deps build k8s $(WIREGUARD_GO)
 	$(BIN)/wirelace-lab --wireguard-go $(WIREGUARD_GO) bench
 
 clean:

@@ -53,12 +53,14 @@ type Lab struct {
 	internet string // netns name
 	log      io.Writer
 
-	mu      sync.Mutex
-	nodes   []*Node
-	nextIP  int
-	sites   int
-	relays  []*Relay
-	closers []func() error
+	mu     sync.Mutex
+	nodes  []*Node
+	nextIP int
+	sites  int
+	// primaries counts nodes with a primary CNI, for their ranges.
+	primaries int
+	relays    []*Relay
+	closers   []func() error
 }
 
 // nextInternetIP hands out the next address on the internet bridge. Callers
@@ -191,6 +193,13 @@ func (l *Lab) Close() error {
 // RemoveDir deletes the lab's log and state directory; call it after Close
 // when the run passed (keep it to debug a failure).
 func (l *Lab) RemoveDir() error { return os.RemoveAll(l.Dir) }
+
+// CNIPath is where libcni looks for plugins: the project's own (Root/bin)
+// and the reference plugins the Makefile builds into the cache (bridge,
+// ptp, host-local), which stand in for a primary CNI.
+func (l *Lab) CNIPath() []string {
+	return []string{filepath.Join(l.opts.Root, "bin"), filepath.Join(l.opts.CacheDir, "cni-plugins")}
+}
 
 // Nodes returns the lab's nodes in the order they were added.
 func (l *Lab) Nodes() []*Node {

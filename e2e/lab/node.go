@@ -29,6 +29,10 @@ type Node struct {
 	// its Site's LAN.
 	IP   netip.Addr
 	Site *Site
+	// Primary is the primary CNI wirelace is chained after, if any; its
+	// pods get addresses from PrimaryRanges.
+	Primary       PrimaryCNI
+	PrimaryRanges []netip.Prefix
 	// Dir holds the node's state dir, kubeconfig, socket and daemon log.
 	Dir        string
 	StateDir   string
@@ -46,8 +50,9 @@ type Node struct {
 type NodeOption func(*nodeOptions)
 
 type nodeOptions struct {
-	obj  *corev1.Node
-	site *Site
+	obj     *corev1.Node
+	site    *Site
+	primary PrimaryCNI
 }
 
 // WithPodCIDRs sets Node.spec.podCIDRs, as a cluster that allocates node
@@ -65,6 +70,11 @@ func InSite(s *Site) NodeOption {
 	return func(o *nodeOptions) { o.site = s }
 }
 
+// WithPrimary chains wirelace after a stand-in primary CNI on the node.
+func WithPrimary(p PrimaryCNI) NodeOption {
+	return func(o *nodeOptions) { o.primary = p }
+}
+
 // AddNode creates a node namespace wired to the internet bridge, registers
 // its Node object (as a kubelet would) and writes a kubeconfig holding a
 // ServiceAccount token bound to that Node.
@@ -74,11 +84,15 @@ func (l *Lab) AddNode(ctx context.Context, name string, opts ...NodeOption) (*No
 		opt(&o)
 	}
 	n := &Node{
-		Name:  name,
-		NetNS: l.Prefix + "-" + name,
-		Dir:   filepath.Join(l.Dir, "nodes", name),
-		lab:   l,
-		Site:  o.site,
+		Name:    name,
+		NetNS:   l.Prefix + "-" + name,
+		Dir:     filepath.Join(l.Dir, "nodes", name),
+		lab:     l,
+		Site:    o.site,
+		Primary: o.primary,
+	}
+	if o.primary != "" {
+		n.PrimaryRanges = l.nextPrimaryRanges()
 	}
 	n.StateDir = filepath.Join(n.Dir, "state")
 	n.Socket = filepath.Join(n.Dir, "wirelaced.sock")
@@ -90,7 +104,7 @@ func (l *Lab) AddNode(ctx context.Context, name string, opts ...NodeOption) (*No
 	if err := os.MkdirAll(n.StateDir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := n.writeConfList(); err != nil {
+	if err := n.writeConfList(ctx); err != nil {
 		return nil, err
 	}
 	if _, err := run(ctx, "ip", "netns", "add", n.NetNS); err != nil {
@@ -112,6 +126,11 @@ func (l *Lab) AddNode(ctx context.Context, name string, opts ...NodeOption) (*No
 	node, err := l.Core.CoreV1().Nodes().Create(ctx, o.obj, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("register Node %s: %w", name, err)
+	}
+	// The node's address, as a kubelet reports it.
+	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP.String()}}
+	if node, err = l.Core.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+		return nil, fmt.Errorf("set the InternalIP of Node %s: %w", name, err)
 	}
 	if err := l.writeNodeKubeconfig(ctx, n, node); err != nil {
 		return nil, err
@@ -271,3 +290,6 @@ func (n *Node) Spawn(name string, argv ...string) (*proc.Process, error) {
 func ExecIn(ctx context.Context, p *proc.Process, argv ...string) (string, error) {
 	return run(ctx, append([]string{"nsenter", "-t", strconv.Itoa(p.Pid), "-m", "-n", "--"}, argv...)...)
 }
+
+// Lab is the lab the node belongs to.
+func (n *Node) Lab() *Lab { return n.lab }

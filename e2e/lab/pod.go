@@ -36,8 +36,10 @@ type Pod struct {
 // NetnsPath is the pod's network namespace file.
 func (p *Pod) NetnsPath() string { return "/run/netns/" + p.NetNS }
 
-// ConfList is the conflist a runtime on this node would read: the wirelace
-// plugin with wirelace-ipam, talking to this node's daemon socket.
+// ConfList is the conflist a runtime on a standalone node reads: the
+// wirelace plugin with wirelace-ipam, talking to this node's daemon socket.
+// (A node with a primary CNI gets the primary's, with wirelace inserted by
+// wirelace-install.)
 func (n *Node) ConfList() []byte {
 	conf := map[string]any{
 		"cniVersion": "1.1.0",
@@ -55,15 +57,22 @@ func (n *Node) ConfList() []byte {
 }
 
 // confListPath is where the node's conflist lives (/etc/cni/net.d/ on a
-// real node).
+// real node): wirelace's own, or the primary CNI's.
 func (n *Node) confListPath() string {
-	return filepath.Join(n.Dir, "cni", "net.d", "10-wirelace.conflist")
+	name := "10-wirelace.conflist"
+	if n.Primary != "" {
+		name = "05-primary.conflist"
+	}
+	return filepath.Join(n.Dir, "cni", "net.d", name)
 }
 
 // writeConfList writes the node's conflist, as an installer would.
-func (n *Node) writeConfList() error {
+func (n *Node) writeConfList(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Dir(n.confListPath()), 0o755); err != nil {
 		return err
+	}
+	if n.Primary != "" {
+		return n.installChained(ctx)
 	}
 	return os.WriteFile(n.confListPath(), n.ConfList(), 0o644)
 }
@@ -77,8 +86,7 @@ func (n *Node) CNI() (*libcni.CNIConfig, *libcni.NetworkConfigList, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	c := libcni.NewCNIConfigWithCacheDir([]string{filepath.Join(n.lab.opts.Root, "bin")},
-		filepath.Join(n.Dir, "cni", "cache"), nil)
+	c := libcni.NewCNIConfigWithCacheDir(n.lab.CNIPath(), filepath.Join(n.Dir, "cni", "cache"), nil)
 	return c, list, nil
 }
 
@@ -149,7 +157,7 @@ func (p *Pod) Add(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return p.Node.inNode(func() error {
+	err = p.Node.inNode(func() error {
 		res, err := c.AddNetworkList(ctx, list, p.runtimeConf())
 		if err != nil {
 			return fmt.Errorf("CNI ADD %s: %w", p.Name, err)
@@ -161,6 +169,33 @@ func (p *Pod) Add(ctx context.Context) error {
 		p.Result = r
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return p.publishIPs(ctx)
+}
+
+// publishIPs writes the pod's addresses to its Pod status, as the kubelet
+// does once the sandbox is up: in chained mode peers check a node's
+// announced pod addresses against them.
+func (p *Pod) publishIPs(ctx context.Context) error {
+	pods := p.Node.lab.Core.CoreV1().Pods(PodNamespace)
+	obj, err := pods.Get(ctx, p.Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read Pod %s: %w", p.Name, err)
+	}
+	obj.Status.Phase = corev1.PodRunning
+	obj.Status.PodIPs = nil
+	for _, ip := range p.IPs() {
+		obj.Status.PodIPs = append(obj.Status.PodIPs, corev1.PodIP{IP: ip})
+	}
+	if len(obj.Status.PodIPs) > 0 {
+		obj.Status.PodIP = obj.Status.PodIPs[0].IP
+	}
+	if _, err := pods.UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("set the IPs of Pod %s: %w", p.Name, err)
+	}
+	return nil
 }
 
 // Check runs CNI CHECK for the pod.

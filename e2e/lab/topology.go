@@ -25,6 +25,10 @@ type Topology struct {
 	Relays []string            `json:"relays"`
 	Sites  map[string]NAT      `json:"sites"`
 	Nodes  map[string]TopoNode `json:"nodes"`
+	// CiliumNodes installs a stand-in of Cilium's CiliumNode CRD and gives
+	// every node with a primary CNI a CiliumNode whose spec.ipam.podCIDRs
+	// are its primary's ranges, as Cilium's operator would.
+	CiliumNodes bool `json:"ciliumNodes"`
 }
 
 // TopoNode places one node.
@@ -36,6 +40,9 @@ type TopoNode struct {
 	PortForward int `json:"portForward"`
 	// Args are extra wirelaced flags.
 	Args []string `json:"args"`
+	// Primary is a stand-in primary CNI ("bridge" or "ptp", with
+	// host-local) that wirelace is chained after; empty: standalone.
+	Primary PrimaryCNI `json:"primary"`
 }
 
 // LoadTopology reads a topology file; unknown keys and NAT kinds are errors.
@@ -58,6 +65,11 @@ func LoadTopology(path string) (Topology, error) {
 	for name, n := range t.Nodes {
 		if _, ok := t.Sites[n.Site]; n.Site != "" && !ok {
 			return t, fmt.Errorf("topology %s: node %s is in unknown site %q", path, name, n.Site)
+		}
+		switch n.Primary {
+		case "", PrimaryBridge, PrimaryPTP:
+		default:
+			return t, fmt.Errorf("topology %s: node %s has primary %q; want bridge or ptp", path, name, n.Primary)
 		}
 		if n.PortForward != 0 && n.Site == "" {
 			return t, fmt.Errorf("topology %s: node %s has a port-forward but no site", path, name)
@@ -98,11 +110,19 @@ func (l *Lab) Build(ctx context.Context, t Topology) (*Built, error) {
 		if site := t.Nodes[name].Site; site != "" {
 			opts = append(opts, InSite(b.Sites[site]))
 		}
+		if p := t.Nodes[name].Primary; p != "" {
+			opts = append(opts, WithPrimary(p))
+		}
 		n, err := l.AddNode(ctx, name, opts...)
 		if err != nil {
 			return nil, err
 		}
 		b.Nodes[name] = n
+	}
+	if t.CiliumNodes {
+		if err := l.AddCiliumNodes(ctx, b.Nodes); err != nil {
+			return nil, err
+		}
 	}
 	for _, name := range names {
 		tn, n := t.Nodes[name], b.Nodes[name]

@@ -2,6 +2,9 @@
 // builds a small cluster of network-namespace nodes around a real
 // kube-apiserver, runs the real wirelaced on each, shows the mesh and each
 // pair's reachability, and removes everything again (also on Ctrl-C).
+// `wirelace-lab prepare` builds (or reuses) the lab's kube-apiserver and
+// etcd in the cache, so that a first test run does not spend its time
+// limits on a cold build.
 package main
 
 import (
@@ -13,6 +16,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+
+	"github.com/wirelace/wirelace/e2e/k8s"
 )
 
 func main() {
@@ -21,15 +26,16 @@ func main() {
 	keep := fs.Bool("keep-logs", false, "keep .lab/<prefix> (logs, node state) after the run")
 	wgGo := fs.String("wireguard-go", "", "stock wireguard-go binary to compare with (bench)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo|bench\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo|bench|prepare\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.Parse(os.Args[1:])
-	if fs.NArg() != 1 || (fs.Arg(0) != "demo" && fs.Arg(0) != "bench") || (fs.Arg(0) == "bench" && *wgGo == "") {
+	verb := fs.Arg(0)
+	if fs.NArg() != 1 || (verb != "demo" && verb != "bench" && verb != "prepare") || (verb == "bench" && *wgGo == "") {
 		fs.Usage()
 		os.Exit(2)
 	}
-	if os.Geteuid() != 0 {
+	if verb != "prepare" && os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "wirelace-lab: the lab needs root (it creates network namespaces)")
 		os.Exit(1)
 	}
@@ -41,8 +47,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	run := func() error { return demo(ctx, abs, *keep) }
-	if fs.Arg(0) == "bench" {
+	switch verb {
+	case "bench":
 		run = func() error { return bench(ctx, abs, *wgGo) }
+	case "prepare":
+		run = func() error {
+			_, err := k8s.EnsureBinaries(ctx, filepath.Join(abs, ".cache"), os.Stderr)
+			return err
+		}
 	}
 	if err := run(); err != nil {
 		if errors.Is(err, context.Canceled) {
