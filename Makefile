@@ -15,7 +15,7 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/e2e')
 
 WIREGUARD_GO := $(CACHE)/tools/wireguard-go-$(shell $(GO) list -m -f '{{.Version}}' golang.zx2c4.com/wireguard)
 
-.PHONY: all build cni-plugins k8s generate deps test unit e2e demo bench clean fmt vet
+.PHONY: all build cni-plugins k8s generate deps test unit fuzz e2e demo bench clean fmt vet
 
 all: build
 
@@ -62,10 +62,25 @@ unit: deps $(CONTROLLER_GEN)
 k8s: build
 	$(BIN)/wirelace-lab --root $(CURDIR) prepare
 
+# Native Go fuzz targets for every parser of untrusted input (package:target).
+# make test runs each for FUZZTIME (a few seconds: they must not have
+# regressed); make fuzz FUZZTIME=5m looks harder. Crashers land in the
+# package's testdata/fuzz, where go test replays them from then on.
+FUZZTIME ?= 4s
+FUZZ_TARGETS := \
+	netconf:FuzzLoadPluginConf netconf:FuzzLoadIPAMConf netconf:FuzzParsePodArgs \
+	daemon/mesh:FuzzMeshNode
+fuzz:
+	@mkdir -p $(CACHE); for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) ./$$pkg >$(CACHE)/fuzz.log 2>&1 || { cat $(CACHE)/fuzz.log; exit 1; }; \
+	done
+
 e2e: deps build cni-plugins k8s
 	$(GO) test -count=1 -timeout 40m -v ./e2e/... 2>&1 | e2e/summarize.sh
 
-test: fmt vet unit e2e
+test: fmt vet unit fuzz e2e
 
 demo: deps build k8s
 	$(BIN)/wirelace-lab demo

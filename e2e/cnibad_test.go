@@ -92,9 +92,15 @@ func TestCNIBadInput(t *testing.T) {
 		{"netns is a plain file", good, with("CNI_NETNS", notNetns), 4, "netns"},
 		{"interface name too long", good, with("CNI_IFNAME", "a-very-long-ifname"), 4, "interface name"},
 		{"no container ID", good, with("CNI_CONTAINERID", "<unset>"), 4, "CNI_CONTAINERID"},
-		{"chained after another plugin", conf(func(m map[string]any) {
+		{"standalone config after another plugin", conf(func(m map[string]any) {
 			m["prevResult"] = map[string]any{"cniVersion": "1.1.0", "ips": []any{map[string]any{"address": "10.9.9.9/24"}}}
-		}), env, 2, "chain"},
+		}), env, 7, "remove \"ipam\" to chain it"},
+		{"chained, prevResult without the pod's address", conf(func(m map[string]any) {
+			delete(m, "ipam")
+			m["prevResult"] = map[string]any{"cniVersion": "1.1.0",
+				"interfaces": []any{map[string]any{"name": "cni0"}}, // the host's bridge, not the pod's
+				"ips":        []any{map[string]any{"address": "10.9.9.9/24", "interface": 0}, map[string]any{"address": "10.9.9.8/24", "interface": 5}}}
+		}), env, 7, "prevResult has no address on the pod's interface"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

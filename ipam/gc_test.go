@@ -10,7 +10,7 @@ func TestGC(t *testing.T) {
 	for i := range 5 {
 		mustAllocate(t, s, key(i))
 	}
-	released, err := s.GC([]Key{key(1), key(3), key(99)})
+	released, err := s.GC("", []Key{key(1), key(3), key(99)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,11 +38,11 @@ func TestGC(t *testing.T) {
 	checkInvariant(t, s)
 
 	// Nothing more to do the second time.
-	if released, err := s.GC([]Key{key(1), key(3)}); err != nil || len(released) != 0 {
+	if released, err := s.GC("", []Key{key(1), key(3)}); err != nil || len(released) != 0 {
 		t.Fatalf("second GC = %v, %v", released, err)
 	}
 	// An empty valid list releases everything.
-	if released, err := s.GC(nil); err != nil || len(released) != 2 {
+	if released, err := s.GC("", nil); err != nil || len(released) != 2 {
 		t.Fatalf("GC(nil) = %v, %v", released, err)
 	}
 	checkInvariant(t, s)
@@ -85,6 +85,30 @@ func TestSetRangesKeepsOldAllocations(t *testing.T) {
 	mustRelease(t, s, key(0))
 	if _, held := usedEntries(t, s, bucketUsed6)[old0.IPs[1].Addr()]; held {
 		t.Fatalf("%s still marked used after release", old0.IPs[1])
+	}
+	checkInvariant(t, s)
+}
+
+// A GC from one CNI network (even with an empty valid list) never releases
+// another network's allocations (trust-boundaries review: a second network
+// sharing the daemon released every pod of the first, whose addresses then
+// went to new pods).
+func TestGCScopedToNetwork(t *testing.T) {
+	s, _ := openTest(t, "10.244.1.0/24")
+	a, err := s.Allocate(key(1), Owner{Network: "wirelace"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Allocate(key(2), Owner{Network: "second"}); err != nil {
+		t.Fatal(err)
+	}
+	released, err := s.GC("second", nil)
+	if err != nil || len(released) != 1 || released[0].Key != key(2) {
+		t.Fatalf("GC of network second released %+v (%v), want only its own", released, err)
+	}
+	list, err := s.List()
+	if err != nil || len(list) != 1 || list[0].Key != key(1) || list[0].Network != "wirelace" || !slices.Equal(list[0].IPs, a.IPs) {
+		t.Fatalf("after GC: %+v %v", list, err)
 	}
 	checkInvariant(t, s)
 }

@@ -36,6 +36,9 @@ func (k Key) validate() error {
 // Owner is who an allocation was made for. It is recorded, not enforced: the
 // daemon uses it to reconcile allocations against the pods on the node.
 type Owner struct {
+	// Network is the CNI network the attachment belongs to: a GC from one
+	// network never releases another's allocations.
+	Network      string
 	Netns        string
 	PodNamespace string
 	PodName      string

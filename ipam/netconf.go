@@ -15,6 +15,7 @@ var _ = Key(netconf.AttachmentKey{})
 // OwnerOf returns the owner an allocate request records.
 func OwnerOf(req netconf.AllocateRequest) Owner {
 	return Owner{
+		Network:      req.Network,
 		Netns:        req.Netns,
 		PodNamespace: req.PodNamespace,
 		PodName:      req.PodName,
@@ -41,6 +42,7 @@ func (a Allocation) Netconf() netconf.Allocation {
 	return netconf.Allocation{
 		AttachmentKey: netconf.AttachmentKey(a.Key),
 		IPs:           ips,
+		Network:       a.Network,
 		Netns:         a.Netns,
 		PodNamespace:  a.PodNamespace,
 		PodName:       a.PodName,

@@ -13,6 +13,7 @@ type record struct {
 	ContainerID  string         `json:"containerID"`
 	IfName       string         `json:"ifName"`
 	IPs          []netip.Prefix `json:"ips"`
+	Network      string         `json:"network,omitempty"`
 	Netns        string         `json:"netns,omitempty"`
 	PodNamespace string         `json:"podNamespace,omitempty"`
 	PodName      string         `json:"podName,omitempty"`
@@ -25,6 +26,7 @@ func encodeAllocation(a Allocation) ([]byte, error) {
 		ContainerID:  a.ContainerID,
 		IfName:       a.IfName,
 		IPs:          a.IPs,
+		Network:      a.Network,
 		Netns:        a.Netns,
 		PodNamespace: a.PodNamespace,
 		PodName:      a.PodName,
@@ -50,6 +52,7 @@ func decodeAllocation(b []byte) (Allocation, error) {
 	return Allocation{
 		Key: Key{ContainerID: r.ContainerID, IfName: r.IfName},
 		Owner: Owner{
+			Network:      r.Network,
 			Netns:        r.Netns,
 			PodNamespace: r.PodNamespace,
 			PodName:      r.PodName,

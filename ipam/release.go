@@ -38,9 +38,12 @@ func (s *Store) Release(key Key) (bool, error) {
 	return released, nil
 }
 
-// GC releases every allocation whose key is not in valid and returns what it
-// released, in key order.
-func (s *Store) GC(valid []Key) ([]Allocation, error) {
+// GC releases every allocation of network whose key is not in valid and
+// returns what it released, in key order. A runtime's valid list covers one
+// network, so other networks' allocations are never touched (allocations
+// made before networks were recorded have network "", and only a GC for
+// network "" releases them; the stale-pod release covers them otherwise).
+func (s *Store) GC(network string, valid []Key) ([]Allocation, error) {
 	keep := make(map[Key]bool, len(valid))
 	for _, k := range valid {
 		keep[k] = true
@@ -56,7 +59,7 @@ func (s *Store) GC(valid []Key) ([]Allocation, error) {
 			if err != nil {
 				return fmt.Errorf("allocation %s: %w", k, err)
 			}
-			if !keep[a.Key] {
+			if a.Network == network && !keep[a.Key] {
 				released = append(released, a)
 			}
 			return nil

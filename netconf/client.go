@@ -64,10 +64,10 @@ func (c *Client) Release(ctx context.Context, key AttachmentKey) error {
 	return c.do(ctx, http.MethodPost, IPAMReleasePath, ReleaseRequest{AttachmentKey: key}, nil)
 }
 
-// GC releases every allocation not in valid.
-func (c *Client) GC(ctx context.Context, valid []AttachmentKey) (GCResponse, error) {
+// GC releases every allocation of network not in valid.
+func (c *Client) GC(ctx context.Context, network string, valid []AttachmentKey) (GCResponse, error) {
 	var out GCResponse
-	return out, c.do(ctx, http.MethodPost, IPAMGCPath, GCRequest{Valid: valid}, &out)
+	return out, c.do(ctx, http.MethodPost, IPAMGCPath, GCRequest{Network: network, Valid: valid}, &out)
 }
 
 // Register registers a chained attachment's addresses.

@@ -25,6 +25,8 @@ type AttachmentKey struct {
 
 // AllocateRequest asks for one address per pod CIDR family of the node.
 type AllocateRequest struct {
+	// Network is the CNI network name; GC is scoped to it.
+	Network string `json:"network,omitempty"`
 	AttachmentKey
 	// Netns and the pod identity (from CNI_ARGS K8S_POD_*) are recorded so
 	// the daemon can reconcile allocations against the pods on the node.
@@ -54,9 +56,11 @@ type ReleaseRequest struct {
 	AttachmentKey
 }
 
-// GCRequest lists the attachments that are still valid.
+// GCRequest lists the attachments of Network that are still valid; other
+// networks' allocations are kept.
 type GCRequest struct {
-	Valid []AttachmentKey `json:"valid"`
+	Network string          `json:"network,omitempty"`
+	Valid   []AttachmentKey `json:"valid"`
 }
 
 // GCResponse says what was released.
@@ -68,6 +72,7 @@ type GCResponse struct {
 type Allocation struct {
 	AttachmentKey
 	IPs          []string `json:"ips"`
+	Network      string   `json:"network,omitempty"`
 	Netns        string   `json:"netns,omitempty"`
 	PodNamespace string   `json:"podNamespace,omitempty"`
 	PodName      string   `json:"podName,omitempty"`

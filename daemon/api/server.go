@@ -12,7 +12,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
+
+	"github.com/containernetworking/cni/pkg/utils"
 
 	"github.com/wirelace/wirelace/netconf"
 )
@@ -22,7 +25,7 @@ type Backend interface {
 	Status() netconf.Status
 	Allocate(ctx context.Context, r netconf.AllocateRequest) (netconf.AllocateResponse, error)
 	Release(ctx context.Context, key netconf.AttachmentKey) error
-	GC(ctx context.Context, valid []netconf.AttachmentKey) (netconf.GCResponse, error)
+	GC(ctx context.Context, r netconf.GCRequest) (netconf.GCResponse, error)
 	Allocations() (netconf.ListResponse, error)
 
 	// Chained mode (see netconf/chained.go).
@@ -60,7 +63,11 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
 	}
+	// The socket is created 0600 from the start (umask), not chmod'ed after
+	// listen: in between, any local user could connect and be served.
+	old := syscall.Umask(0o177)
 	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
@@ -92,7 +99,7 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 		if !decode(w, r, &req) {
 			return
 		}
-		resp, err := b.GC(r.Context(), req.Valid)
+		resp, err := b.GC(r.Context(), req)
 		reply(w, resp, err)
 	})
 	mux.HandleFunc("GET "+netconf.IPAMListPath, func(w http.ResponseWriter, r *http.Request) {
@@ -101,7 +108,7 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	})
 	mux.HandleFunc("POST "+netconf.ChainedRegisterPath, func(w http.ResponseWriter, r *http.Request) {
 		var req netconf.RegisterRequest
-		if !decode(w, r, &req) || !validKey(w, req.AttachmentKey) {
+		if !decode(w, r, &req) || !validKey(w, req.AttachmentKey) || !validNetwork(w, req.Network) {
 			return
 		}
 		resp, err := b.Register(r.Context(), req)
@@ -109,14 +116,14 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	})
 	mux.HandleFunc("POST "+netconf.ChainedReleasePath, func(w http.ResponseWriter, r *http.Request) {
 		var req netconf.ChainedReleaseRequest
-		if !decode(w, r, &req) || !validKey(w, req.AttachmentKey) {
+		if !decode(w, r, &req) || !validKey(w, req.AttachmentKey) || !validNetwork(w, req.Network) {
 			return
 		}
 		reply(w, struct{}{}, b.ReleaseChained(r.Context(), req))
 	})
 	mux.HandleFunc("POST "+netconf.ChainedGCPath, func(w http.ResponseWriter, r *http.Request) {
 		var req netconf.ChainedGCRequest
-		if !decode(w, r, &req) {
+		if !decode(w, r, &req) || !validNetwork(w, req.Network) {
 			return
 		}
 		resp, err := b.GCChained(r.Context(), req)
@@ -160,22 +167,58 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // maxBody bounds request bodies; the largest is a GC list of attachments.
 const maxBody = 4 << 20
 
+// decode reads a request body. Unknown fields are accepted: during a
+// rolling upgrade plugins one version newer than the daemon send fields it
+// does not know yet, and must still be served.
 func decode(w http.ResponseWriter, r *http.Request, into any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(into); err != nil {
-		writeJSON(w, http.StatusBadRequest, netconf.Error{Error: "bad request body: " + err.Error()})
+		writeJSON(w, http.StatusBadRequest, netconf.Error{Error: "bad request body: " + truncate(err.Error())})
 		return false
 	}
 	return true
 }
 
+// maxIDLen bounds container IDs (runtimes use 64 hex digits), so that a
+// bad one is neither stored nor echoed whole.
+const maxIDLen = 256
+
+// validKey checks an attachment key as the CNI spec does its parts: a
+// container ID of letters, digits, '_', '.', '-'; an interface name a
+// kernel would take. The key names files and database entries, so nothing
+// else may get in (no "../", newline or NUL).
 func validKey(w http.ResponseWriter, k netconf.AttachmentKey) bool {
-	if k.ContainerID == "" || k.IfName == "" {
-		writeJSON(w, http.StatusBadRequest, netconf.Error{Error: "containerID and ifName are required"})
-		return false
+	var msg string
+	switch {
+	case len(k.ContainerID) > maxIDLen:
+		msg = fmt.Sprintf("containerID is %d characters long; at most %d", len(k.ContainerID), maxIDLen)
+	case utils.ValidateContainerID(k.ContainerID) != nil:
+		msg = "containerID must be letters, digits, '_', '.' or '-', starting with a letter or digit"
+	case utils.ValidateInterfaceName(k.IfName) != nil:
+		msg = "ifName must be a valid interface name: 1 to 15 characters, not . or .., without '/', ':' or white space"
+	default:
+		return true
 	}
-	return true
+	writeJSON(w, http.StatusBadRequest, netconf.Error{Error: msg})
+	return false
+}
+
+// validNetwork checks a CNI network name as the spec does.
+func validNetwork(w http.ResponseWriter, name string) bool {
+	if len(name) <= maxIDLen && utils.ValidateNetworkName(name) == nil {
+		return true
+	}
+	writeJSON(w, http.StatusBadRequest, netconf.Error{Error: "network must be a CNI network name: letters, digits, '_', '.' or '-', starting with a letter or digit"})
+	return false
+}
+
+// truncate keeps error text that may quote the request short.
+func truncate(s string) string {
+	const max = 200
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
 }
 
 // reply writes v, or err with the status its kind calls for.

@@ -50,6 +50,11 @@ type Config struct {
 	// Masquerade pod traffic that leaves the cluster (not towards the mesh
 	// or other pods) behind the node's address.
 	Masquerade bool `json:"masquerade"`
+	// AdvertiseCIDRs are prefixes beyond its pods that this node routes
+	// for the mesh, as a gateway (its site's LAN, the API server's
+	// network). Peers route them only inside a RouteGrant an operator
+	// wrote for this node.
+	AdvertiseCIDRs []string `json:"advertiseCIDRs"`
 	// NodeIPRoutes routes other nodes' InternalIPs through the mesh (when
 	// they are not on this node's own networks), so that traffic between
 	// node addresses crosses NATs: a primary CNI's overlay (Cilium VXLAN
@@ -80,7 +85,11 @@ type Config struct {
 	// Endpoints are extra host:port candidates published for this node, such
 	// as a port-forward on the site's router.
 	Endpoints []string `json:"endpoints"`
-	// MetricsListen is the address of the Prometheus /metrics endpoint;
+	// MetricsListen is the address of the Prometheus /metrics endpoint.
+	// The default is the node's loopback: the metrics name peers and count
+	// their traffic, and the endpoint has no authentication, so exposing
+	// it (e.g. on the node IP for a Prometheus scraping the DaemonSet) is
+	// an explicit choice. Empty disables it;
 	// empty disables it.
 	MetricsListen string `json:"metricsListen"`
 	// HeartbeatInterval is how often the node renews its Lease.
@@ -128,7 +137,7 @@ func Defaults() Config {
 		InstallStatusFile: "/run/wirelace/install-status.json",
 		HeartbeatInterval: Duration{10 * time.Second},
 		LogLevel:          "info",
-		MetricsListen:     ":9471",
+		MetricsListen:     "127.0.0.1:9471",
 	}
 }
 
@@ -183,6 +192,9 @@ func (c *Config) Validate() error {
 	if c.IPAMReleaseGrace.Duration < 0 {
 		return fmt.Errorf("ipam release grace %s: must not be negative", c.IPAMReleaseGrace)
 	}
+	if _, err := c.AdvertisePrefixes(); err != nil {
+		return err
+	}
 	if _, err := c.ConfiguredEndpoints(); err != nil {
 		return err
 	}
@@ -232,6 +244,26 @@ func (c *Config) ClusterPools() ([]netip.Prefix, error) {
 		}
 		return nil
 	})
+}
+
+// AdvertisePrefixes parses AdvertiseCIDRs. A default route is refused:
+// no peer would route it, and a gateway for everything is not a mesh.
+func (c *Config) AdvertisePrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.AdvertiseCIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("advertised CIDR %q is not a valid CIDR (want e.g. 192.168.10.0/24)", s)
+		}
+		if p != p.Masked() {
+			return nil, fmt.Errorf("advertised CIDR %q has host bits set; did you mean %s?", s, p.Masked())
+		}
+		if p.Bits() == 0 {
+			return nil, fmt.Errorf("advertised CIDR %q is a default route, which peers never route", s)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // BlockSize is the prefix length of pod CIDR blocks claimed from pool.

@@ -33,6 +33,9 @@ type Watcher struct {
 	// (see slimPod): this node's pods for IPAM reconciliation, every
 	// node's pod IPs to verify what peers announce in chained mode.
 	pods cache.SharedIndexInformer
+	// ipClaims and routeGrants back (or not) what MeshNodes claim.
+	ipClaims    cache.SharedIndexInformer
+	routeGrants cache.SharedIndexInformer
 	// ciliumNodes is nil unless the CiliumNode CRD is served.
 	ciliumNodes cache.SharedIndexInformer
 	dyn         dynamicinformer.DynamicSharedInformerFactory
@@ -43,7 +46,8 @@ type Watcher struct {
 const podsByNode = "nodeName"
 
 // NewWatcher sets up the informers. meshChanged is called on every change of
-// a MeshNode, Node or CiliumNode (when ciliumNodes is set) and whenever a
+// a MeshNode, Node, IPClaim, RouteGrant or CiliumNode (when ciliumNodes is
+// set) and whenever a
 // pod's addresses change, podsChanged on every change of a pod scheduled to
 // nodeName. Both are called from informer goroutines, so they must not
 // block.
@@ -54,6 +58,13 @@ func NewWatcher(c Clients, nodeName string, ciliumNodes bool, meshChanged, podsC
 		core:     informers.NewSharedInformerFactory(c.Core, resyncPeriod),
 	}
 	w.meshNodes = w.dyn.ForResource(v1alpha1.MeshNodeResource).Informer()
+	w.ipClaims = w.dyn.ForResource(v1alpha1.IPClaimResource).Informer()
+	w.routeGrants = w.dyn.ForResource(v1alpha1.RouteGrantResource).Informer()
+	for _, inf := range []cache.SharedIndexInformer{w.ipClaims, w.routeGrants} {
+		if err := inf.AddIndexers(cache.Indexers{byNodeName: indexSpecNodeName}); err != nil {
+			return nil, fmt.Errorf("informer: %w", err)
+		}
+	}
 	w.nodes = w.core.Core().V1().Nodes().Informer()
 	w.pods = w.core.Core().V1().Pods().Informer()
 	if err := w.pods.SetTransform(slimPod); err != nil {
@@ -67,7 +78,7 @@ func NewWatcher(c Clients, nodeName string, ciliumNodes bool, meshChanged, podsC
 	}}); err != nil {
 		return nil, fmt.Errorf("pod informer: %w", err)
 	}
-	informers := []cache.SharedIndexInformer{w.meshNodes, w.nodes}
+	informers := []cache.SharedIndexInformer{w.meshNodes, w.nodes, w.ipClaims, w.routeGrants}
 	if ciliumNodes {
 		w.ciliumNodes = w.dyn.ForResource(CiliumNodeResource).Informer()
 		informers = append(informers, w.ciliumNodes)
@@ -128,7 +139,7 @@ func asPod(obj any) *corev1.Pod {
 func (w *Watcher) Start(ctx context.Context, log *slog.Logger) error {
 	w.dyn.Start(ctx.Done())
 	w.core.Start(ctx.Done())
-	synced := []cache.InformerSynced{w.meshNodes.HasSynced, w.nodes.HasSynced, w.pods.HasSynced}
+	synced := []cache.InformerSynced{w.meshNodes.HasSynced, w.nodes.HasSynced, w.pods.HasSynced, w.ipClaims.HasSynced, w.routeGrants.HasSynced}
 	if w.ciliumNodes != nil {
 		synced = append(synced, w.ciliumNodes.HasSynced)
 	}

@@ -28,14 +28,17 @@ type Node struct {
 	// peer; the caller sets it (wirelaced: the peer's virtual endpoint, the
 	// Bind choosing the real path). Invalid means leave it alone.
 	WireGuardEndpoint netip.AddrPort
-	// AllowedIPs are what is routed to this node in the main table: its
-	// mesh IPs as host prefixes, its pod CIDRs, any advertised CIDRs, and
-	// (once verified by Desired) its chained pods' addresses.
+	// What the node's MeshNode claims (FromMeshNode). A MeshNode is written
+	// by the node it describes, so none of this is routed until Desired
+	// has checked it against what the cluster says (Facts).
+	MeshIPClaims     []netip.Addr
+	PodCIDRClaims    []netip.Prefix
+	PodIPClaims      []netip.Prefix // chained pods' addresses outside its pod CIDRs
+	AdvertisedClaims []netip.Prefix // extra prefixes it would route (a gateway)
+
+	// AllowedIPs are what Desired accepted of the claims: routed to this
+	// node in the main table and accepted from it by WireGuard.
 	AllowedIPs []netip.Prefix
-	// PodIPClaims are the node's chained pods' addresses outside its pod
-	// CIDRs, as its MeshNode announces them: a claim until Desired checks
-	// it against what the cluster says (Facts).
-	PodIPClaims []netip.Prefix
 	// NodeIPs are the node's own (InternalIP) addresses, routed through the
 	// mesh in the node-IP table when node-IP routing is on; Desired fills
 	// them in from Facts.
@@ -79,23 +82,24 @@ func FromMeshNode(mn *v1alpha1.MeshNode) (Node, error) {
 		if err != nil {
 			return n, fmt.Errorf("meshnode %s: mesh IP %q: %w", mn.Name, s, err)
 		}
-		n.AllowedIPs = append(n.AllowedIPs, netip.PrefixFrom(a, a.BitLen()))
+		n.MeshIPClaims = append(n.MeshIPClaims, a.Unmap())
 	}
-	for _, list := range [][]string{mn.Spec.PodCIDRs, mn.Spec.AdvertisedCIDRs} {
-		for _, s := range list {
+	for _, f := range []struct {
+		field string
+		in    []string
+		out   *[]netip.Prefix
+	}{
+		{"pod CIDR", mn.Spec.PodCIDRs, &n.PodCIDRClaims},
+		{"pod IPs", mn.Spec.PodIPs, &n.PodIPClaims},
+		{"advertised CIDR", mn.Spec.AdvertisedCIDRs, &n.AdvertisedClaims},
+	} {
+		for _, s := range f.in {
 			p, err := netip.ParsePrefix(s)
 			if err != nil {
-				return n, fmt.Errorf("meshnode %s: CIDR %q: %w", mn.Name, s, err)
+				return n, fmt.Errorf("meshnode %s: %s %q: %w", mn.Name, f.field, s, err)
 			}
-			n.AllowedIPs = append(n.AllowedIPs, p.Masked())
+			*f.out = append(*f.out, p.Masked())
 		}
-	}
-	for _, s := range mn.Spec.PodIPs {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return n, fmt.Errorf("meshnode %s: pod IPs %q: %w", mn.Name, s, err)
-		}
-		n.PodIPClaims = append(n.PodIPClaims, p.Masked())
 	}
 	return n, nil
 }

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // Topology is the set of peers one node should have.
@@ -17,15 +19,22 @@ type Topology struct {
 
 // Facts are what the cluster, rather than a node's own MeshNode, says
 // about a node. A MeshNode is written by the node it describes, so it is a
-// claim; Facts come from objects the node cannot write alone (its Node's
-// spec, the primary CNI's records, the Pods the scheduler bound to it).
+// claim; Facts come from objects the node cannot forge for another node:
+// IPClaims (created atomically, and by the admission policy only for the
+// claimant's own name), its Node's spec, the primary CNI's records, the
+// Pods the scheduler bound to it, and RouteGrants, which only operators
+// write.
 type Facts struct {
+	// MeshIPs are the mesh addresses the node holds IPClaims for.
+	MeshIPs []netip.Addr
 	// PodCIDRs are the node's pod address blocks as the cluster allocated
-	// them: Node.spec.podCIDRs, or the primary CNI's (CiliumNode
-	// spec.ipam.podCIDRs).
+	// them: Node.spec.podCIDRs, its pod-CIDR IPClaims, or the primary
+	// CNI's (CiliumNode spec.ipam.podCIDRs).
 	PodCIDRs []netip.Prefix
 	// PodIPs are the addresses of the Pods bound to the node.
 	PodIPs map[netip.Addr]bool
+	// Grants are the prefixes an operator allowed the node to advertise.
+	Grants []netip.Prefix
 	// NodeIPs are the node's addresses to route through the mesh (its
 	// InternalIPs, when node-IP routing is on and they are not on-link).
 	NodeIPs []netip.Addr
@@ -36,14 +45,12 @@ type Facts struct {
 // (or IPv6 /120) is 256 look-ups at most.
 const maxPodIPClaimBits = 8
 
-// backs reports whether the facts back an announced pod-IP prefix: it lies
-// in one of the node's allocated pod CIDRs, or every address in it is a
-// Pod bound to the node.
-func (f Facts) backs(p netip.Prefix) bool {
-	for _, c := range f.PodCIDRs {
-		if c.Bits() <= p.Bits() && c.Contains(p.Addr()) {
-			return true
-		}
+// backsPodIPs reports whether the facts back an announced pod-IP prefix:
+// it lies in one of the node's allocated pod CIDRs, or every address in it
+// is a Pod bound to the node.
+func (f Facts) backsPodIPs(p netip.Prefix) bool {
+	if within(f.PodCIDRs, p) {
+		return true
 	}
 	if p.Addr().BitLen()-p.Bits() > maxPodIPClaimBits || len(f.PodIPs) == 0 {
 		return false
@@ -59,60 +66,167 @@ func (f Facts) backs(p netip.Prefix) bool {
 	}
 }
 
-// Desired computes the peers of self from every known node. A node is a peer
-// only while the cluster knows it (it has Facts: its Node object exists), so
-// a node removed from the cluster disappears even if its MeshNode lingers.
-// Peers come out sorted by name so the result is deterministic; if two
-// nodes claim the same key or prefix, the first by name keeps it. A node's
-// announced pod IPs are routed only where its Facts back them.
-func Desired(self string, nodes []Node, facts map[string]Facts) Topology {
+// within reports whether p lies inside one of ps.
+func within(ps []netip.Prefix, p netip.Prefix) bool {
+	for _, c := range ps {
+		if c.Bits() <= p.Bits() && c.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Self is what the computing node knows of itself.
+type Self struct {
+	Name      string
+	PublicKey wgtypes.Key
+	// Protected are prefixes that must never be routed into the mesh,
+	// whoever claims them: this node's own networks (the underlay), the
+	// API server, relays and STUN servers, its own mesh IPs and pod CIDRs.
+	// Routing one of them to a peer would hand that peer this node's
+	// traffic, or cut the node off from what keeps the mesh up.
+	Protected []netip.Prefix
+}
+
+// Desired computes the peers of self from every known node. A node is a
+// peer only while the cluster knows it (it has Facts: its Node object
+// exists), so a node removed from the cluster disappears even if its
+// MeshNode lingers. Every claim of a node's MeshNode is checked:
+//
+//   - mesh IPs must be held through IPClaims, pod CIDRs allocated to the
+//     node, chained pod IPs backed by its pod CIDRs or Pods, advertised
+//     prefixes inside an operator's RouteGrant;
+//   - no default route, nothing overlapping a Protected prefix;
+//   - nothing overlapping what another node was already given: allocated
+//     prefixes (mesh IPs, pod CIDRs, pod IPs) of every node first, then
+//     granted ones (advertised prefixes, node IPs), each in name order.
+//     With every claim backed, an overlap is a configuration error (an
+//     over-broad grant, say), never something a node can provoke;
+//   - a WireGuard key used by two nodes (or by self) is given to neither.
+//
+// What is refused is reported in Conflicts. Peers come out sorted by name
+// so the result is deterministic.
+func Desired(self Self, nodes []Node, facts map[string]Facts) Topology {
 	var t Topology
 	sorted := slices.Clone(nodes)
 	slices.SortFunc(sorted, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
 
-	owners := map[netip.Prefix]string{}
-	keys := map[string]string{}
+	users := map[wgtypes.Key][]string{}
+	for _, n := range sorted {
+		if _, live := facts[n.Name]; live && n.Name != self.Name {
+			users[n.PublicKey] = append(users[n.PublicKey], n.Name)
+		}
+	}
+	// First what the cluster allocated (mesh IPs, pod CIDRs, pod IPs), for
+	// every node; then what is only granted or reported (advertised
+	// prefixes, node IPs). An over-broad grant can then never take a pod
+	// CIDR from the node it was allocated to, whatever the names' order.
+	var peers []Node
+	var wide [][]netip.Prefix // advertised claims that passed their grant, by peer
+	var accepted []owned      // every prefix given to a peer so far
 	for _, n := range sorted {
 		f, live := facts[n.Name]
-		if n.Name == self || !live {
+		if n.Name == self.Name || !live {
 			continue
 		}
-		if owner, dup := keys[n.PublicKey.String()]; dup {
-			t.Conflicts = append(t.Conflicts, fmt.Sprintf("node %s uses the same public key as %s; skipped", n.Name, owner))
+		if n.PublicKey == self.PublicKey {
+			t.conflict("node %s uses this node's own WireGuard key; skipped", n.Name)
 			continue
 		}
-		keys[n.PublicKey.String()] = n.Name
-		claimed := slices.Clone(n.AllowedIPs)
+		if u := users[n.PublicKey]; len(u) > 1 {
+			t.conflict("node %s uses the same WireGuard key as %s; none of them is a peer", n.Name, strings.Join(slices.DeleteFunc(slices.Clone(u), func(s string) bool { return s == n.Name }), ", "))
+			continue
+		}
+		var claims []netip.Prefix
+		for _, a := range n.MeshIPClaims {
+			if !slices.Contains(f.MeshIPs, a) {
+				t.conflict("node %s claims mesh IP %s, for which it holds no IPClaim; ignored", n.Name, a)
+				continue
+			}
+			claims = append(claims, netip.PrefixFrom(a, a.BitLen()))
+		}
+		for _, p := range n.PodCIDRClaims {
+			if !within(f.PodCIDRs, p) {
+				t.conflict("node %s claims pod CIDR %s, which the cluster did not allocate to it; ignored", n.Name, p)
+				continue
+			}
+			claims = append(claims, p)
+		}
 		for _, p := range n.PodIPClaims {
-			if !f.backs(p) {
-				t.Conflicts = append(t.Conflicts, fmt.Sprintf("node %s announces pod IPs %s, which neither its pod CIDRs nor Pods bound to it back; ignored", n.Name, p))
+			if !f.backsPodIPs(p) {
+				t.conflict("node %s announces pod IPs %s, which neither its pod CIDRs nor Pods bound to it back; ignored", n.Name, p)
 				continue
 			}
-			claimed = append(claimed, p)
+			claims = append(claims, p)
 		}
-		var allowed []netip.Prefix
-		for _, p := range claimed {
-			if owner, dup := owners[p]; dup {
-				t.Conflicts = append(t.Conflicts, fmt.Sprintf("node %s advertises %s, already routed to %s; ignored", n.Name, p, owner))
+		var granted []netip.Prefix
+		for _, p := range n.AdvertisedClaims {
+			if !within(f.Grants, p) {
+				t.conflict("node %s advertises %s, which no RouteGrant allows it; ignored", n.Name, p)
 				continue
 			}
-			owners[p] = n.Name
-			allowed = append(allowed, p)
+			granted = append(granted, p)
 		}
-		n.AllowedIPs, n.PodIPClaims, n.NodeIPs = allowed, nil, nil
 		for _, a := range f.NodeIPs {
-			p := netip.PrefixFrom(a, a.BitLen())
-			if owner, dup := owners[p]; dup {
-				t.Conflicts = append(t.Conflicts, fmt.Sprintf("node %s has address %s, already routed to %s; not routed", n.Name, a, owner))
-				continue
-			}
-			owners[p] = n.Name
-			n.NodeIPs = append(n.NodeIPs, p)
+			granted = append(granted, netip.PrefixFrom(a, a.BitLen()))
 		}
-		t.Peers = append(t.Peers, n)
+		n.AllowedIPs = t.admit(n.Name, claims, self.Protected, &accepted)
+		n.MeshIPClaims, n.PodCIDRClaims, n.PodIPClaims, n.AdvertisedClaims = nil, nil, nil, nil
+		peers = append(peers, n)
+		wide = append(wide, granted)
 	}
+	for i := range peers {
+		n := &peers[i]
+		for _, p := range t.admit(n.Name, wide[i], self.Protected, &accepted) {
+			if p.Bits() == p.Addr().BitLen() && slices.Contains(facts[n.Name].NodeIPs, p.Addr()) {
+				n.NodeIPs = append(n.NodeIPs, p)
+			} else {
+				n.AllowedIPs = append(n.AllowedIPs, p)
+			}
+		}
+	}
+	t.Peers = peers
 	t.dropTunnelledEndpoints()
 	return t
+}
+
+// owned is a prefix and the node it was given to.
+type owned struct {
+	p    netip.Prefix
+	node string
+}
+
+// admit returns those of node's backed prefixes that are no default route,
+// overlap no protected prefix and nothing already given to another node,
+// and records them as given.
+func (t *Topology) admit(node string, ps, protected []netip.Prefix, accepted *[]owned) []netip.Prefix {
+	var out []netip.Prefix
+next:
+	for _, p := range ps {
+		if p.Bits() == 0 {
+			t.conflict("node %s claims a default route (%s); ignored", node, p)
+			continue
+		}
+		for _, q := range protected {
+			if p.Overlaps(q) {
+				t.conflict("node %s claims %s, which overlaps %s that this node must reach outside the mesh; ignored", node, p, q)
+				continue next
+			}
+		}
+		for _, o := range *accepted {
+			if o.node != node && p.Overlaps(o.p) {
+				t.conflict("node %s claims %s, which overlaps %s already routed to %s; ignored", node, p, o.p, o.node)
+				continue next
+			}
+		}
+		*accepted = append(*accepted, owned{p, node})
+		out = append(out, p)
+	}
+	return out
+}
+
+func (t *Topology) conflict(format string, a ...any) {
+	t.Conflicts = append(t.Conflicts, fmt.Sprintf(format, a...))
 }
 
 // dropTunnelledEndpoints removes every peer endpoint that lies in a
@@ -128,7 +242,7 @@ func (t *Topology) dropTunnelledEndpoints() {
 		var kinds []string
 		for j, ep := range n.Endpoints {
 			if p, in := containing(routed, ep.Addr()); in {
-				t.Conflicts = append(t.Conflicts, fmt.Sprintf("node %s publishes endpoint %s inside %s, which is routed through the mesh; not used", n.Name, ep, p))
+				t.conflict("node %s publishes endpoint %s inside %s, which is routed through the mesh; not used", n.Name, ep, p)
 				continue
 			}
 			eps = append(eps, ep)

@@ -46,6 +46,15 @@ const (
 	retryMax = 30 * time.Second
 	// shutdownTimeout bounds a graceful stop.
 	shutdownTimeout = 5 * time.Second
+	// apiCallTimeout bounds each write to the API (Lease, MeshNode): a
+	// server that stopped answering must not hang the loop that would
+	// notice it. Watches are long-lived and not bounded by it.
+	apiCallTimeout = 10 * time.Second
+	// apiFailuresNotReady is how many Lease renewals in a row may fail
+	// before the node says it is not ready: one is a blip, three (30 s at
+	// the default interval) is an API this node cannot reach, and its view
+	// of the mesh is getting stale. The data plane is left as it is.
+	apiFailuresNotReady = 3
 )
 
 // Daemon is one running wirelaced.
@@ -61,8 +70,11 @@ type Daemon struct {
 	// ciliumNodes says whether Cilium's CiliumNode resource is served; its
 	// pod CIDRs then count as the nodes' own.
 	ciliumNodes bool
-	mtu         int
-	meshIPs     []netip.Addr
+	// infra are the API server's, relays' and STUN servers' addresses,
+	// which no peer may have routed to it.
+	infra   []netip.Prefix
+	mtu     int
+	meshIPs []netip.Addr
 
 	// Paths and NAT traversal.
 	paths   *paths
@@ -82,6 +94,9 @@ type Daemon struct {
 	mu     sync.Mutex
 	ready  bool
 	reason string
+	// apiDown says why the API is unreachable (heartbeat), "" while it is
+	// reachable.
+	apiDown string
 	// peerNames maps public keys to node names for status output.
 	peerNames map[string]string
 	endpoints []string
@@ -155,6 +170,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	if d.ciliumNodes, err = kube.CiliumNodesServed(d.clients); err != nil {
+		return err
+	}
+	if d.infra, err = d.infrastructure(ctx); err != nil {
 		return err
 	}
 
@@ -321,18 +339,54 @@ func (d *Daemon) loop(ctx context.Context) {
 	}
 }
 
+// heartbeat renews the node's Lease every interval. After
+// apiFailuresNotReady failures in a row the node reports not ready, with
+// the reason, until a renewal succeeds again; peers, routes and the
+// WireGuard device are not touched, so traffic between nodes keeps flowing
+// while the API is away.
 func (d *Daemon) heartbeat(ctx context.Context) {
 	t := time.NewTicker(d.cfg.HeartbeatInterval.Duration)
 	defer t.Stop()
+	failures := 0
+	var since time.Time
 	for {
-		if err := kube.RenewLease(ctx, d.clients, d.node, d.cfg.Namespace, d.cfg.HeartbeatInterval.Duration); err != nil && ctx.Err() == nil {
-			d.log.Warn("heartbeat failed", "err", err)
+		rctx, cancel := context.WithTimeout(ctx, min(apiCallTimeout, d.cfg.HeartbeatInterval.Duration))
+		err := kube.RenewLease(rctx, d.clients, d.node, d.cfg.Namespace, d.cfg.HeartbeatInterval.Duration)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if failures == 0 {
+				since = time.Now()
+			}
+			failures++
+			d.log.Warn("heartbeat failed", "err", err, "failures", failures)
+			if failures >= apiFailuresNotReady {
+				d.setAPIDown(fmt.Sprintf("cannot reach the Kubernetes API for %s (%d Lease renewals failed; last: %v); the mesh keeps its last known state",
+					time.Since(since).Round(time.Second), failures, err))
+			}
+		case failures > 0:
+			d.log.Info("heartbeat works again", "after_failures", failures)
+			failures = 0
+			d.setAPIDown("")
+			d.trigger() // catch up on what changed meanwhile, and say ready
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// setAPIDown records why the API is unreachable ("" once it is back).
+func (d *Daemon) setAPIDown(reason string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.apiDown = reason
+	if reason != "" {
+		d.ready, d.reason = false, reason
 	}
 }
 
@@ -345,8 +399,15 @@ func (d *Daemon) setNotReady(reason string) {
 	d.log.Debug("state", "not_ready", reason)
 }
 
+// setReady marks the node ready, unless the API is unreachable: a
+// reconcile from the informers' caches succeeds then too, but the node's
+// view of the mesh can no longer be trusted to be current.
 func (d *Daemon) setReady() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.apiDown != "" {
+		d.ready, d.reason = false, d.apiDown
+		return
+	}
 	d.ready, d.reason = true, ""
 }

@@ -36,18 +36,18 @@ func (d *Daemon) Release(_ context.Context, key netconf.AttachmentKey) error {
 }
 
 // GC implements api.Backend.
-func (d *Daemon) GC(_ context.Context, valid []netconf.AttachmentKey) (netconf.GCResponse, error) {
-	keys := make([]ipam.Key, 0, len(valid))
-	for _, k := range valid {
+func (d *Daemon) GC(_ context.Context, r netconf.GCRequest) (netconf.GCResponse, error) {
+	keys := make([]ipam.Key, 0, len(r.Valid))
+	for _, k := range r.Valid {
 		keys = append(keys, ipam.Key(k))
 	}
-	released, err := d.ipam.GC(keys)
+	released, err := d.ipam.GC(r.Network, keys)
 	resp := netconf.GCResponse{Released: []netconf.AttachmentKey{}}
 	for _, a := range released {
 		resp.Released = append(resp.Released, netconf.AttachmentKey(a.Key))
 	}
 	if len(released) > 0 {
-		d.log.Info("garbage-collected pod addresses", "released", len(released))
+		d.log.Info("garbage-collected pod addresses", "network", r.Network, "released", len(released))
 	}
 	return resp, ipamError(err)
 }

@@ -59,12 +59,13 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		}
 		nodes = append(nodes, n)
 	}
-	top := mesh.Desired(self, nodes, d.facts(nodes, subnetsOf(host)))
+	onLink := subnetsOf(host)
+	top := mesh.Desired(d.self(onLink), nodes, d.facts(nodes, onLink))
 	for _, c := range top.Conflicts {
 		d.log.Warn("mesh conflict", "detail", c)
 	}
 
-	d.paths.update(top, subnetsOf(host))
+	d.paths.update(top, onLink)
 	if err := d.applyPeers(top); err != nil {
 		return err
 	}
@@ -86,15 +87,21 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 }
 
 // facts gathers, for every node that has a Node object, what the cluster
-// says about it (mesh.Facts). Pod IPs are gathered only for nodes that
-// announce chained pod IPs, the only claims they back.
+// says about it (mesh.Facts): its IPClaims, allocated pod CIDRs and
+// RouteGrants. Pod IPs are gathered only for nodes that announce chained
+// pod IPs, the only claims they back.
 func (d *Daemon) facts(nodes []mesh.Node, onLink []netip.Prefix) map[string]mesh.Facts {
 	out := make(map[string]mesh.Facts, len(nodes))
 	for _, n := range nodes {
 		if !d.watcher.NodeExists(n.Name) {
 			continue
 		}
-		f := mesh.Facts{PodCIDRs: d.watcher.NodePodCIDRs(n.Name)}
+		meshIPs, claimed := d.watcher.Claims(n.Name)
+		f := mesh.Facts{
+			MeshIPs:  meshIPs,
+			PodCIDRs: append(d.watcher.NodePodCIDRs(n.Name), claimed...),
+			Grants:   d.watcher.Grants(n.Name),
+		}
 		if len(n.PodIPClaims) > 0 {
 			f.PodIPs = d.watcher.PodIPs(n.Name)
 		}
@@ -112,11 +119,17 @@ func (d *Daemon) facts(nodes []mesh.Node, onLink []netip.Prefix) map[string]mesh
 	return out
 }
 
-// syncRoutes applies one table's routes and logs what changed.
+// syncRoutes applies one table's routes and logs what changed. A route
+// another owner holds for the same destination is left alone and warned
+// about once per reconcile that finds it.
 func (d *Daemon) syncRoutes(name string, table int, desired []netip.Prefix) error {
-	added, removed, err := routes.Sync(d.dev.Index(), table, desired)
+	added, removed, taken, err := routes.Sync(d.dev.Index(), table, desired)
 	if len(added)+len(removed) > 0 {
 		d.log.Info("routes changed", "table", name, "added", added, "removed", removed)
+	}
+	if len(taken) > 0 {
+		d.log.Warn("not routing prefixes through the mesh: the node already has routes to them that Wirelace did not create",
+			"table", name, "prefixes", taken)
 	}
 	return err
 }
@@ -178,6 +191,8 @@ func (d *Daemon) publish(ctx context.Context, host []netip.Prefix) error {
 	if cur := d.watcher.MeshNode(d.cfg.NodeName); cur != nil && reflect.DeepEqual(cur.Spec, spec) {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, apiCallTimeout)
+	defer cancel()
 	wrote, err := kube.PublishMeshNode(ctx, d.clients, d.node, spec)
 	if err != nil {
 		return err
@@ -203,6 +218,14 @@ func (d *Daemon) spec(host []netip.Prefix) (v1alpha1.MeshNodeSpec, error) {
 	chained, err := d.chainedAddrs()
 	if err != nil {
 		return spec, err
+	}
+	advertised, err := d.cfg.AdvertisePrefixes()
+	if err != nil {
+		return spec, err
+	}
+	spec.AdvertisedCIDRs = prefixStrings(advertised)
+	if len(advertised) == 0 {
+		spec.AdvertisedCIDRs = nil
 	}
 	chainedPrefixes := mesh.Aggregate(chained)
 	if len(chainedPrefixes) > 0 {

@@ -25,12 +25,16 @@ const MainTable = unix.RT_TABLE_MAIN
 const Protocol netlink.RouteProtocol = 119
 
 // Sync makes the routes with Protocol on the link in table exactly desired
-// and returns what it changed. A route that fails to apply is reported but
-// does not stop the others.
-func Sync(linkIndex, table int, desired []netip.Prefix) (added, removed []netip.Prefix, err error) {
+// and returns what it changed. It never touches a route it did not make:
+// deletes are of routes carrying Protocol only, and adds are exclusive, so
+// a route someone else owns for the same destination (a default route, an
+// operator's static route, a pod's host route) is left as it is and
+// reported in taken, not replaced. A route that fails to apply is reported
+// in err but does not stop the others.
+func Sync(linkIndex, table int, desired []netip.Prefix) (added, removed, taken []netip.Prefix, err error) {
 	actual, err := List(linkIndex, table)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	add, del := mesh.RouteChanges(desired, actual)
 	var errs []error
@@ -42,13 +46,17 @@ func Sync(linkIndex, table int, desired []netip.Prefix) (added, removed []netip.
 		removed = append(removed, p)
 	}
 	for _, p := range add {
-		if err := netlink.RouteReplace(route(linkIndex, table, p)); err != nil {
+		err := netlink.RouteAdd(route(linkIndex, table, p))
+		switch {
+		case errors.Is(err, unix.EEXIST):
+			taken = append(taken, p)
+		case err != nil:
 			errs = append(errs, fmt.Errorf("add route %s: %w", p, err))
-			continue
+		default:
+			added = append(added, p)
 		}
-		added = append(added, p)
 	}
-	return added, removed, errors.Join(errs...)
+	return added, removed, taken, errors.Join(errs...)
 }
 
 // List returns the destinations of our routes on the link in table, both

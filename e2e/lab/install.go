@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
 	"github.com/wirelace/wirelace/api/v1alpha1"
@@ -73,15 +75,68 @@ func (l *Lab) install(ctx context.Context) error {
 			return fmt.Errorf("create ClusterRoleBinding %s: %w", role.Name, err)
 		}
 	}
+	// Leases through a Role in the Wirelace namespace only, and the
+	// admission policy that ties every node's writes to its own name.
+	for _, f := range []string{filepath.Join("rbac", "role.yaml"), filepath.Join("admission", "node-policy.yaml")} {
+		if err := l.applyFile(ctx, filepath.Join(l.opts.Root, "install", f)); err != nil {
+			return err
+		}
+	}
+	leaseBinding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "wirelace-node-leases", Namespace: Namespace},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "wirelace-node-leases"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: serviceAccount, Namespace: Namespace}},
+	}
+	if _, err := l.Core.RbacV1().RoleBindings(Namespace).Create(ctx, leaseBinding, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create RoleBinding %s: %w", leaseBinding.Name, err)
+	}
 	// A CRD is usable once the API server serves its resource.
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		for _, r := range []schema.GroupVersionResource{v1alpha1.MeshNodeResource, v1alpha1.IPClaimResource} {
+		for _, r := range []schema.GroupVersionResource{v1alpha1.MeshNodeResource, v1alpha1.IPClaimResource, v1alpha1.RouteGrantResource} {
 			if _, err := l.Dynamic.Resource(r).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
 				return false, nil // not served yet
 			}
 		}
 		return true, nil
 	})
+}
+
+// installKinds maps the kinds install/ ships, other than CRDs and the
+// ClusterRoles above, to their resources.
+var installKinds = map[string]schema.GroupVersionResource{
+	"Role":                             {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
+	"ValidatingAdmissionPolicy":        {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicies"},
+	"ValidatingAdmissionPolicyBinding": {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicybindings"},
+}
+
+// applyFile creates every object of a (multi-document) YAML file, as
+// kubectl apply would on a fresh cluster.
+func (l *Lab) applyFile(ctx context.Context, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		var obj unstructured.Unstructured
+		if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
+			return fmt.Errorf("parse %s: %w", path, err)
+		}
+		if len(obj.Object) == 0 {
+			continue
+		}
+		gvr, ok := installKinds[obj.GetKind()]
+		if !ok {
+			return fmt.Errorf("%s: the lab does not know how to create a %s", path, obj.GetKind())
+		}
+		var res dynamic.ResourceInterface = l.Dynamic.Resource(gvr)
+		if ns := obj.GetNamespace(); ns != "" {
+			res = l.Dynamic.Resource(gvr).Namespace(ns)
+		}
+		if _, err := res.Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create %s %s from %s: %w", obj.GetKind(), obj.GetName(), path, err)
+		}
+	}
+	return nil
 }
 
 func readYAML(path string, into any) error {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -236,4 +237,21 @@ func bridgeMAC() string {
 	rand.Read(b[:])
 	b[0] = (b[0] | 0x02) &^ 0x01
 	return net.HardwareAddr(b[:]).String()
+}
+
+// CutAPI makes the API server unreachable from every node (on), or
+// reachable again (off): packets from the internet bridge to the API
+// server's port are dropped, so clients hang rather than being refused, as
+// when a control plane or the path to it fails. The lab's own admin
+// clients, which connect inside the internet namespace, are not affected.
+func (l *Lab) CutAPI(ctx context.Context, on bool) error {
+	u, err := url.Parse(l.CP.URL())
+	if err != nil {
+		return err
+	}
+	table := "inet " + l.Prefix + "api"
+	if !on {
+		return nftIn(ctx, l.internet, "delete table "+table+"\n")
+	}
+	return nftIn(ctx, l.internet, fmt.Sprintf("table %s {\n chain in {\n  type filter hook input priority 0;\n  iifname \"br0\" tcp dport %s drop\n }\n}\n", table, u.Port()))
 }

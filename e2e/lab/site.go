@@ -94,11 +94,14 @@ func natRules(kind NAT) string {
 }
 
 // nft loads rules into the router.
-func (s *Site) nft(ctx context.Context, rules string) error {
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", s.Router, "nft", "-f", "-")
+func (s *Site) nft(ctx context.Context, rules string) error { return nftIn(ctx, s.Router, rules) }
+
+// nftIn loads an nftables ruleset (nft -f syntax) in a namespace.
+func nftIn(ctx context.Context, netns, rules string) error {
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", netns, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("nft: %w: %s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("nft in %s: %w: %s", netns, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

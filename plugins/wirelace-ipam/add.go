@@ -28,6 +28,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 	c, ctx, cancel := client(conf)
 	defer cancel()
 	resp, err := c.Allocate(ctx, netconf.AllocateRequest{
+		Network:       conf.Name,
 		AttachmentKey: keyOf(args),
 		Netns:         args.Netns,
 		PodNamespace:  pod.Namespace,

@@ -16,6 +16,6 @@ func cmdGC(args *skel.CmdArgs) error {
 	}
 	c, ctx, cancel := client(conf)
 	defer cancel()
-	_, err = c.GC(ctx, netconf.ValidAttachmentKeys(&conf.PluginConf))
+	_, err = c.GC(ctx, conf.Name, netconf.ValidAttachmentKeys(&conf.PluginConf))
 	return cnierr.Daemon(err, "GC of wirelaced's allocations")
 }

@@ -205,6 +205,7 @@ func (d *Daemon) allocateLocked(req netconf.AllocateRequest) netconf.AllocateRes
 	if !ok {
 		a = netconf.Allocation{
 			AttachmentKey: req.AttachmentKey,
+			Network:       req.Network,
 			Netns:         req.Netns,
 			PodNamespace:  req.PodNamespace,
 			PodName:       req.PodName,
@@ -268,7 +269,7 @@ func (d *Daemon) gc(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := netconf.GCResponse{Released: []netconf.AttachmentKey{}}
 	for _, a := range d.sorted() {
-		if !valid[a.AttachmentKey] {
+		if a.Network == req.Network && !valid[a.AttachmentKey] {
 			delete(d.allocs, a.AttachmentKey)
 			resp.Released = append(resp.Released, a.AttachmentKey)
 		}
