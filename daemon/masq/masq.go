@@ -1,6 +1,20 @@
 // Package masq masquerades pod traffic that leaves the cluster behind the
 // node's address, with nftables rules in a table of wirelaced's own
 // (programmed through netlink; no nft or iptables binary is assumed).
+//
+// The table holds two rules per address family whatever the size of the
+// mesh: the prefixes live in interval sets, so a thousand peers cost set
+// elements in a few netlink messages, not a thousand rules (one rule per
+// prefix pair overflowed the netlink socket's buffer at 100 peers).
+//
+//	table inet wirelace {
+//	  set local4   { type ipv4_addr; flags interval; }   # this node's pod CIDRs
+//	  set cluster4 { type ipv4_addr; flags interval; }   # every pod and mesh prefix
+//	  chain postrouting { type nat hook postrouting priority srcnat;
+//	    ip saddr @local4 ip daddr @cluster4 return
+//	    ip saddr @local4 masquerade
+//	  }   # and the same for IPv6
+//	}
 package masq
 
 import (
@@ -17,6 +31,11 @@ import (
 // TableName is wirelaced's nftables table (family inet): `nft list table
 // inet wirelace`.
 const TableName = "wirelace"
+
+// elementsPerMessage bounds the set elements sent in one netlink message,
+// so that neither a message nor the kernel's answers outgrow the socket's
+// buffer however many prefixes the mesh has.
+const elementsPerMessage = 256
 
 // Rules is what the table should say: traffic from Local to anything outside
 // Cluster is masqueraded.
@@ -47,8 +66,20 @@ type Masq struct {
 	applied string
 }
 
+// family is one address family's sets and match expressions.
+type family struct {
+	proto      byte
+	keyType    nftables.SetDatatype
+	srcOffset  uint32
+	dstOffset  uint32
+	addrLen    uint32
+	suffix     string
+	is4        bool
+	local, all []Range
+}
+
 // Apply makes the table match r. The table is rebuilt whole in one netlink
-// batch, which the kernel applies atomically: there is never a moment
+// transaction, which the kernel applies atomically: there is never a moment
 // without masquerading, nor a half-written rule set. Nothing is written
 // when r is what was applied last.
 func (m *Masq) Apply(r Rules) error {
@@ -73,21 +104,82 @@ func (m *Masq) Apply(r Rules) error {
 		Hooknum:  nftables.ChainHookPostrouting,
 		Priority: nftables.ChainPriorityNATSource,
 	})
-	for _, local := range r.Local {
-		for _, dst := range r.Cluster {
-			if dst.Addr().Is4() != local.Addr().Is4() {
-				continue
-			}
-			exprs := append(match(local, true), match(dst, false)...)
-			c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: append(exprs, &expr.Verdict{Kind: expr.VerdictReturn})})
+	families := []family{
+		{proto: unix.NFPROTO_IPV4, keyType: nftables.TypeIPAddr, srcOffset: 12, dstOffset: 16, addrLen: 4, suffix: "4", is4: true},
+		{proto: unix.NFPROTO_IPV6, keyType: nftables.TypeIP6Addr, srcOffset: 8, dstOffset: 24, addrLen: 16, suffix: "6"},
+	}
+	for _, f := range families {
+		f.local = Ranges(filter(r.Local, f.is4))
+		f.all = Ranges(filter(r.Cluster, f.is4))
+		if len(f.local) == 0 {
+			continue // no pods of this family: nothing to masquerade
 		}
-		c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: append(match(local, true), &expr.Masq{})})
+		local, err := addSet(c, table, "local"+f.suffix, f.keyType, f.local)
+		if err != nil {
+			return err
+		}
+		cluster, err := addSet(c, table, "cluster"+f.suffix, f.keyType, f.all)
+		if err != nil {
+			return err
+		}
+		fromLocal := f.match(f.srcOffset, local)
+		c.AddRule(&nftables.Rule{Table: table, Chain: chain,
+			Exprs: append(append(fromLocal, f.lookup(f.dstOffset, cluster)...), &expr.Verdict{Kind: expr.VerdictReturn})})
+		c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: append(slices.Clip(fromLocal), &expr.Masq{})})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("program nftables table inet %s: %w", TableName, err)
 	}
 	m.applied = k
 	return nil
+}
+
+// addSet adds an interval set holding ranges, its elements in messages of
+// at most elementsPerMessage.
+func addSet(c *nftables.Conn, table *nftables.Table, name string, kt nftables.SetDatatype, ranges []Range) (*nftables.Set, error) {
+	set := &nftables.Set{Table: table, Name: name, KeyType: kt, Interval: true}
+	if err := c.AddSet(set, nil); err != nil {
+		return nil, fmt.Errorf("add set %s: %w", name, err)
+	}
+	elems := Elements(ranges)
+	for len(elems) > 0 {
+		n := min(len(elems), elementsPerMessage)
+		// An interval's start and end must travel together.
+		if n < len(elems) && !elems[n-1].IntervalEnd && n > 1 {
+			n--
+		}
+		if err := c.SetAddElements(set, elems[:n]); err != nil {
+			return nil, fmt.Errorf("add elements to set %s: %w", name, err)
+		}
+		elems = elems[n:]
+	}
+	return set, nil
+}
+
+// match is "meta nfproto F; <saddr or daddr> @set".
+func (f family) match(offset uint32, set *nftables.Set) []expr.Any {
+	return append([]expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.proto}},
+	}, f.lookup(offset, set)...)
+}
+
+// lookup loads the address at offset and looks it up in set.
+func (f family) lookup(offset uint32, set *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: f.addrLen},
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+	}
+}
+
+func filter(ps []netip.Prefix, is4 bool) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		if p.Addr().Unmap().Is4() == is4 {
+			out = append(out, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked())
+		}
+	}
+	return out
 }
 
 // Delete removes the table (uninstall). It is not an error if it is absent.
@@ -103,30 +195,4 @@ func Delete() error {
 		return fmt.Errorf("delete nftables table inet %s: %w", TableName, err)
 	}
 	return nil
-}
-
-// match is the expressions for "source (or destination) address in p",
-// including the family check an inet table needs.
-func match(p netip.Prefix, src bool) []expr.Any {
-	proto, off, n := byte(unix.NFPROTO_IPV4), uint32(16), uint32(4)
-	if src {
-		off = 12
-	}
-	if p.Addr().Is6() {
-		proto, off, n = unix.NFPROTO_IPV6, 24, 16
-		if src {
-			off = 8
-		}
-	}
-	mask := make([]byte, n)
-	for i := 0; i < p.Bits(); i++ {
-		mask[i/8] |= 0x80 >> (i % 8)
-	}
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: mask, Xor: make([]byte, n)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
-	}
 }

@@ -3,6 +3,8 @@ package mesh
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/wirelace/wirelace/internal/netipx"
 )
 
 // Aggregate turns a set of addresses into the fewest prefixes that cover
@@ -24,7 +26,7 @@ func Aggregate(addrs []netip.Addr) []netip.Prefix {
 			}
 			parent, _ := p.Addr().Prefix(p.Bits() - 1)
 			lo := netip.PrefixFrom(parent.Addr(), p.Bits())
-			hi := netip.PrefixFrom(lastAddr(parent), p.Bits()).Masked()
+			hi := netip.PrefixFrom(netipx.LastAddr(parent), p.Bits()).Masked()
 			if set[lo] && set[hi] {
 				delete(set, lo)
 				delete(set, hi)
@@ -39,14 +41,4 @@ func Aggregate(addrs []netip.Addr) []netip.Prefix {
 	}
 	SortPrefixes(out)
 	return slices.Clip(out)
-}
-
-// lastAddr is the last address of p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }

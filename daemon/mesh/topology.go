@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirelace/wirelace/internal/netipx"
 )
 
 // Topology is the set of peers one node should have.
@@ -55,7 +57,7 @@ func (f Facts) backsPodIPs(p netip.Prefix) bool {
 	if p.Addr().BitLen()-p.Bits() > maxPodIPClaimBits || len(f.PodIPs) == 0 {
 		return false
 	}
-	last := lastAddr(p)
+	last := netipx.LastAddr(p)
 	for a := p.Addr(); ; a = a.Next() {
 		if !f.PodIPs[a] {
 			return false

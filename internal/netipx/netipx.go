@@ -1,0 +1,15 @@
+// Package netipx holds the small net/netip helpers that several Wirelace
+// packages need and the standard library lacks.
+package netipx
+
+import "net/netip"
+
+// LastAddr is the last address of p (its broadcast address, for IPv4).
+func LastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
