@@ -39,7 +39,9 @@ type Bind struct {
 	byKey     map[wgtypes.Key]*peerEndpoint
 	byVirt    map[netip.Addr]*peerEndpoint
 	nextIndex uint32
-	directIdx atomic.Pointer[map[netip.AddrPort]*peerEndpoint]
+	// sessions maps the session indices of every peer (see learnSession)
+	// to the peer, for the receive path.
+	sessions atomic.Pointer[map[uint32]*peerEndpoint]
 }
 
 var _ conn.Bind = (*Bind)(nil)

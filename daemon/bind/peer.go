@@ -4,10 +4,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
@@ -41,12 +44,23 @@ type peerEndpoint struct {
 	direct atomic.Pointer[conn.StdNetEndpoint] // nil: no direct path
 	relay  atomic.Bool
 
-	// Direct traffic seen, for the path machine's loss detection: unix
-	// nanoseconds of the last direct send and receive, and the receive's
-	// source.
+	// sessions are the session indices this node chose in the handshake
+	// messages it sent the peer, newest last (guarded by Bind.peersMu).
+	sessions []uint32
+
+	// Traffic seen, for the path machine (see Activity): unix nanoseconds
+	// of the last direct send; messages received directly for one of the
+	// peer's sessions, the source of the latest and how often that source
+	// changed; messages delivered by the relay.
 	lastSend atomic.Int64
-	lastRecv atomic.Int64
-	recvFrom atomic.Pointer[netip.AddrPort]
+	relayed  atomic.Uint64
+	// The direct receive counts change together (a lock taken once per
+	// run of messages in a batch, not per message), so that a reader never
+	// sees messages from one source counted under another.
+	recvMu      sync.Mutex
+	recv        uint64
+	recvFrom    netip.AddrPort
+	recvSources uint64
 }
 
 var _ conn.Endpoint = (*peerEndpoint)(nil)
@@ -94,18 +108,33 @@ func (b *Bind) SetRoute(key wgtypes.Key, r Route) error {
 		e.direct.Store(nil)
 	}
 	e.relay.Store(r.Relay)
-	b.rebuildDirectIndex()
 	return nil
 }
 
-// Activity is the direct traffic last seen for a peer.
+// Activity is the traffic seen for a peer. None of it is authenticated:
+// the Bind sees WireGuard messages before the device decrypts them, so
+// anyone can make the receive counts grow with packets of the right shape.
+// It says where the peer's packets would have come from if they were
+// genuine; only the device's receive counters say whether any were.
 type Activity struct {
-	LastSend time.Time      // last batch sent directly
-	LastRecv time.Time      // last WireGuard packet received from RecvFrom
-	RecvFrom netip.AddrPort // a direct address of the peer
+	// LastSend is when a batch was last sent directly.
+	LastSend time.Time
+	// Recv counts WireGuard messages received directly (not through the
+	// relay) that name one of the peer's sessions: their receiver index is
+	// one this node chose in a handshake message it sent the peer.
+	Recv uint64
+	// RecvFrom is the source of the latest of them.
+	RecvFrom netip.AddrPort
+	// RecvSources counts the changes of that source (the first one
+	// included), so that a reader comparing two Activities knows whether
+	// all the messages in between came from RecvFrom.
+	RecvSources uint64
+	// Relayed counts WireGuard messages from the peer delivered by the
+	// relay.
+	Relayed uint64
 }
 
-// Activity reports the peer's direct traffic (zero times for none).
+// Activity reports the peer's traffic (zero for an unknown peer).
 func (b *Bind) Activity(key wgtypes.Key) Activity {
 	b.peersMu.Lock()
 	e, ok := b.byKey[key]
@@ -117,56 +146,103 @@ func (b *Bind) Activity(key wgtypes.Key) Activity {
 	if t := e.lastSend.Load(); t != 0 {
 		a.LastSend = time.Unix(0, t)
 	}
-	if t := e.lastRecv.Load(); t != 0 {
-		a.LastRecv = time.Unix(0, t)
-	}
-	if f := e.recvFrom.Load(); f != nil {
-		a.RecvFrom = *f
-	}
+	e.recvMu.Lock()
+	a.Recv, a.RecvFrom, a.RecvSources = e.recv, e.recvFrom, e.recvSources
+	e.recvMu.Unlock()
+	a.Relayed = e.relayed.Load()
 	return a
 }
 
-// rebuildDirectIndex republishes the map from direct addresses to peers
-// that the receive path reads (copy on write: receives never lock).
-func (b *Bind) rebuildDirectIndex() {
-	b.peersMu.Lock()
-	defer b.peersMu.Unlock()
-	idx := make(map[netip.AddrPort]*peerEndpoint, len(b.byKey))
-	for _, e := range b.byKey {
-		if d := e.direct.Load(); d != nil {
-			idx[d.AddrPort] = e
-		}
-	}
-	b.directIdx.Store(&idx)
-}
+// sessionsKept is how many of a peer's session indices are remembered:
+// wireguard-go holds at most three keypairs per peer (previous, current,
+// next) plus the handshake in flight, each with the index from the
+// handshake message that made it.
+const sessionsKept = 4
 
-// noteRecv records direct traffic from addr, if it is a peer's direct
-// address. Called once per run of packets from one source in a batch.
-func (b *Bind) noteRecv(addr netip.AddrPort, now int64) {
-	idx := b.directIdx.Load()
-	if idx == nil {
+// learnSession records the session index this node chose in a handshake
+// message (initiation or response) sent to e: the peer's transport messages
+// for that session carry it as their receiver index.
+func (b *Bind) learnSession(e *peerEndpoint, bufs [][]byte) {
+	if len(bufs) != 1 || len(bufs[0]) < 8 {
 		return
 	}
-	e, ok := (*idx)[addr]
+	switch binary.LittleEndian.Uint32(bufs[0]) {
+	case device.MessageInitiationType, device.MessageResponseType:
+	default:
+		return
+	}
+	idx := binary.LittleEndian.Uint32(bufs[0][4:])
+	b.peersMu.Lock()
+	defer b.peersMu.Unlock()
+	if b.byKey[e.key] != e || slices.Contains(e.sessions, idx) {
+		return
+	}
+	if len(e.sessions) == sessionsKept {
+		e.sessions = append(e.sessions[:0], e.sessions[1:]...)
+	}
+	e.sessions = append(e.sessions, idx)
+	b.rebuildSessions()
+}
+
+// rebuildSessions republishes the map from session indices to peers that
+// the receive path reads (copy on write: receives never lock). Callers hold
+// peersMu. It runs once per handshake message sent, a few times a minute
+// per peer.
+func (b *Bind) rebuildSessions() {
+	idx := make(map[uint32]*peerEndpoint, sessionsKept*len(b.byKey))
+	for _, e := range b.byKey {
+		for _, s := range e.sessions {
+			idx[s] = e
+		}
+	}
+	b.sessions.Store(&idx)
+}
+
+// receiverIndex returns the receiver index of a WireGuard message that has
+// one chosen by the receiver (response, cookie reply, transport data).
+// Initiations name no session of ours.
+func receiverIndex(pkt []byte) (uint32, bool) {
+	switch pkt[0] {
+	case device.MessageResponseType:
+		return binary.LittleEndian.Uint32(pkt[8:]), true
+	case device.MessageCookieReplyType, device.MessageTransportType:
+		return binary.LittleEndian.Uint32(pkt[4:]), true
+	}
+	return 0, false
+}
+
+// noteRecv counts n WireGuard messages received directly from addr for the
+// session idx, if it is one of a peer's. Called once per run of messages
+// of one source and session in a batch.
+func (b *Bind) noteRecv(addr netip.AddrPort, idx uint32, n uint64) {
+	m := b.sessions.Load()
+	if m == nil {
+		return
+	}
+	e, ok := (*m)[idx]
 	if !ok {
 		return
 	}
-	e.lastRecv.Store(now)
-	if f := e.recvFrom.Load(); f == nil || *f != addr {
-		a := addr // escapes only here, when the address changes
-		e.recvFrom.Store(&a)
+	e.recvMu.Lock()
+	if e.recvSources == 0 || e.recvFrom != addr {
+		e.recvFrom = addr
+		e.recvSources++
 	}
+	e.recv += n
+	e.recvMu.Unlock()
 }
 
 // RemovePeer forgets a peer's endpoint.
 func (b *Bind) RemovePeer(key wgtypes.Key) {
 	b.peersMu.Lock()
+	defer b.peersMu.Unlock()
 	if e, ok := b.byKey[key]; ok {
 		delete(b.byVirt, e.virt.Addr())
 		delete(b.byKey, key)
+		if len(e.sessions) > 0 {
+			b.rebuildSessions()
+		}
 	}
-	b.peersMu.Unlock()
-	b.rebuildDirectIndex()
 }
 
 // IsVirtual reports whether ap is a virtual peer endpoint.
@@ -184,7 +260,11 @@ func IsVirtual(ap netip.AddrPort) bool { return virtualPrefix.Contains(ap.Addr()
 func (b *Bind) sendPeer(bufs [][]byte, e *peerEndpoint) error {
 	var err error
 	viaRelay := e.relay.Load()
-	if d := e.direct.Load(); d != nil && !(viaRelay && IsHandshake(bufs)) {
+	handshake := IsHandshake(bufs)
+	if handshake {
+		b.learnSession(e, bufs)
+	}
+	if d := e.direct.Load(); d != nil && !(viaRelay && handshake) {
 		err = b.std.Send(bufs, d)
 		e.lastSend.Store(time.Now().UnixNano())
 	}

@@ -1,6 +1,7 @@
 package bind
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"testing"
 
@@ -62,5 +63,73 @@ func TestHandshakeTakesOnePath(t *testing.T) {
 	}
 	if r.n != 2 {
 		t.Fatalf("transport data not relayed")
+	}
+}
+
+// withIndex returns pkt with idx written little-endian at off.
+func withIndex(pkt []byte, off int, idx uint32) []byte {
+	binary.LittleEndian.PutUint32(pkt[off:], idx)
+	return pkt
+}
+
+// Direct receives are counted for a peer only when they name one of the
+// sessions this node set up with it (the index it chose in a handshake
+// message it sent the peer), whatever their source; packets naming other
+// indices count for nobody.
+func TestSessionAttribution(t *testing.T) {
+	b := New(nil)
+	k, _ := wgtypes.GeneratePrivateKey()
+	key := k.PublicKey()
+	ep, err := b.ParseEndpoint(b.PeerEndpoint(key).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetRoute(key, Route{Direct: netip.MustParseAddrPort("127.0.0.1:9")})
+	b.Send([][]byte{withIndex(msg(1, 148), 4, 0xa1)}, ep) // our initiation
+	b.Send([][]byte{withIndex(msg(2, 92), 4, 0xb2)}, ep)  // our response
+
+	a := netip.MustParseAddrPort("198.51.100.7:51820")
+	c := netip.MustParseAddrPort("203.0.113.9:4000")
+	recv := func(batch ...fakePacket) Activity {
+		t.Helper()
+		packets, sizes, eps := newBuffers(len(batch))
+		if _, err := b.demux(fakeReceive(batch))(packets, sizes, eps); err != nil {
+			t.Fatal(err)
+		}
+		return b.Activity(key)
+	}
+	act := recv(
+		fakePacket{withIndex(msg(4, 100), 4, 0xa1), a},
+		fakePacket{withIndex(msg(4, 100), 4, 0xa1), a},
+		fakePacket{withIndex(msg(4, 100), 4, 0xdead), c}, // someone else's session
+		fakePacket{withIndex(msg(2, 92), 8, 0xb2), a},    // a response to our initiation
+		fakePacket{withIndex(msg(1, 148), 4, 0xa1), c},   // an initiation names no session of ours
+		fakePacket{withIndex(msg(4, 32), 4, 0xa1), a},
+	)
+	if act.Recv != 4 || act.RecvFrom != a || act.RecvSources != 1 {
+		t.Fatalf("activity %+v, want 4 messages from %v, one source", act, a)
+	}
+	act = recv(fakePacket{withIndex(msg(4, 64), 4, 0xa1), c}, fakePacket{withIndex(msg(4, 64), 4, 0xa1), a})
+	if act.Recv != 6 || act.RecvFrom != a || act.RecvSources != 3 {
+		t.Fatalf("activity %+v, want 6 messages, latest from %v, three source changes", act, a)
+	}
+	b.DeliverRelayed(key, msg(4, 32))
+	if act := b.Activity(key); act.Relayed != 1 || act.Recv != 6 {
+		t.Fatalf("relayed: activity %+v", act)
+	}
+
+	// Only the latest sessions are kept.
+	for i := range sessionsKept {
+		b.Send([][]byte{withIndex(msg(1, 148), 4, uint32(0x100+i))}, ep)
+	}
+	if act := recv(fakePacket{withIndex(msg(4, 64), 4, 0xa1), a}); act.Recv != 6 {
+		t.Fatalf("an old session still counts: %+v", act)
+	}
+	if act := recv(fakePacket{withIndex(msg(4, 64), 4, 0x100), a}); act.Recv != 7 {
+		t.Fatalf("a new session does not count: %+v", act)
+	}
+	b.RemovePeer(key)
+	if m := b.sessions.Load(); m != nil && len(*m) != 0 {
+		t.Fatalf("sessions of a removed peer kept: %v", *m)
 	}
 }

@@ -2,7 +2,6 @@ package bind
 
 import (
 	"net/netip"
-	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 )
@@ -28,30 +27,40 @@ func (b *Bind) demux(inner conn.ReceiveFunc) conn.ReceiveFunc {
 		if err != nil {
 			return n, err
 		}
-		var now int64
-		var last netip.AddrPort
+		// Count direct traffic once per run of one source and session:
+		// batches are mostly from one peer, so this is one map lookup per
+		// batch, not per packet.
+		var run struct {
+			from netip.AddrPort
+			idx  uint32
+			n    uint64
+		}
 		for i := 0; i < n; i++ {
 			if sizes[i] == 0 {
 				continue
 			}
 			pkt := packets[i][:sizes[i]]
 			if IsWireGuard(pkt) {
-				// Note direct traffic once per run of one source: batches
-				// are mostly from one peer, so this is one map lookup per
-				// batch, not per packet.
-				if se, ok := eps[i].(*conn.StdNetEndpoint); ok && se.AddrPort != last {
-					if now == 0 {
-						now = time.Now().UnixNano()
-					}
-					b.noteRecv(se.AddrPort, now)
-					last = se.AddrPort
+				idx, ok := receiverIndex(pkt)
+				if !ok {
+					continue
 				}
+				from := endpointAddr(eps[i])
+				if run.n > 0 && (from != run.from || idx != run.idx) {
+					b.noteRecv(run.from, run.idx, run.n)
+					run.n = 0
+				}
+				run.from, run.idx = from, idx
+				run.n++
 				continue
 			}
 			if h := b.handler.Load(); h != nil {
 				(*h)(pkt, endpointAddr(eps[i]))
 			}
 			sizes[i] = 0
+		}
+		if run.n > 0 {
+			b.noteRecv(run.from, run.idx, run.n)
 		}
 		return n, nil
 	}

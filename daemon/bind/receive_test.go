@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // fakeBatch is what a fake inner ReceiveFunc delivers: one entry per packet,
@@ -146,13 +147,21 @@ func TestDemuxAllocations(t *testing.T) {
 	}
 }
 
+// BenchmarkDemux measures a batch of one peer's transport data, counted
+// for the peer by its session index.
 func BenchmarkDemux(b *testing.B) {
 	c := netip.MustParseAddrPort("198.51.100.7:51820")
 	batch := make([]fakePacket, conn.IdealBatchSize)
 	for i := range batch {
-		batch[i] = fakePacket{msg(4, 1452), c}
+		batch[i] = fakePacket{withIndex(msg(4, 1452), 4, 7), c}
 	}
 	bd := New(nil)
+	k, _ := wgtypes.GeneratePrivateKey()
+	ep, _ := bd.ParseEndpoint(bd.PeerEndpoint(k.PublicKey()).String())
+	bd.Send([][]byte{withIndex(msg(1, 148), 4, 7)}, ep) // the session
+	if bd.Activity(k.PublicKey()).Recv != 0 {
+		b.Fatal("counted before receiving")
+	}
 	inner := fakeReceive(batch)
 	recv := bd.demux(inner)
 	packets, sizes, eps := newBuffers(len(batch))
@@ -166,4 +175,7 @@ func BenchmarkDemux(b *testing.B) {
 			recv(packets, sizes, eps)
 		}
 	})
+	if bd.Activity(k.PublicKey()).Recv == 0 {
+		b.Fatal("the peer's traffic was not counted")
+	}
 }

@@ -41,6 +41,7 @@ func (b *Bind) DeliverRelayed(src wgtypes.Key, pkt []byte) {
 	if !ok || !IsWireGuard(pkt) {
 		return
 	}
+	e.relayed.Add(1)
 	select {
 	case b.relayQ <- relayed{pkt: append([]byte(nil), pkt...), ep: e}:
 	default:

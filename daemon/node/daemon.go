@@ -228,6 +228,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	d.mu.Lock()
 	d.dev, d.mtu, d.meshIPs = dev, mtu, meshIPs
 	d.mu.Unlock()
+	// Direct paths are confirmed by WireGuard's own authenticated receive
+	// counters (or pongs), never by raw packets anyone could spoof.
+	d.paths.setDevice(dev)
 	// Close stops wireguard-go but keeps the persistent link and its routes,
 	// so pods and peers keep their configuration across a restart.
 	defer d.dev.Close()

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -18,20 +19,44 @@ import (
 	"github.com/wirelace/wirelace/netconf"
 )
 
-// pathTick bounds how long the path loop sleeps between looking at the
-// peers' state machines; each machine also says when it next needs a tick.
-const pathTick = 250 * time.Millisecond
+// Timing of the path loop.
+const (
+	// pathTick bounds how long the path loop sleeps between looking at the
+	// peers' state machines; each machine also says when it next needs a
+	// tick.
+	pathTick = 250 * time.Millisecond
+	// counterPoll is how often the device's receive counters are read, to
+	// confirm direct paths by authenticated traffic (see observeRecv).
+	// Reading them goes through the device's UAPI and lists every peer, so
+	// not on every step; once per pathTick still confirms a busy path well
+	// within path.SuspectAfter, so it needs no liveness pings.
+	counterPoll = pathTick
+)
+
+// peerCounters reads the WireGuard device's peers with their counters;
+// *device.Device implements it. Only the receive byte count is used: the
+// device counts only what authenticated, which no spoofer can make grow.
+type peerCounters interface {
+	Peers() ([]wgtypes.Peer, error)
+}
 
 // paths runs the per-peer path state machines (daemon/path) and does their
 // I/O: probes on the WireGuard socket, CallMeMaybe through the relays, and
 // the resulting route of each peer in the Bind.
+//
+// Probes are opened on a goroutine of their own (drainProbes), fed by a
+// rate-limited queue, never on the Bind's receive goroutine; no probe is
+// sealed or opened under mu.
 type paths struct {
 	log     *slog.Logger
 	bind    *bind.Bind
 	relays  *relaySet
 	metrics *metrics
-	control wgtypes.Key // this node's control private key
+	keys    *probe.Keyring // this node's control key and the members'
 	stun    *nat.Client
+	probes  *probeQueue
+	// now is the clock (time.Now; tests set another before running).
+	now func() time.Time
 
 	mu       sync.Mutex
 	peers    map[wgtypes.Key]*peerPath // by WireGuard key
@@ -42,10 +67,13 @@ type paths struct {
 	// "from" one of them came through the tunnel, and is no direct path.
 	routed []netip.Prefix
 	kick   chan struct{}
+	// dev gives the device's receive counters; nil until setDevice, and
+	// then traffic is never more than a hint.
+	dev      peerCounters
+	lastPoll time.Time
 }
 
 type peerPath struct {
-	activity bind.Activity // last direct traffic reported to sm
 	name     string
 	wg       wgtypes.Key
 	ctl      wgtypes.Key
@@ -54,50 +82,80 @@ type peerPath struct {
 	sm       *path.Peer
 	route    bind.Route
 	path     string
+	lastSend time.Time // last direct send reported to sm
+	seen     evidence  // traffic at the last counter poll
+}
+
+// evidence is what was known of a peer's received traffic at one poll.
+type evidence struct {
+	act  bind.Activity
+	rx   uint64 // the device's receive bytes
+	rxOK bool   // rx was read
 }
 
 // newPaths returns the path manager; its relays, if any, are set before it
-// runs.
+// runs, and the device (setDevice) once it is open.
 func newPaths(b *bind.Bind, control wgtypes.Key, m *metrics, log *slog.Logger) *paths {
 	p := &paths{
 		log:     log,
 		metrics: m,
 		bind:    b,
-		control: control,
 		peers:   map[wgtypes.Key]*peerPath{},
 		byCtl:   map[wgtypes.Key]*peerPath{},
 		kick:    make(chan struct{}, 1),
+		now:     time.Now,
 	}
+	clock := func() time.Time { return p.now() }
+	p.keys = probe.NewKeyring(control, clock)
+	p.probes = newProbeQueue(clock)
+	p.probes.stats.register(m.reg)
 	p.stun = nat.NewClient(b, log)
 	return p
 }
 
+// setDevice gives the path manager the device's receive counters, with
+// which authenticated traffic confirms direct paths (without them only
+// pongs do, and busy paths are pinged more).
+func (p *paths) setDevice(dev peerCounters) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dev = dev
+}
+
 // handle is the Bind's handler for non-WireGuard packets: STUN answers and
-// path probes. It runs on the receive goroutine, so it only does quick work.
+// path probes. It runs on the receive goroutine, so it only does quick
+// work: a probe is rate-limited and queued for drainProbes.
 func (p *paths) handle(pkt []byte, from netip.AddrPort) {
 	switch {
 	case nat.IsSTUN(pkt):
 		p.stun.HandlePacket(pkt, from)
 	case probe.IsProbe(pkt):
-		p.handleProbe(pkt, from, false)
+		p.probes.push(pkt, from, false, wgtypes.Key{})
 	}
 }
 
 // handleRelayed is the relays' receive function: WireGuard packets go to the
-// device, probes (CallMeMaybe) to the state machines.
+// device, probes (CallMeMaybe) to the probe queue. src is the sender's
+// WireGuard key, as the relay authenticated it.
 func (p *paths) handleRelayed(src wgtypes.Key, pkt []byte) {
 	if probe.IsProbe(pkt) {
-		p.handleProbe(pkt, netip.AddrPort{}, true)
+		p.probes.push(pkt, netip.AddrPort{}, true, src)
 		return
 	}
 	p.bind.DeliverRelayed(src, pkt)
 }
 
-func (p *paths) known(ctl wgtypes.Key) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	_, ok := p.byCtl[ctl]
-	return ok
+// drainProbes handles queued probes until ctx ends.
+func (p *paths) drainProbes(ctx context.Context) {
+	var q queuedProbe // one copy for the life of the loop, not one per probe
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case q = <-p.probes.ch:
+		}
+		p.handleProbe(q.buf[:q.n], q.from, q.viaRelay, q.relaySrc)
+	}
 }
 
 // tunnelled reports whether from lies in a prefix routed into the mesh:
@@ -112,53 +170,111 @@ func (p *paths) tunnelled(from netip.AddrPort) bool {
 // inAny reports whether a lies in one of ps.
 func inAny(ps []netip.Prefix, a netip.Addr) bool { return containsAddr(ps, a.Unmap()) }
 
-func (p *paths) handleProbe(pkt []byte, from netip.AddrPort, viaRelay bool) {
+// handleProbe opens a probe that came directly from `from` or, viaRelay,
+// through the relay from the node with WireGuard key relaySrc, and hands
+// it to the peer's machine.
+func (p *paths) handleProbe(pkt []byte, from netip.AddrPort, viaRelay bool, relaySrc wgtypes.Key) {
+	st := &p.probes.stats
 	if !viaRelay && p.tunnelled(from) {
+		st.tunnelled.Add(1)
 		p.log.Debug("dropped probe that came through the mesh", "from", from)
 		return
 	}
-	m, sender, err := probe.Open(pkt, p.control, p.known)
-	if err != nil {
-		p.log.Debug("dropped probe", "from", from, "err", err)
+	if viaRelay && !p.relayedBySender(pkt, relaySrc) {
+		// The relay vouches for the session a packet came from, and the box
+		// for who sealed it: they must be the same node, or a node could
+		// relay another's captured CallMeMaybe to steer us. Checked before
+		// opening, so such a packet costs no cryptography and does not
+		// use up the genuine one's nonce.
+		st.wrongRelay.Add(1)
+		if p.log.Enabled(context.Background(), slog.LevelDebug) {
+			claimed, _ := probe.Sender(pkt)
+			p.log.Debug("dropped relayed probe claiming another node as sender", "peer", p.nameOf(claimed), "relay_source", relaySrc)
+		}
 		return
 	}
-	now := time.Now()
+	m, sender, err := p.keys.Open(pkt)
+	if err != nil {
+		switch {
+		case errors.Is(err, probe.ErrStale):
+			st.stale.Add(1)
+		case errors.Is(err, probe.ErrReplay):
+			st.replayed.Add(1)
+		default:
+			st.invalid.Add(1)
+		}
+		if p.log.Enabled(context.Background(), slog.LevelDebug) {
+			p.log.Debug("dropped probe", "peer", p.nameOf(sender), "from", from, "via_relay", viaRelay, "err", err)
+		}
+		return
+	}
+	now := p.now()
 	p.mu.Lock()
 	pp := p.byCtl[sender]
-	p.mu.Unlock()
 	if pp == nil {
+		p.mu.Unlock()
+		return
+	}
+	name, ctl := pp.name, pp.ctl
+	if viaRelay && pp.wg != relaySrc { // membership changed since the check
+		p.mu.Unlock()
+		st.wrongRelay.Add(1)
+		return
+	}
+	ok := true
+	switch {
+	case m.Kind == probe.Ping && !viaRelay:
+		// A ping proves the peer can reach us from that address (a new NAT
+		// mapping after a rebind, say): the machine tries it back.
+		pp.sm.OnPing(from, now)
+	case m.Kind == probe.Pong && !viaRelay:
+		pp.sm.OnPong(from, m.TxID, now)
+	case m.Kind == probe.CallMeMaybe:
+		pp.sm.OnCallMeMaybe(m.Candidates, now)
+	default:
+		ok = false // pings and pongs mean nothing through the relay
+	}
+	p.mu.Unlock()
+	if !ok {
 		return
 	}
 	switch m.Kind {
 	case probe.Ping:
-		if viaRelay {
-			return
-		}
-		reply, err := probe.Seal(probe.Message{Kind: probe.Pong, TxID: m.TxID, Observed: from}, p.control, pp.ctl)
+		reply, err := p.keys.Seal(probe.Message{Kind: probe.Pong, TxID: m.TxID, Observed: from}, ctl)
 		if err == nil {
-			p.bind.SendTo(reply, from)
+			err = p.bind.SendTo(reply, from)
 		}
-		// A ping proves the peer can reach us from that address (a new NAT
-		// mapping after a rebind, say): the machine tries it back.
-		p.mu.Lock()
-		pp.sm.OnPing(from, now)
-		p.mu.Unlock()
-		p.wake()
+		if err != nil {
+			p.log.Debug("pong not sent", "peer", name, "to", from, "err", err)
+		}
 	case probe.Pong:
-		if viaRelay {
-			return
-		}
 		p.metrics.pongs.Inc()
-		p.mu.Lock()
-		pp.sm.OnPong(from, m.TxID, now)
-		p.mu.Unlock()
-		p.wake()
-	case probe.CallMeMaybe:
-		p.mu.Lock()
-		pp.sm.OnCallMeMaybe(m.Candidates, now)
-		p.mu.Unlock()
-		p.wake()
 	}
+	p.wake()
+}
+
+// relayedBySender reports whether the probe pkt, relayed from the session
+// of the node with WireGuard key relaySrc, claims to be sealed by that same
+// node's control key.
+func (p *paths) relayedBySender(pkt []byte, relaySrc wgtypes.Key) bool {
+	claimed, ok := probe.Sender(pkt)
+	if !ok {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pp := p.byCtl[claimed]
+	return pp != nil && pp.wg == relaySrc
+}
+
+// nameOf is the name of the peer with control key ctl, or "" for none.
+func (p *paths) nameOf(ctl wgtypes.Key) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pp := p.byCtl[ctl]; pp != nil {
+		return pp.name
+	}
+	return ""
 }
 
 func (p *paths) wake() {
@@ -180,7 +296,7 @@ func (p *paths) setLocal(t nat.Type, cands []netip.AddrPort) {
 // virtual endpoint each peer's WireGuard configuration must carry. own are
 // this node's subnets, to recognise peers on the same network.
 func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
-	now := time.Now()
+	now := p.now()
 	relayUp := p.relays != nil && p.relays.connected()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -221,11 +337,17 @@ func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 			p.bind.RemovePeer(k)
 		}
 	}
+	members := make([]wgtypes.Key, 0, len(p.byCtl))
+	for ctl := range p.byCtl {
+		members = append(members, ctl)
+	}
+	p.keys.SetMembers(members)
 	p.wake()
 }
 
-// run drives the state machines until ctx ends.
+// run drives the state machines, and handles probes, until ctx ends.
 func (p *paths) run(ctx context.Context) {
+	go p.drainProbes(ctx)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -235,8 +357,9 @@ func (p *paths) run(ctx context.Context) {
 		case <-t.C:
 		case <-p.kick:
 		}
-		next := p.step(time.Now())
-		wait := min(max(time.Until(next), 10*time.Millisecond), pathTick)
+		now := p.now()
+		next := p.step(now)
+		wait := min(max(next.Sub(now), 10*time.Millisecond), pathTick)
 		if !t.Stop() {
 			select {
 			case <-t.C:
@@ -247,71 +370,131 @@ func (p *paths) run(ctx context.Context) {
 	}
 }
 
+// outgoing is a probe to seal and send once mu is released.
 type outgoing struct {
-	to  netip.AddrPort
-	pkt []byte
+	peer string
+	ctl  wgtypes.Key
+	msg  probe.Message
+	to   netip.AddrPort // direct; invalid: through the relay to wg
+	wg   wgtypes.Key
 }
 
 // step ticks every peer, sends what the machines ask for and applies each
 // peer's route. It returns when it next needs to run.
 func (p *paths) step(now time.Time) time.Time {
 	next := now.Add(pathTick)
-	var pings []outgoing
-	type cmm struct {
-		wg  wgtypes.Key
-		pkt []byte
-	}
-	var calls []cmm
+	rx, polled := p.pollCounters(now)
+	var out []outgoing
 	relayUp := p.relays != nil && p.relays.connected()
 
 	p.mu.Lock()
 	for _, pp := range p.peers {
-		// Direct traffic the Bind saw confirms the path (receive) or, with
-		// nothing coming back, makes the machine check it at once (send).
+		// Our own direct sends with nothing confirming the path make the
+		// machine check it at once; direct receives confirm it only if
+		// the device authenticated them (observeRecv).
 		a := p.bind.Activity(pp.wg)
-		if a.LastRecv.After(pp.activity.LastRecv) && a.RecvFrom.IsValid() && !inAny(p.routed, a.RecvFrom.Addr()) {
-			pp.sm.OnDirectRecv(a.RecvFrom, a.LastRecv)
-		}
-		if a.LastSend.After(pp.activity.LastSend) {
+		if a.LastSend.After(pp.lastSend) {
 			pp.sm.OnDirectSend(a.LastSend)
+			pp.lastSend = a.LastSend
 		}
-		pp.activity = a
+		if polled {
+			p.observeRecv(pp, a, rx, now)
+		}
 		acts := pp.sm.Tick(now)
 		if !acts.Next.IsZero() && acts.Next.Before(next) {
 			next = acts.Next
 		}
 		for _, ping := range acts.Pings {
-			pkt, err := probe.Seal(probe.Message{Kind: probe.Ping, TxID: ping.TxID}, p.control, pp.ctl)
-			if err == nil {
-				pings = append(pings, outgoing{ping.To, pkt})
-			}
+			out = append(out, outgoing{peer: pp.name, ctl: pp.ctl, to: ping.To, msg: probe.Message{Kind: probe.Ping, TxID: ping.TxID}})
 		}
 		if acts.CallMeMaybe && relayUp && len(p.ownCands) > 0 {
-			pkt, err := probe.Seal(probe.Message{Kind: probe.CallMeMaybe, Candidates: p.ownCands}, p.control, pp.ctl)
-			if err == nil {
-				calls = append(calls, cmm{pp.wg, pkt})
-			}
+			out = append(out, outgoing{peer: pp.name, ctl: pp.ctl, wg: pp.wg, msg: probe.Message{Kind: probe.CallMeMaybe, Candidates: p.ownCands}})
 		}
 		p.applyRoute(pp, now, relayUp)
-		st := pp.sm.Status(now)
-		if st.Path != pp.path {
+		if name, _ := pp.sm.Path(now); name != pp.path {
 			if pp.path != "" {
+				// The reason is formatted only here, on a change.
+				st := pp.sm.Status(now)
 				p.metrics.pathChanges.Inc()
 				p.log.Info("path changed", "peer", pp.name, "from", pp.path, "to", st.Path, "addr", st.Addr, "reason", st.Reason)
 			}
-			pp.path = st.Path
+			pp.path = name
 		}
 	}
 	p.mu.Unlock()
 
-	for _, o := range pings {
-		p.metrics.pings.Inc()
-		p.bind.SendTo(o.pkt, o.to)
+	for _, o := range out {
+		pkt, err := p.keys.Seal(o.msg, o.ctl)
+		if err != nil {
+			p.log.Debug("probe not sealed", "peer", o.peer, "kind", o.msg.Kind, "err", err)
+			continue
+		}
+		if o.to.IsValid() {
+			p.metrics.pings.Inc()
+			p.bind.SendTo(pkt, o.to)
+		} else {
+			p.relays.SendPacket(o.wg, pkt)
+		}
 	}
-	for _, c := range calls {
-		p.relays.SendPacket(c.wg, c.pkt)
+	if limited, full, ok := p.probes.dropsToReport(now); ok {
+		p.log.Warn("dropping path probes: a flood, or peers probing too fast", "rate_limited_total", limited, "queue_full_total", full)
 	}
 	return next
+}
+
+// pollCounters reads the device's receive counters if counterPoll has
+// passed since the last read. polled says whether it was time; rx is nil
+// when there is no device or it could not be read.
+func (p *paths) pollCounters(now time.Time) (rx map[wgtypes.Key]uint64, polled bool) {
+	p.mu.Lock()
+	polled = now.Sub(p.lastPoll) >= counterPoll || now.Before(p.lastPoll)
+	if polled {
+		p.lastPoll = now
+	}
+	dev := p.dev
+	p.mu.Unlock()
+	if !polled || dev == nil {
+		return nil, polled
+	}
+	peers, err := dev.Peers()
+	if err != nil {
+		p.log.Debug("cannot read the device's counters", "err", err)
+		return nil, true
+	}
+	rx = make(map[wgtypes.Key]uint64, len(peers))
+	for _, pe := range peers {
+		rx[pe.PublicKey] = uint64(pe.ReceiveBytes)
+	}
+	return rx, true
+}
+
+// observeRecv tells the peer's machine about the WireGuard messages that
+// arrived directly since the last poll. The Bind counts them before the
+// device decrypts them, so by themselves they prove nothing: anyone can
+// send packets of the right shape, from any source. They confirm the path
+// (OnDirectRecv) only if, over the same interval, the device's receive
+// counter for the peer grew (it counts only what decrypted), nothing came
+// for the peer through the relay (so what decrypted came directly), and
+// every direct message naming the peer's sessions came from one source,
+// the address we send to. Anything less is a hint to ping (OnDirectHint).
+// Callers hold p.mu.
+func (p *paths) observeRecv(pp *peerPath, a bind.Activity, rx map[wgtypes.Key]uint64, now time.Time) {
+	prev := pp.seen
+	cur := evidence{act: a}
+	cur.rx, cur.rxOK = rx[pp.wg]
+	pp.seen = cur
+	from := netip.AddrPortFrom(a.RecvFrom.Addr().Unmap(), a.RecvFrom.Port())
+	if a.Recv == prev.act.Recv || !from.IsValid() || inAny(p.routed, from.Addr()) {
+		return
+	}
+	authentic := prev.rxOK && cur.rxOK && cur.rx > prev.rx &&
+		a.Relayed == prev.act.Relayed &&
+		a.RecvSources == prev.act.RecvSources && a.RecvFrom == prev.act.RecvFrom
+	if authentic && from == pp.route.Direct {
+		pp.sm.OnDirectRecv(from, now)
+	} else {
+		pp.sm.OnDirectHint(from, now)
+	}
 }
 
 // applyRoute gives the Bind the peer's route now. Callers hold p.mu.
@@ -333,7 +516,7 @@ func (p *paths) applyRoute(pp *peerPath, now time.Time, relayUp bool) {
 
 // status fills in the path of each peer.
 func (p *paths) status(peers []netconf.PeerStatus) {
-	now := time.Now()
+	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := range peers {

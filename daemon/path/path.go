@@ -6,8 +6,9 @@
 // The package is pure: no sockets, no goroutines, no clocks. The daemon passes
 // the time into every call, sends the pings and CallMeMaybes that Tick asks
 // for (sealed with daemon/probe), reports what it receives (OnPong, OnPing,
-// OnCallMeMaybe, OnDirectRecv, OnDirectSend) and routes WireGuard packets as
-// Send says. A Peer is not safe for concurrent use; the daemon serialises calls.
+// OnCallMeMaybe, OnDirectRecv, OnDirectHint, OnDirectSend) and routes
+// WireGuard packets as Send says. A Peer is not safe for concurrent use; the
+// daemon serialises calls.
 //
 // The ideas are those of Tailscale's magicsock: connectivity first (the relay
 // carries traffic from the first moment), the direct path is trusted for a
@@ -23,7 +24,8 @@
 //	           CallMeMaybe through the relay so the peer probes us at the same
 //	           moment) alternate with waits that double from RetryMin up to
 //	           RetryMax. A pong, or authenticated WireGuard traffic arriving
-//	           directly, moves to direct. Send: relay only.
+//	           directly (OnDirectRecv; unauthenticated traffic is only a hint
+//	           to ping, OnDirectHint), moves to direct. Send: relay only.
 //	direct     a confirmed address: a pong or direct traffic within the last
 //	           TrustDirect. The address is pinged again RefreshBefore before its
 //	           trust runs out (the heartbeat), and sooner (SuspectAfter) when we
@@ -529,6 +531,11 @@ func (p *Peer) Send(now time.Time) (direct netip.AddrPort, viaRelay bool) {
 	return netip.AddrPort{}, true
 }
 
+// Path is the peer's path name (PathDirect, PathRelay or PathBoth) at now
+// and the direct address in use, if any: Status without the formatting, for
+// callers that look at every peer on every tick. It does not change the Peer.
+func (p *Peer) Path(now time.Time) (string, netip.AddrPort) { return p.pathName(now) }
+
 func (p *Peer) pathName(now time.Time) (string, netip.AddrPort) {
 	d, r := p.Send(now)
 	switch {
@@ -627,6 +634,12 @@ func (p *Peer) OnPong(from netip.AddrPort, txid [12]byte, now time.Time) {
 // arrived directly from `from` at `at` (the daemon may report the latest such
 // packet once per tick rather than every packet). It confirms that address;
 // if it is a new source, it becomes the direct address (NAT rebinding).
+//
+// "Authenticated" is the caller's promise and this method's whole premise:
+// packets that merely look like WireGuard prove nothing (anyone can send
+// them from any source), so the daemon reports them with OnDirectHint, and
+// only calls this when the device's own receive counters show that the
+// peer's packets decrypted and could only have come from `from`.
 func (p *Peer) OnDirectRecv(from netip.AddrPort, at time.Time) {
 	from = unmap(from)
 	if !usable(from) {
@@ -634,6 +647,26 @@ func (p *Peer) OnDirectRecv(from netip.AddrPort, at time.Time) {
 	}
 	p.learn(from, at)
 	p.confirm(from, confirmData, at)
+}
+
+// OnDirectHint records that packets that look like this peer's WireGuard
+// traffic arrived directly from `from`, unauthenticated. It is only a hint,
+// never a confirmation: if `from` is an address already known for the peer,
+// not freshly confirmed and not pinged within HeartbeatRetry, it is pinged
+// at the next Tick, and only a pong confirms it. So hints, however many,
+// cost at most a ping per HeartbeatRetry, and unknown addresses are ignored:
+// spoofed packets cannot make the node ping addresses of an attacker's
+// choosing.
+func (p *Peer) OnDirectHint(from netip.AddrPort, now time.Time) {
+	from = unmap(from)
+	c := p.find(from)
+	switch {
+	case c == nil:
+	case from == p.active && p.state(now) == stateDirect && now.Sub(p.lastConfirm) < SuspectAfter:
+	case !c.lastPing.IsZero() && now.Sub(c.lastPing) < HeartbeatRetry && !now.Before(c.lastPing):
+	default:
+		p.queue(from)
+	}
 }
 
 // OnDirectSend records that a WireGuard packet was sent to the direct

@@ -2,11 +2,15 @@ package path
 
 import (
 	"fmt"
-	"github.com/wirelace/wirelace/api/v1alpha1"
+	"maps"
 	"net/netip"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wirelace/wirelace/api/v1alpha1"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -861,4 +865,87 @@ func TestFmtDur(t *testing.T) {
 			t.Errorf("fmtDur(%v) = %q, want %q", d, got, want)
 		}
 	}
+}
+
+// clone deep-copies a Peer, to compare it after calls that must not change
+// it.
+func clone(p *Peer) *Peer {
+	c := *p
+	c.cands = nil
+	for _, x := range p.cands {
+		y := *x
+		c.cands = append(c.cands, &y)
+	}
+	c.immediate = slices.Clone(p.immediate)
+	c.pings = maps.Clone(p.pings)
+	return &c
+}
+
+// Status only reads: looking at a peer, however often and whenever (here
+// at instants where a change is pending, between ticks), changes nothing,
+// not even the change count.
+func TestStatusReadOnly(t *testing.T) {
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, v1alpha1.NATCone, v1alpha1.NATCone)
+	w.up[stunA] = true
+	look := func() {
+		t.Helper()
+		before := clone(w.p)
+		for _, d := range []time.Duration{0, time.Millisecond, TrustDirect, TrustDirect + FallbackAfter, time.Hour} {
+			w.p.Status(w.now.Add(d))
+			w.p.Path(w.now.Add(d))
+		}
+		if !reflect.DeepEqual(before, w.p) {
+			t.Fatalf("at %v: Status changed the peer", w.now.Sub(t0))
+		}
+	}
+	look()
+	w.run(time.Second)
+	look()
+	w.cut(stunA)
+	w.run(TrustDirect + time.Second)
+	look()
+	w.run(time.Minute)
+	look()
+	// A pending change shows in Changes without being recorded twice.
+	st := w.p.Status(w.now)
+	if st2 := w.p.Status(w.now); st2.Changes != st.Changes {
+		t.Fatalf("changes %d then %d", st.Changes, st2.Changes)
+	}
+}
+
+// Packets that merely look like the peer's WireGuard traffic never confirm
+// a path: while a spoofer sends them from the peer's address (reported as
+// hints every 100 ms), a path that went dead still falls back to the relay
+// on the same schedule as without them, and the hints only cause pings.
+func TestHintsNeverConfirm(t *testing.T) {
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
+	w.up[stunA] = true
+	w.run(time.Minute)
+	w.wantPath(PathDirect, stunA)
+	w.cut(stunA)
+	expire := w.p.Status(w.now).LastPong.Add(TrustDirect)
+	for end := expire.Add(FallbackAfter + time.Second); w.now.Before(end); {
+		w.p.OnDirectHint(stunA, w.now)
+		w.p.OnDirectHint(newA, w.now) // unknown: ignored
+		w.run(100 * time.Millisecond)
+	}
+	w.wantPath(PathRelay, netip.AddrPort{})
+	if n := w.pingsTo(newA, t0); n != 0 {
+		t.Fatalf("%d pings to an address only spoofed packets came from", n)
+	}
+	if n := w.pingsTo(stunA, expire.Add(-TrustDirect)); n > int((TrustDirect+FallbackAfter+time.Second)/HeartbeatRetry)+1 {
+		t.Fatalf("%d pings to the hinted address: not bounded by HeartbeatRetry", n)
+	}
+
+	// A hint about the known address, once the path is back, gets it pinged
+	// at once rather than at the next retry; the pong confirms it.
+	w.up[stunA] = true
+	w.run(ProbeInterval / 2) // away from the periodic pings to the lost address
+	w.p.OnDirectHint(stunA, w.now)
+	a := w.tick()
+	if len(a.Pings) == 0 || a.Pings[len(a.Pings)-1].To != stunA {
+		t.Fatalf("hint did not ping %v: %+v", stunA, a.Pings)
+	}
+	w.run(10 * time.Millisecond)
+	w.wantPath(PathDirect, stunA)
 }

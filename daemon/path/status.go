@@ -34,11 +34,18 @@ type Status struct {
 	NextAttempt time.Time
 }
 
-// Status describes the peer's path at now.
+// Status describes the peer's path at now. It only reads the Peer, and it
+// formats Reason, so it is meant for status output and for logging a change
+// (see Path for a cheap look on every tick). Changes includes a change that
+// happened since the last Tick, without recording it: only Tick and the On*
+// methods count changes, so looking never alters what is counted.
 func (p *Peer) Status(now time.Time) Status {
-	p.observe(now)
 	path, addr := p.pathName(now)
-	s := Status{Path: path, Addr: addr, LastPong: p.lastPong, RTT: p.lastRTT, Changes: p.changes}
+	changes := p.changes
+	if path != p.lastPath || addr != p.lastAddr {
+		changes++
+	}
+	s := Status{Path: path, Addr: addr, LastPong: p.lastPong, RTT: p.lastRTT, Changes: changes}
 	active := p.find(p.active)
 	if path != PathRelay && active != nil && !active.lastPong.IsZero() {
 		s.RTT = active.rtt

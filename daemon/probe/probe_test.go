@@ -2,18 +2,40 @@ package probe
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"net/netip"
 	"reflect"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/nacl/box"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// clock is a fake clock a test moves by hand.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(t0.UnixNano())
+	return c
+}
+
+func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
+func (c *clock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
+
+// party is one node: its control key pair and its Keyring, on a clock of
+// its own.
 type party struct {
 	priv, pub wgtypes.Key
+	clk       *clock
+	ring      *Keyring
 }
 
 func newParty(t testing.TB) party {
@@ -22,18 +44,31 @@ func newParty(t testing.TB) party {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return party{k, k.PublicKey()}
+	clk := newClock()
+	return party{k, k.PublicKey(), clk, NewKeyring(k, clk.now)}
 }
 
-func only(keys ...wgtypes.Key) func(wgtypes.Key) bool {
-	return func(k wgtypes.Key) bool {
-		for _, x := range keys {
-			if x == k {
-				return true
-			}
-		}
-		return false
+// knows makes p's members exactly keys.
+func (p party) knows(keys ...wgtypes.Key) party {
+	p.ring.SetMembers(keys)
+	return p
+}
+
+// pair returns two parties that are members of each other's mesh.
+func pair(t testing.TB) (party, party) {
+	a, b := newParty(t), newParty(t)
+	a.knows(b.pub)
+	b.knows(a.pub)
+	return a, b
+}
+
+func mustSeal(t testing.TB, from party, m Message, to wgtypes.Key) []byte {
+	t.Helper()
+	pkt, err := from.ring.Seal(m, to)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return pkt
 }
 
 func sampleMessages() map[string]Message {
@@ -58,13 +93,10 @@ func sampleMessages() map[string]Message {
 }
 
 func TestRoundTrip(t *testing.T) {
-	a, b := newParty(t), newParty(t)
+	a, b := pair(t)
 	for name, m := range sampleMessages() {
 		t.Run(name, func(t *testing.T) {
-			pkt, err := Seal(m, a.priv, b.pub)
-			if err != nil {
-				t.Fatal(err)
-			}
+			pkt := mustSeal(t, a, m, b.pub)
 			if !IsProbe(pkt) {
 				t.Fatal("IsProbe false for a sealed probe")
 			}
@@ -74,7 +106,7 @@ func TestRoundTrip(t *testing.T) {
 			if len(pkt) < MinSize {
 				t.Fatalf("%d bytes < MinSize %d", len(pkt), MinSize)
 			}
-			got, sender, err := Open(pkt, b.priv, only(a.pub))
+			got, sender, err := b.ring.Open(pkt)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,42 +121,41 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestPingNotSmallerThanPong(t *testing.T) {
-	a, b := newParty(t), newParty(t)
-	ping, _ := Seal(Message{Kind: Ping}, a.priv, b.pub)
-	pong, _ := Seal(Message{Kind: Pong, Observed: netip.MustParseAddrPort("[2001:db8::1]:1")}, b.priv, a.pub)
+	a, b := pair(t)
+	ping := mustSeal(t, a, Message{Kind: Ping}, b.pub)
+	pong := mustSeal(t, b, Message{Kind: Pong, Observed: netip.MustParseAddrPort("[2001:db8::1]:1")}, a.pub)
 	if len(ping) < len(pong) {
 		t.Fatalf("ping %d bytes < pong %d bytes: amplification", len(ping), len(pong))
 	}
 }
 
 func TestNoncesDiffer(t *testing.T) {
-	a, b := newParty(t), newParty(t)
-	p1, _ := Seal(Message{Kind: Ping}, a.priv, b.pub)
-	p2, _ := Seal(Message{Kind: Ping}, a.priv, b.pub)
+	a, b := pair(t)
+	p1 := mustSeal(t, a, Message{Kind: Ping}, b.pub)
+	p2 := mustSeal(t, a, Message{Kind: Ping}, b.pub)
 	if bytes.Equal(p1, p2) {
 		t.Fatal("two seals of the same message are identical")
 	}
 }
 
 func TestTamperAnyByte(t *testing.T) {
-	a, b := newParty(t), newParty(t)
+	a, b := pair(t)
 	for name, m := range sampleMessages() {
-		pkt, err := Seal(m, a.priv, b.pub)
-		if err != nil {
-			t.Fatal(err)
-		}
+		pkt := mustSeal(t, a, m, b.pub)
 		for i := range pkt {
 			for _, flip := range []byte{0x01, 0x80, 0xff} {
 				bad := bytes.Clone(pkt)
 				bad[i] ^= flip
 				// Whatever the byte, the packet must be refused: a changed
 				// sender key is either unknown or fails authentication.
-				if _, _, err := Open(bad, b.priv, only(a.pub, bad2key(bad))); err == nil {
+				b.knows(a.pub, bad2key(bad))
+				if _, _, err := b.ring.Open(bad); err == nil {
 					t.Fatalf("%s: byte %d ^ %#x accepted", name, i, flip)
 				}
 			}
 		}
-		if _, _, err := Open(append(bytes.Clone(pkt), 0), b.priv, only(a.pub)); err == nil {
+		b.knows(a.pub)
+		if _, _, err := b.ring.Open(append(bytes.Clone(pkt), 0)); err == nil {
 			t.Fatalf("%s: appended byte accepted", name)
 		}
 	}
@@ -141,31 +172,45 @@ func bad2key(pkt []byte) wgtypes.Key {
 }
 
 func TestWrongReceiver(t *testing.T) {
-	a, b, c := newParty(t), newParty(t), newParty(t)
-	pkt, _ := Seal(Message{Kind: Ping}, a.priv, b.pub)
-	if _, _, err := Open(pkt, c.priv, only(a.pub)); !errors.Is(err, ErrAuth) {
+	a, b := pair(t)
+	c := newParty(t).knows(a.pub)
+	pkt := mustSeal(t, a, Message{Kind: Ping}, b.pub)
+	if _, _, err := c.ring.Open(pkt); !errors.Is(err, ErrAuth) {
 		t.Fatalf("opened by the wrong receiver: %v", err)
 	}
 }
 
 func TestUnknownSender(t *testing.T) {
-	a, b, c := newParty(t), newParty(t), newParty(t)
-	pkt, _ := Seal(Message{Kind: Ping}, a.priv, b.pub)
-	if _, _, err := Open(pkt, b.priv, only(c.pub)); !errors.Is(err, ErrUnknownSender) {
+	a, b := pair(t)
+	c := newParty(t)
+	pkt := mustSeal(t, a, Message{Kind: Ping}, b.pub)
+	b.knows(c.pub)
+	if _, _, err := b.ring.Open(pkt); !errors.Is(err, ErrUnknownSender) {
 		t.Fatalf("want ErrUnknownSender, got %v", err)
 	}
-	if _, _, err := Open(pkt, b.priv, nil); !errors.Is(err, ErrUnknownSender) {
-		t.Fatalf("nil known: want ErrUnknownSender, got %v", err)
+	b.knows()
+	if _, _, err := b.ring.Open(pkt); !errors.Is(err, ErrUnknownSender) {
+		t.Fatalf("no members: want ErrUnknownSender, got %v", err)
+	}
+	// Nor is anything sealed to a node outside the mesh.
+	if _, err := a.ring.Seal(Message{Kind: Ping}, c.pub); err == nil {
+		t.Fatal("sealed to a non-member")
+	}
+	// A member that comes back is a member again.
+	b.knows(a.pub)
+	if _, _, err := b.ring.Open(pkt); err != nil {
+		t.Fatalf("member again: %v", err)
 	}
 }
 
 // A third party that knows both public keys cannot forge a message that
 // opens as coming from a: it would need a's or b's private key.
 func TestImpersonation(t *testing.T) {
-	a, b, mallory := newParty(t), newParty(t), newParty(t)
-	pkt, _ := Seal(Message{Kind: Pong, Observed: netip.MustParseAddrPort("1.2.3.4:5")}, mallory.priv, b.pub)
+	a, b := pair(t)
+	mallory := newParty(t).knows(b.pub)
+	pkt := mustSeal(t, mallory, Message{Kind: Pong, Observed: netip.MustParseAddrPort("1.2.3.4:5")}, b.pub)
 	copy(pkt[len(Magic):], a.pub[:]) // claim to be a
-	if _, _, err := Open(pkt, b.priv, only(a.pub)); !errors.Is(err, ErrAuth) {
+	if _, _, err := b.ring.Open(pkt); !errors.Is(err, ErrAuth) {
 		t.Fatalf("forged sender accepted: %v", err)
 	}
 }
@@ -183,12 +228,18 @@ func TestLowOrderSenderRefused(t *testing.T) {
 		box.Precompute(&key, &k, &p)
 		return &key
 	}()
-	plain, _ := encode(Message{Kind: Ping})
+	plain, _ := encode(Message{Kind: Ping}, b.clk.now().UnixNano())
 	pkt := append([]byte(Magic), zero[:]...)
 	pkt = append(pkt, nonce[:]...)
 	pkt = box.SealAfterPrecomputation(pkt, plain, &nonce, kp)
-	if _, _, err := Open(pkt, b.priv, func(wgtypes.Key) bool { return true }); err == nil {
-		t.Fatal("low-order sender accepted")
+	b.knows(zero)
+	for range 2 { // the refusal is remembered, not recomputed
+		if _, _, err := b.ring.Open(pkt); err == nil {
+			t.Fatal("low-order sender accepted")
+		}
+	}
+	if _, err := b.ring.Seal(Message{Kind: Ping}, zero); err == nil {
+		t.Fatal("sealed to a low-order key")
 	}
 }
 
@@ -206,19 +257,20 @@ func TestSharedKeyMatchesBox(t *testing.T) {
 	}
 	// And a message sealed with plain nacl/box opens with Open.
 	var nonce [24]byte
-	plain, _ := encode(Message{Kind: Ping, TxID: [12]byte{9}})
+	plain, _ := encode(Message{Kind: Ping, TxID: [12]byte{9}}, b.clk.now().UnixNano())
 	pkt := append([]byte(Magic), a.pub[:]...)
 	pkt = append(pkt, nonce[:]...)
 	bpub, apriv := [32]byte(b.pub), [32]byte(a.priv)
 	pkt = box.Seal(pkt, plain, &nonce, &bpub, &apriv)
-	m, _, err := Open(pkt, b.priv, only(a.pub))
+	b.knows(a.pub)
+	m, _, err := b.ring.Open(pkt)
 	if err != nil || m.TxID != [12]byte{9} {
 		t.Fatalf("interop: %+v %v", m, err)
 	}
 }
 
 func TestSealRefuses(t *testing.T) {
-	a, b := newParty(t), newParty(t)
+	a, b := pair(t)
 	ap := netip.MustParseAddrPort("1.2.3.4:5")
 	tooMany := make([]netip.AddrPort, MaxCandidates+1)
 	for i := range tooMany {
@@ -239,7 +291,7 @@ func TestSealRefuses(t *testing.T) {
 		"cmm bad cand":      {Kind: CallMeMaybe, Candidates: []netip.AddrPort{{}}},
 		"cmm with observed": {Kind: CallMeMaybe, Observed: ap},
 	} {
-		if _, err := Seal(m, a.priv, b.pub); err == nil {
+		if _, err := a.ring.Seal(m, b.pub); err == nil {
 			t.Errorf("%s: sealed", name)
 		}
 	}
@@ -253,14 +305,16 @@ func sealRaw(t *testing.T, plain []byte, a, b party) []byte {
 		t.Fatal(err)
 	}
 	var nonce [24]byte
+	rand.Read(nonce[:])
 	pkt := append([]byte(Magic), a.pub[:]...)
 	pkt = append(pkt, nonce[:]...)
 	return box.SealAfterPrecomputation(pkt, plain, &nonce, key)
 }
 
 func TestStrictDecode(t *testing.T) {
-	a, b := newParty(t), newParty(t)
-	tx := make([]byte, 12)
+	a, b := pair(t)
+	// The sealing time and the TxID.
+	tx := append(binary.BigEndian.AppendUint64(nil, uint64(b.clk.now().UnixNano())), make([]byte, 12)...)
 	ep4 := []byte{4, 198, 18, 0, 5, 0xca, 0x6c}
 	cases := map[string][]byte{
 		"empty":              {},
@@ -283,7 +337,7 @@ func TestStrictDecode(t *testing.T) {
 	}
 	for name, plain := range cases {
 		pkt := sealRaw(t, plain, a, b)
-		_, _, err := Open(pkt, b.priv, only(a.pub))
+		_, _, err := b.ring.Open(pkt)
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 		}
@@ -291,18 +345,18 @@ func TestStrictDecode(t *testing.T) {
 	// The well-formed counterpart is accepted (so the cases above fail for
 	// the reason they test).
 	good := append(append(append([]byte{byte(CallMeMaybe)}, tx...), 1), ep4...)
-	m, _, err := Open(sealRaw(t, good, a, b), b.priv, only(a.pub))
+	m, _, err := b.ring.Open(sealRaw(t, good, a, b))
 	if err != nil || len(m.Candidates) != 1 || m.Candidates[0] != netip.MustParseAddrPort("198.18.0.5:51820") {
 		t.Fatalf("good cmm: %+v %v", m, err)
 	}
 }
 
 func TestTruncatedNeverPanics(t *testing.T) {
-	a, b := newParty(t), newParty(t)
+	a, b := pair(t)
 	for name, m := range sampleMessages() {
-		pkt, _ := Seal(m, a.priv, b.pub)
+		pkt := mustSeal(t, a, m, b.pub)
 		for n := 0; n < len(pkt); n++ {
-			if _, _, err := Open(pkt[:n], b.priv, only(a.pub)); err == nil {
+			if _, _, err := b.ring.Open(pkt[:n]); err == nil {
 				t.Fatalf("%s: truncated to %d accepted", name, n)
 			}
 		}
@@ -343,9 +397,9 @@ func TestIsProbe(t *testing.T) {
 		}
 	}
 	// And the converse: a probe is not WireGuard-shaped nor STUN-shaped.
-	a, b := newParty(t), newParty(t)
+	a, b := pair(t)
 	for name, m := range sampleMessages() {
-		pkt, _ := Seal(m, a.priv, b.pub)
+		pkt := mustSeal(t, a, m, b.pub)
 		if typ := binary.LittleEndian.Uint32(pkt); typ >= 1 && typ <= 4 {
 			t.Errorf("%s: looks like WireGuard type %d", name, typ)
 		}
@@ -359,20 +413,15 @@ func TestIsProbe(t *testing.T) {
 }
 
 func FuzzOpen(f *testing.F) {
-	a, b := newParty(f), newParty(f)
+	a, b := pair(f)
 	for _, m := range sampleMessages() {
-		pkt, err := Seal(m, a.priv, b.pub)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(pkt)
+		f.Add(mustSeal(f, a, m, b.pub))
 	}
 	f.Add([]byte{})
 	f.Add([]byte(Magic))
 	f.Add(append([]byte(Magic), make([]byte, 100)...))
-	known := only(a.pub)
 	f.Fuzz(func(t *testing.T, pkt []byte) {
-		m, sender, err := Open(pkt, b.priv, known)
+		m, sender, err := b.ring.Open(pkt)
 		if err != nil {
 			return
 		}
@@ -381,11 +430,11 @@ func FuzzOpen(f *testing.F) {
 		if sender != a.pub {
 			t.Fatalf("accepted sender %v", sender)
 		}
-		again, err := Seal(m, a.priv, b.pub)
+		again, err := a.ring.Seal(m, b.pub)
 		if err != nil {
 			t.Fatalf("accepted message does not seal: %+v: %v", m, err)
 		}
-		m2, _, err := Open(again, b.priv, known)
+		m2, _, err := b.ring.Open(again)
 		if err != nil || !reflect.DeepEqual(m, m2) {
 			t.Fatalf("re-seal: %+v vs %+v (%v)", m, m2, err)
 		}
@@ -396,23 +445,23 @@ func FuzzOpen(f *testing.F) {
 // (the fuzzer cannot forge boxes).
 func FuzzDecode(f *testing.F) {
 	for _, m := range sampleMessages() {
-		b, err := encode(m)
+		b, err := encode(m, t0.UnixNano())
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := decode(b)
+		m, sent, err := decode(b)
 		if err != nil {
 			return
 		}
-		enc, err := encode(m)
+		enc, err := encode(m, sent)
 		if err != nil {
 			t.Fatalf("decoded message does not encode: %+v: %v", m, err)
 		}
-		m2, err := decode(enc)
-		if err != nil || !reflect.DeepEqual(m, m2) {
+		m2, sent2, err := decode(enc)
+		if err != nil || !reflect.DeepEqual(m, m2) || sent != sent2 {
 			t.Fatalf("re-encode: %+v vs %+v (%v)", m, m2, err)
 		}
 	})
