@@ -69,7 +69,9 @@ k8s: build
 FUZZTIME ?= 4s
 FUZZ_TARGETS := \
 	netconf:FuzzLoadPluginConf netconf:FuzzLoadIPAMConf netconf:FuzzParsePodArgs \
-	daemon/mesh:FuzzMeshNode
+	daemon/mesh:FuzzMeshNode \
+	relay/protocol:FuzzReadFrame relay/protocol:FuzzHandshake \
+	relay/server:FuzzServerConn relay/stunserver:FuzzHandle
 fuzz:
 	@mkdir -p $(CACHE); for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

@@ -48,7 +48,8 @@ const (
 	// reconnectJitter spreads reconnects of many nodes after a relay
 	// restart, as a fraction of the delay either way.
 	reconnectJitter = 0.25
-	// defaultIdleTimeout is assumed when the relay announces none.
+	// defaultIdleTimeout is assumed when the relay announces none (see
+	// sessionIdle for the bounds on one it announces).
 	defaultIdleTimeout = 30 * time.Second
 	// keepAliveDivisor: send a KeepAlive after IdleTimeout/keepAliveDivisor
 	// without other traffic, so two can be lost before the relay gives up.

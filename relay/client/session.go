@@ -33,12 +33,13 @@ func (c *Client) connect(ctx context.Context) (time.Duration, error) {
 	defer conn.Close()
 	r := protocol.NewReader(bufio.NewReaderSize(conn, readBufSize))
 	w := protocol.NewWriter(bufio.NewWriterSize(conn, writeBufSize))
-	idle, err := c.handshake(ctx, conn, r, w)
+	announced, err := c.handshake(ctx, conn, r, w)
 	if err != nil {
 		return 0, err
 	}
-	if idle <= 0 {
-		idle = defaultIdleTimeout
+	idle, clamped := sessionIdle(announced)
+	if clamped {
+		c.log.Debug("relay announced an idle timeout out of range; clamped", "announced", announced, "idle_timeout", idle)
 	}
 
 	sctx, cancel := context.WithCancelCause(ctx)
@@ -54,7 +55,7 @@ func (c *Client) connect(ctx context.Context) (time.Duration, error) {
 	c.notify(State{Connected: true})
 
 	var wg sync.WaitGroup
-	wg.Go(func() { cancel(c.writeLoop(sctx, s, conn, w, max(idle/keepAliveDivisor, time.Millisecond))) })
+	wg.Go(func() { cancel(c.writeLoop(sctx, s, conn, w, idle/keepAliveDivisor)) })
 	cancel(c.readLoop(conn, r, idle))
 	wg.Wait()
 	c.session.Store(nil)

@@ -113,8 +113,15 @@ func TestReason(t *testing.T) {
 	if got := ParseReason(p); strings.ContainsRune(got, '?') {
 		t.Fatalf("cut inside a rune: %q", got)
 	}
-	if got := ParseReason([]byte("bad\x1b[31m\xff")); got != "bad?[31m?" {
-		t.Fatalf("unsanitised reason: %q", got)
+	for in, want := range map[string]string{
+		"bad\x1b[31m\xff":            "bad?[31m?",
+		"c1 \u009b31m csi":           "c1 ?31m csi",
+		"bidi \u202eevil\u202c":      "bidi ?evil?",
+		"relay is full (5 sessions)": "relay is full (5 sessions)",
+	} {
+		if got := ParseReason([]byte(in)); got != want {
+			t.Errorf("ParseReason(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

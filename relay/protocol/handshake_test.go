@@ -1,9 +1,16 @@
 package protocol
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
+	"math"
+	mrand "math/rand/v2"
+	"strings"
 	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
@@ -95,4 +102,58 @@ func TestHandshakeParseErrors(t *testing.T) {
 	if clientAuthLen > MaxHandshakePayloadLen || serverHelloLen > MaxHandshakePayloadLen {
 		t.Errorf("handshake frames exceed MaxHandshakePayloadLen")
 	}
+}
+
+// fuzzHandshake is a fixed ServerHello and a ClientAuth that answers it, so
+// the fuzz corpus holds valid messages that stay valid across runs.
+func fuzzHandshake() (ServerHello, *[KeyLen]byte, []byte) {
+	seeded := mrand.NewChaCha8([32]byte{'w', 'i', 'r', 'e', 'l', 'a', 'c', 'e'})
+	hello, eph, err := NewServerHello(seeded)
+	if err != nil {
+		panic(err)
+	}
+	var wg, ctl wgtypes.Key
+	seeded.Read(wg[:])
+	seeded.Read(ctl[:])
+	auth, err := NewClientAuth(hello, wg, ctl, seeded)
+	if err != nil {
+		panic(err)
+	}
+	return hello, eph, auth.Append(nil)
+}
+
+// FuzzHandshake feeds arbitrary payloads to every handshake parser. What
+// parses must encode back to the same bytes (one message, one encoding), a
+// parsed ClientAuth must verify only if it is the genuine one, and a reason
+// must come out printable and bounded, whatever went in.
+func FuzzHandshake(f *testing.F) {
+	hello, eph, genuine := fuzzHandshake()
+	f.Add(hello.Append(nil))
+	f.Add(genuine)
+	f.Add(AppendAuthOK(nil, 30*time.Second))
+	f.Add(AppendReason(nil, "relay is full (5000 sessions)"))
+	f.Add([]byte("HTTP/1.1 400 Bad Request\r\n"))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if h, err := ParseServerHello(p); err == nil && !bytes.Equal(h.Append(nil), p) {
+			t.Fatalf("ServerHello %x re-encodes as %x", p, h.Append(nil))
+		}
+		if a, err := ParseClientAuth(p); err == nil {
+			if !bytes.Equal(a.Append(nil), p) {
+				t.Fatalf("ClientAuth %x re-encodes as %x", p, a.Append(nil))
+			}
+			if a.Verify(hello, eph, a.ControlKey) == nil && !bytes.Equal(p, genuine) {
+				t.Fatalf("a ClientAuth that is not the genuine one verifies: %x", p)
+			}
+		}
+		if d, err := ParseAuthOK(p); err == nil && (d < 0 || d > math.MaxUint32*time.Millisecond) {
+			t.Fatalf("ServerAuthOK %x gives idle timeout %v", p, d)
+		}
+		reason := ParseReason(p)
+		if len(reason) > MaxReasonLen || !utf8.ValidString(reason) || strings.ContainsFunc(reason, unicode.IsControl) {
+			t.Fatalf("reason %q from %x is not printable and bounded", reason, p)
+		}
+		if k, err := ParseKey(p); err == nil && !bytes.Equal(k[:], p) {
+			t.Fatalf("key %x parsed as %x", p, k)
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -26,6 +27,18 @@ func ParseKey(p []byte) (wgtypes.Key, error) {
 	}
 	return wgtypes.Key(p), nil
 }
+
+// Bounds of the idle timeout a relay announces in ServerAuthOK. A client
+// derives its keepalive interval and its own read timeout from it, so it
+// clamps what it is told into this range: a hostile or broken relay must
+// make it neither send a KeepAlive every millisecond (MinIdleTimeout) nor
+// wait weeks to notice the relay is gone (MaxIdleTimeout). wirelace-relay
+// refuses an --idle-timeout outside the range, so a real relay never
+// announces one its clients would not follow.
+const (
+	MinIdleTimeout = 5 * time.Second
+	MaxIdleTimeout = 5 * time.Minute
+)
 
 // authOKLen is the ServerAuthOK payload this version writes. Readers accept
 // longer payloads so that later versions can append fields.
@@ -61,14 +74,16 @@ func AppendReason(b []byte, reason string) []byte {
 
 // ParseReason decodes a ServerAuthError or ServerClose payload. The text
 // comes from the network and ends up in logs, so anything that is not
-// printable UTF-8 is replaced.
+// printable UTF-8 is replaced: C0 and C1 controls (U+009B is a terminal's
+// CSI as surely as ESC [ is), bidirectional overrides that make a log line
+// read other than it is, invalid bytes.
 func ParseReason(p []byte) string {
 	if len(p) > MaxReasonLen {
 		p = p[:MaxReasonLen]
 	}
 	out := make([]rune, 0, len(p))
 	for _, r := range string(p) {
-		if r == utf8.RuneError || r < 0x20 || r == 0x7f {
+		if r == utf8.RuneError || (r != ' ' && !unicode.IsPrint(r)) {
 			r = '?'
 		}
 		out = append(out, r)

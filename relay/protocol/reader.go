@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,7 +14,7 @@ const initialPayloadBuf = 2048
 
 // Reader reads frames from a byte stream. It is not safe for concurrent use.
 type Reader struct {
-	br      *bufio.Reader
+	br      io.Reader
 	hdr     [HeaderLen]byte
 	buf     []byte // payload of the last frame; grows on demand up to max
 	max     int
@@ -23,7 +22,12 @@ type Reader struct {
 }
 
 // NewReader reads frames from br, allowing payloads up to MaxPayloadLen.
-func NewReader(br *bufio.Reader) *Reader {
+// A session passes a bufio.Reader, so that a burst of frames costs few system
+// calls. A handshake may pass the bare connection: the Reader then reads
+// exactly one frame's bytes and nothing beyond, so the session's buffered
+// reader can take over without losing what the peer sent next, and a
+// connection that never authenticates holds no read buffer.
+func NewReader(br io.Reader) *Reader {
 	return &Reader{br: br, max: MaxPayloadLen}
 }
 
@@ -56,7 +60,9 @@ func (r *Reader) ReadFrame() (Type, []byte, error) {
 		return t, nil, fmt.Errorf("%v frame of %d bytes (limit %d): %w", t, n, r.max, ErrFrameTooLarge)
 	}
 	if int(n) > cap(r.buf) {
-		r.buf = make([]byte, max(int(n), initialPayloadBuf))
+		// Never more than the limit: a handshake Reader (limit
+		// MaxHandshakePayloadLen) then holds a handshake's worth.
+		r.buf = make([]byte, max(int(n), min(initialPayloadBuf, r.max)))
 	}
 	p := r.buf[:n]
 	if _, err := io.ReadFull(r.br, p); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -79,7 +80,7 @@ func (s *Server) authenticate(ctx context.Context, c *clientConn) (identity, err
 	if !ok {
 		return identity{}, &authError{
 			reason: authUnknownKey,
-			msg:    fmt.Sprintf("WireGuard key %s is in no MeshNode (or in more than one)", shortKey(auth.WireGuardKey)),
+			msg:    fmt.Sprintf("WireGuard key %s is in no MeshNode of an existing Node (or in more than one MeshNode)", shortKey(auth.WireGuardKey)),
 			err:    errors.New("key is not a mesh member"),
 		}
 	}
@@ -127,7 +128,8 @@ func ioAuthError(what string, err error) *authError {
 
 // logAuthFailure counts a failed handshake, tells the client why when it got
 // far enough to be told, and logs it: loudly for what looks like a
-// misconfigured or hostile node, quietly for what a port scanner does.
+// misconfigured or hostile node, quietly for what a port scanner does, and
+// either way at most once per RefusalLogInterval for each reason.
 func (s *Server) logAuthFailure(ctx context.Context, c *clientConn, err error) {
 	if ctx.Err() != nil {
 		return // shutting down: not the client's failure
@@ -138,19 +140,16 @@ func (s *Server) logAuthFailure(ctx context.Context, c *clientConn, err error) {
 	}
 	s.metrics.authFailures.WithLabelValues(ae.reason).Inc()
 	if ae.msg != "" {
-		// Best effort, still under the handshake deadline.
-		if c.w.WriteFrame(protocol.TypeServerAuthError, protocol.AppendReason(nil, ae.msg)) == nil {
-			c.w.Flush()
-		}
+		c.tellRefused(ae.msg)
 	}
-	log := c.log.With("reason", ae.reason, "err", ae.err)
+	args := []any{"err", ae.err}
 	if c.claimed != (wgtypes.Key{}) {
-		log = log.With("peer", shortKey(c.claimed))
+		args = append(args, "peer", shortKey(c.claimed))
 	}
 	switch ae.reason {
 	case authUnknownKey, authControlMismatch, authBadProof, authBadVersion:
-		log.Warn("relay client refused")
+		s.refusals.log(c.log, slog.LevelWarn, ae.reason, "relay client refused", args...)
 	default:
-		log.Debug("relay handshake failed")
+		s.refusals.log(c.log, slog.LevelDebug, ae.reason, "relay handshake failed", args...)
 	}
 }

@@ -33,7 +33,7 @@ func (e *connError) Unwrap() error { return e.err }
 // Reasons the relay itself closes a connection; the text goes to the client.
 var (
 	errReplaced = &connError{reason: closeReplaced, notify: true, err: errors.New("replaced by a newer connection with the same WireGuard key")}
-	errRevoked  = &connError{reason: closeRevoked, notify: true, err: errors.New("MeshNode removed or its control key changed")}
+	errRevoked  = &connError{reason: closeRevoked, notify: true, err: errors.New("MeshNode removed, its Node removed, or its control key changed")}
 	errShutdown = &connError{reason: closeShutdown, notify: true, err: errors.New("relay shutting down")}
 )
 
@@ -59,17 +59,22 @@ type clientConn struct {
 	limiter     *rate.Limiter // nil when unlimited
 	// out is never closed: senders on other goroutines may still hold c
 	// after it ends, and a send to a dead queue must not panic.
-	out        chan *packet.Packet
+	out chan *packet.Packet
+	// queued is the buffer capacity of the packets in out and in the
+	// writer's hands, held to Config.QueueBytes by enqueue.
+	queued     atomic.Int64
 	queueDrops atomic.Uint64
 }
 
 func newClientConn(s *Server, ctx context.Context, conn net.Conn) *clientConn {
 	remote := conn.RemoteAddr().String()
 	c := &clientConn{
-		s:      s,
-		conn:   conn,
-		r:      protocol.NewReader(bufio.NewReaderSize(conn, readBufSize)),
-		w:      protocol.NewWriter(bufio.NewWriterSize(conn, writeBufSize)),
+		s:    s,
+		conn: conn,
+		// No read buffer before authentication: the handshake reads one
+		// frame, byte-exact, so bind's buffered Reader loses nothing.
+		r:      protocol.NewReader(conn),
+		w:      protocol.NewWriter(bufio.NewWriterSize(conn, handshakeBufSize)),
 		remote: remote,
 		log:    s.log.With("remote", remote),
 	}
@@ -77,14 +82,27 @@ func newClientConn(s *Server, ctx context.Context, conn net.Conn) *clientConn {
 	return c
 }
 
-// bind turns an authenticated handshake into a session.
+// bind turns an authenticated handshake into a session, which is when the
+// connection gets its socket buffers and its queue: an unauthenticated one
+// must cost next to nothing. The handshake's writer was flushed, and its
+// reader read nothing past ClientAuth, so nothing is lost in the swap.
 func (c *clientConn) bind(id identity) {
 	c.key, c.ctl = id.wg, id.ctl
 	c.log = c.log.With("peer", shortKey(c.key))
 	c.connectedAt = time.Now()
+	c.r = protocol.NewReader(bufio.NewReaderSize(c.conn, readBufSize))
+	c.w = protocol.NewWriter(bufio.NewWriterSize(c.conn, writeBufSize))
 	c.out = make(chan *packet.Packet, c.s.cfg.QueueDepth)
 	if c.s.cfg.Rate != Unlimited {
 		c.limiter = rate.NewLimiter(rate.Limit(c.s.cfg.Rate), c.s.cfg.Burst)
+	}
+}
+
+// tellRefused sends a ServerAuthError with msg, best effort, still under the
+// handshake deadline.
+func (c *clientConn) tellRefused(msg string) {
+	if c.w.WriteFrame(protocol.TypeServerAuthError, protocol.AppendReason(nil, msg)) == nil {
+		c.w.Flush()
 	}
 }
 
@@ -205,14 +223,40 @@ func (c *clientConn) forward(dst wgtypes.Key, pkt []byte, told map[wgtypes.Key]t
 	}
 	p := c.s.pool.Get(len(pkt))
 	copy(p.Data, pkt)
+	// The source is the key this connection authenticated, never anything
+	// the client sent: receivers rely on it to tell peers apart.
 	p.Key = c.key
-	select {
-	case d.out <- p:
-	default:
-		c.s.pool.Put(p)
+	if !d.enqueue(p) {
 		d.queueDrops.Add(1)
 		c.s.metrics.dropFull.Inc()
 	}
+}
+
+// enqueue queues p for c unless c's queue is full in packets or in bytes,
+// and reports whether it did; a packet not queued is back in the pool.
+// Bytes are counted as buffer capacity, the memory a queued packet holds.
+func (c *clientConn) enqueue(p *packet.Packet) bool {
+	n := int64(cap(p.Data))
+	if c.queued.Add(n) > int64(c.s.cfg.QueueBytes) {
+		c.queued.Add(-n)
+		c.s.pool.Put(p)
+		return false
+	}
+	select {
+	case c.out <- p:
+		return true
+	default:
+		c.queued.Add(-n)
+		c.s.pool.Put(p)
+		return false
+	}
+}
+
+// dequeued returns a written packet's bytes to c's queue allowance and its
+// buffer to the pool.
+func (c *clientConn) dequeued(p *packet.Packet) {
+	c.queued.Add(-int64(cap(p.Data)))
+	c.s.pool.Put(p)
 }
 
 // peerGone tells the client that dst is not connected, so it can stop
@@ -228,11 +272,7 @@ func (c *clientConn) peerGone(dst wgtypes.Key, told map[wgtypes.Key]time.Time) {
 	told[dst] = now
 	p := c.s.pool.Get(0)
 	p.Kind, p.Key = packet.PeerGone, dst
-	select {
-	case c.out <- p:
-	default:
-		c.s.pool.Put(p) // advisory: drop it with the rest
-	}
+	c.enqueue(p) // advisory: when the queue is full, drop it with the rest
 }
 
 // writeLoop drains the queue onto the socket, flushing whenever the queue
@@ -244,7 +284,6 @@ func (c *clientConn) writeLoop() {
 	defer ka.Stop()
 
 	var (
-		deadlineSet   time.Time
 		wrote         bool
 		frames, bytes int
 	)
@@ -262,22 +301,11 @@ func (c *clientConn) writeLoop() {
 	for {
 		select {
 		case p := <-c.out:
-			if now := time.Now(); now.Sub(deadlineSet) >= c.s.writeRefresh && c.ctx.Err() == nil {
-				if err := c.conn.SetWriteDeadline(now.Add(c.s.cfg.WriteTimeout)); err != nil {
-					fail(err)
-					return
-				}
-				deadlineSet = now
-			}
-			var err error
-			if p.Kind == packet.PeerGone {
-				err = c.w.WriteFrame(protocol.TypePeerGone, p.Key[:])
-			} else {
-				err = c.w.WritePacket(protocol.TypeRecvPacket, p.Key, p.Data)
+			if p.Kind == packet.Data {
 				frames++
 				bytes += len(p.Data)
 			}
-			c.s.pool.Put(p)
+			err := c.writeQueued(p)
 			if err == nil && len(c.out) == 0 {
 				err = flush()
 			}
@@ -288,11 +316,14 @@ func (c *clientConn) writeLoop() {
 			wrote = true
 		case <-ka.C:
 			if !wrote {
-				if err := c.w.WriteFrame(protocol.TypeKeepAlive, nil); err != nil {
-					fail(err)
-					return
+				err := c.armWrite()
+				if err == nil {
+					err = c.w.WriteFrame(protocol.TypeKeepAlive, nil)
 				}
-				if err := flush(); err != nil {
+				if err == nil {
+					err = flush()
+				}
+				if err != nil {
 					fail(err)
 					return
 				}
@@ -303,6 +334,31 @@ func (c *clientConn) writeLoop() {
 			return
 		}
 	}
+}
+
+// writeQueued buffers one item from the queue under its own write deadline,
+// and releases it.
+func (c *clientConn) writeQueued(p *packet.Packet) error {
+	defer c.dequeued(p)
+	if err := c.armWrite(); err != nil {
+		return err
+	}
+	if p.Kind == packet.PeerGone {
+		return c.w.WriteFrame(protocol.TypePeerGone, p.Key[:])
+	}
+	return c.w.WritePacket(protocol.TypeRecvPacket, p.Key, p.Data)
+}
+
+// armWrite gives the next frame WriteTimeout from now to leave. Every frame,
+// KeepAlives included, gets its own deadline: one left from an earlier
+// write would expire under a later one (a KeepAlive a while after the last
+// packet) and drop a healthy quiet session. Once the session is ending the
+// goodbye deadline stands instead.
+func (c *clientConn) armWrite() error {
+	if c.ctx.Err() != nil {
+		return nil
+	}
+	return c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
 }
 
 // goodbye tells the client why the relay is closing the session, when that

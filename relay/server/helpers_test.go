@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,7 +185,14 @@ type rawClient struct {
 
 func dialRaw(t testing.TB, addr string) *rawClient {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	return dialRawFrom(t, addr, "")
+}
+
+// dialRawFrom is dialRaw from the loopback address src, so that a test can
+// play several hosts.
+func dialRawFrom(t testing.TB, addr, src string) *rawClient {
+	t.Helper()
+	conn, err := dialFrom(addr, src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,10 +248,26 @@ func (c *rawClient) auth(n node) error {
 	return c.sendAuth(a)
 }
 
+// dialFrom opens a TCP connection to addr from the loopback address src
+// ("" for the system's choice).
+func dialFrom(addr, src string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	return d.Dial("tcp", addr)
+}
+
 // connect dials and authenticates as n.
 func connect(t testing.TB, addr string, n node) *rawClient {
 	t.Helper()
-	c := dialRaw(t, addr)
+	return connectFrom(t, addr, "", n)
+}
+
+// connectFrom dials from the loopback address src and authenticates as n.
+func connectFrom(t testing.TB, addr, src string, n node) *rawClient {
+	t.Helper()
+	c := dialRawFrom(t, addr, src)
 	if err := c.auth(n); err != nil {
 		t.Fatalf("auth: %v", err)
 	}
@@ -255,6 +279,35 @@ func (c *rawClient) send(dst wgtypes.Key, pkt []byte) error {
 		return err
 	}
 	return c.w.Flush()
+}
+
+// sendFlood sends size-byte packets from c to dst as fast as the relay takes
+// them, until the returned stop is called (or the test ends); sent counts
+// them.
+func sendFlood(t testing.TB, c *rawClient, dst wgtypes.Key, size int) (sent *atomic.Int64, stop func()) {
+	sent = new(atomic.Int64)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		pkt := make([]byte, size)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if c.send(dst, pkt) != nil {
+				return
+			}
+			sent.Add(1)
+		}
+	})
+	stop = sync.OnceFunc(func() {
+		close(done)
+		wg.Wait()
+	})
+	t.Cleanup(stop)
+	return sent, stop
 }
 
 func (c *rawClient) keepAlive() error {

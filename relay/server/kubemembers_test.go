@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	metadatafake "k8s.io/client-go/metadata/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/wirelace/wirelace/api/v1alpha1"
@@ -45,9 +46,48 @@ func newFakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
 		map[schema.GroupVersionResource]string{v1alpha1.MeshNodeResource: "MeshNodeList"}, objs...)
 }
 
-func startKubeMembers(t *testing.T, dyn *dynamicfake.FakeDynamicClient) *KubeMembers {
+// fakeNodes is the Node metadata API with the named Nodes in it.
+type fakeNodes struct {
+	*metadatafake.FakeMetadataClient
+}
+
+func newFakeNodes(t *testing.T, names ...string) fakeNodes {
 	t.Helper()
-	m, err := NewKubeMembers(dyn, testLogger(t))
+	scheme := metadatafake.NewTestScheme()
+	if err := metav1.AddMetaToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	var objs []runtime.Object
+	for _, n := range names {
+		objs = append(objs, nodeObject(n))
+	}
+	return fakeNodes{metadatafake.NewSimpleMetadataClient(scheme, objs...)}
+}
+
+func nodeObject(name string) *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Node"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}},
+	}
+}
+
+func (f fakeNodes) create(t *testing.T, name string) {
+	t.Helper()
+	if _, err := f.Resource(nodeResource).(metadatafake.MetadataClient).CreateFake(nodeObject(name), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f fakeNodes) delete(t *testing.T, name string) {
+	t.Helper()
+	if err := f.Resource(nodeResource).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startKubeMembers(t *testing.T, dyn *dynamicfake.FakeDynamicClient, nodes fakeNodes) *KubeMembers {
+	t.Helper()
+	m, err := NewKubeMembers(dyn, nodes, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +106,7 @@ func TestKubeMembers(t *testing.T) {
 	a := newNode(t, nil)
 	b := newNode(t, nil)
 	dyn := newFakeDynamic(meshNode(t, "a", a.wg, a.ctl.PublicKey()))
-	m := startKubeMembers(t, dyn)
+	m := startKubeMembers(t, dyn, newFakeNodes(t, "a", "b", "broken"))
 	var changes atomic.Int32
 	m.Subscribe(func() { changes.Add(1) })
 	mn := dyn.Resource(v1alpha1.MeshNodeResource)
@@ -94,7 +134,8 @@ func TestKubeMembers(t *testing.T) {
 	waitFor(t, "b's new control key", 5*time.Second, func() bool { ctl, _ := m.Lookup(b.wg); return ctl == rotated })
 
 	// Another MeshNode claims a's WireGuard key: a is refused until that
-	// is resolved.
+	// is resolved, even though the impostor has no Node (a genuine node's
+	// Node may be briefly gone while it re-registers).
 	if _, err := mn.Create(ctx, meshNode(t, "impostor", a.wg, newKey(t).PublicKey()), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -121,20 +162,35 @@ func TestKubeMembers(t *testing.T) {
 func TestKubeMembersPreflight(t *testing.T) {
 	// Without RBAC for MeshNodes an informer would retry forever in
 	// silence; Start fails at once and says what to check.
-	dyn := newFakeDynamic()
-	dyn.PrependReactor("list", "meshnodes", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, apierrors.NewForbidden(v1alpha1.MeshNodeResource.GroupResource(), "", errors.New("no RBAC"))
-	})
-	m, err := NewKubeMembers(dyn, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
+	forbidden := func(gr schema.GroupResource) k8stesting.ReactionFunc {
+		return func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(gr, "", errors.New("no RBAC"))
+		}
 	}
-	defer m.Shutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err = m.Start(ctx)
+	start := func(dyn *dynamicfake.FakeDynamicClient, nodes fakeNodes) error {
+		m, err := NewKubeMembers(dyn, nodes, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Shutdown()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return m.Start(ctx)
+	}
+
+	dyn := newFakeDynamic()
+	dyn.PrependReactor("list", "meshnodes", forbidden(v1alpha1.MeshNodeResource.GroupResource()))
+	err := start(dyn, newFakeNodes(t))
 	if err == nil || !strings.Contains(err.Error(), "list and watch meshnodes") || !apierrors.IsForbidden(err) {
 		t.Fatalf("got %v, want a forbidden error that names the permission", err)
+	}
+
+	// The relay's ClusterRole needs Nodes too.
+	nodes := newFakeNodes(t)
+	nodes.PrependReactor("list", "nodes", forbidden(nodeResource.GroupResource()))
+	err = start(newFakeDynamic(), nodes)
+	if err == nil || !strings.Contains(err.Error(), "list and watch nodes") || !apierrors.IsForbidden(err) {
+		t.Fatalf("got %v, want a forbidden error that names the Node permission", err)
 	}
 }
 
@@ -145,7 +201,7 @@ func TestKubeMembersRevokeClosesConnection(t *testing.T) {
 		meshNode(t, "a", a.wg, a.ctl.PublicKey()),
 		meshNode(t, "b", b.wg, b.ctl.PublicKey()),
 	)
-	m := startKubeMembers(t, dyn)
+	m := startKubeMembers(t, dyn, newFakeNodes(t, "a", "b"))
 	ts := startServer(t, Config{Members: m})
 	ca, cb := connect(t, ts.addr, a), connect(t, ts.addr, b)
 
@@ -155,6 +211,91 @@ func TestKubeMembersRevokeClosesConnection(t *testing.T) {
 	if reason := ca.expectClosed(5 * time.Second); !strings.Contains(reason, "MeshNode removed") {
 		t.Fatalf("closed with %q, want a ServerClose about membership", reason)
 	}
+	must(t, cb.keepAlive())
+	waitFor(t, "a to be unregistered", 5*time.Second, func() bool {
+		cs := ts.srv.Clients()
+		return len(cs) == 1 && cs[0].Key == b.wg
+	})
+}
+
+// A MeshNode counts only while its Node exists: credentials that can write
+// MeshNodes cannot conjure relay members for machines the cluster does not
+// have, and a Node deleted takes its MeshNode's membership with it.
+func TestKubeMembersNeedNode(t *testing.T) {
+	a := newNode(t, nil)
+	dyn := newFakeDynamic(meshNode(t, "a", a.wg, a.ctl.PublicKey()))
+	nodes := newFakeNodes(t)
+	m := startKubeMembers(t, dyn, nodes)
+	var changes atomic.Int32
+	m.Subscribe(func() { changes.Add(1) })
+
+	if _, ok := m.Lookup(a.wg); ok {
+		t.Fatalf("MeshNode without a Node is a member")
+	}
+	nodes.create(t, "a")
+	waitFor(t, "a to become a member with its Node", 5*time.Second, func() bool {
+		ctl, ok := m.Lookup(a.wg)
+		return ok && ctl == a.ctl.PublicKey()
+	})
+	if changes.Load() == 0 {
+		t.Errorf("no change notice when the Node appeared")
+	}
+	if got := m.Len(); got != 1 {
+		t.Errorf("Len = %d, want 1", got)
+	}
+
+	// A Node without a MeshNode changes nothing, and says so to nobody.
+	before := changes.Load()
+	nodes.create(t, "unrelated")
+	nodes.delete(t, "unrelated")
+	nodes.delete(t, "a")
+	waitFor(t, "a to lose membership with its Node", 5*time.Second, func() bool { _, ok := m.Lookup(a.wg); return !ok })
+	if got := changes.Load() - before; got != 1 {
+		t.Errorf("%d change notices for the Node deletions, want 1 (for a)", got)
+	}
+	if got := m.Len(); got != 0 {
+		t.Errorf("Len = %d, want 0", got)
+	}
+}
+
+// The attack end to end: a compromised node's credentials create a MeshNode
+// for a node that does not exist, with keys the attacker holds. The relay
+// refuses the session; and a real member whose Node is deleted loses its
+// session.
+func TestKubeMembersNodelessMeshNodeRefused(t *testing.T) {
+	a, b, ghost := newNode(t, nil), newNode(t, nil), newNode(t, nil)
+	dyn := newFakeDynamic(
+		meshNode(t, "a", a.wg, a.ctl.PublicKey()),
+		meshNode(t, "b", b.wg, b.ctl.PublicKey()),
+	)
+	nodes := newFakeNodes(t, "a", "b")
+	m := startKubeMembers(t, dyn, nodes)
+	ts := startServer(t, Config{Members: m})
+	ca, cb := connect(t, ts.addr, a), connect(t, ts.addr, b)
+
+	if _, err := dyn.Resource(v1alpha1.MeshNodeResource).Create(context.Background(),
+		meshNode(t, "ghost", ghost.wg, ghost.ctl.PublicKey()), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the ghost MeshNode to be recorded", 5*time.Second, func() bool {
+		m.mu.RLock()
+		defer m.mu.RUnlock()
+		_, ok := m.byName["ghost"]
+		return ok
+	})
+	if err := dialRaw(t, ts.addr).auth(ghost); err == nil || !strings.Contains(err.Error(), "in no MeshNode") {
+		t.Fatalf("MeshNode without a Node: got %v, want a refusal", err)
+	}
+
+	nodes.delete(t, "a")
+	if reason := ca.expectClosed(5 * time.Second); !strings.Contains(reason, "Node removed") {
+		t.Fatalf("closed with %q, want a ServerClose about membership", reason)
+	}
+	must(t, ca.conn.Close())
+	if err := dialRaw(t, ts.addr).auth(a); err == nil {
+		t.Fatalf("member whose Node is gone authenticated again")
+	}
+	// b is untouched.
 	must(t, cb.keepAlive())
 	waitFor(t, "a to be unregistered", 5*time.Second, func() bool {
 		cs := ts.srv.Clients()

@@ -23,6 +23,13 @@ const (
 	authBadProof        = "bad_proof"
 	authIOError         = "io_error"
 
+	// Why a connection was refused for want of capacity: before its
+	// handshake (too many in progress, overall or from its source), or
+	// after it (too many sessions).
+	refusedHandshakes       = "handshake_limit"
+	refusedSourceHandshakes = "source_handshake_limit"
+	refusedSessions         = "session_limit"
+
 	// Why an authenticated connection ended.
 	closeClient      = "client_closed"
 	closeIdle        = "idle_timeout"
@@ -39,6 +46,8 @@ const (
 // caller passes in, so tests and embedders never share global state.
 type metrics struct {
 	clients       prometheus.Gauge
+	handshakes    prometheus.Gauge
+	refused       *prometheus.CounterVec
 	frames        prometheus.Counter
 	bytes         prometheus.Counter
 	drops         *prometheus.CounterVec
@@ -59,6 +68,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "wirelace", Subsystem: "relay", Name: "clients",
 			Help: "Authenticated clients connected now.",
 		}),
+		handshakes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "wirelace", Subsystem: "relay", Name: "handshakes_in_progress",
+			Help: "Connections accepted and not yet authenticated.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "wirelace", Subsystem: "relay", Name: "refused_connections_total",
+			Help: "Connections refused for want of capacity, by limit: handshake_limit and source_handshake_limit (closed on accept, before any handshake), session_limit (after authenticating).",
+		}, []string{"reason"}),
 		frames: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "wirelace", Subsystem: "relay", Name: "relayed_packets_total",
 			Help: "Packets written to their destination client.",
@@ -100,13 +117,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{authTimeout, authBadFrame, authBadVersion, authUnknownKey, authControlMismatch, authBadProof, authIOError} {
 		m.authFailures.WithLabelValues(r)
 	}
+	for _, r := range []string{refusedHandshakes, refusedSourceHandshakes, refusedSessions} {
+		m.refused.WithLabelValues(r)
+	}
 	for _, r := range []string{closeClient, closeIdle, closeProtocol, closeReadError, closeWriteError, closeReplaced, closeRevoked, closeShutdown, closeRateLimiter} {
 		m.disconnects.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.clients, m.frames, m.bytes, m.drops, m.authFailures, m.disconnects, m.rateLimited, m.replaced, m.handshakeTime} {
+	for _, c := range []prometheus.Collector{m.clients, m.handshakes, m.refused, m.frames, m.bytes, m.drops, m.authFailures, m.disconnects, m.rateLimited, m.replaced, m.handshakeTime} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

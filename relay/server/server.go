@@ -7,6 +7,13 @@
 // socket under write deadlines. Readers never block on another client: a full
 // queue drops the packet, as a congested UDP path would. So a client that
 // stops reading costs only its own packets, never the relay or other clients.
+//
+// Whoever can reach the relay can open connections, so what an
+// unauthenticated one costs is bounded too: handshakes in progress are
+// limited overall and per source address (beyond that a connection is closed
+// as soon as it is accepted), and each holds only a goroutine and a
+// handshake-sized buffer until it authenticates. Sessions are limited in
+// number, and each session's queue in bytes as well as in packets.
 package server
 
 import (
@@ -17,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,6 +46,29 @@ const (
 	DefaultBurst = 4 << 20
 	// DefaultQueueDepth is the per-client send queue length in packets.
 	DefaultQueueDepth = 256
+	// DefaultQueueBytes bounds the memory one client's queue holds,
+	// counted as the capacity of the queued buffers: a full queue
+	// (DefaultQueueDepth) of packets fits even at a 9000-byte jumbo MTU
+	// (9 KiB buffers), but only 64 maximum datagrams do, where the packet
+	// count alone let a sender pin 16 MiB per destination.
+	DefaultQueueBytes = 4 << 20
+	// DefaultMaxSessions is one session for each node of the largest
+	// cluster Kubernetes supports (5000 nodes).
+	DefaultMaxSessions = 5000
+	// DefaultMaxHandshakes bounds connections accepted and not yet
+	// authenticated. A handshake takes a round trip and a box open, so
+	// this lets a whole cluster reconnect at once after a relay restart,
+	// while a flood of idle connections holds at most this many goroutines
+	// and handshake buffers (a few MiB) until the auth timeout.
+	DefaultMaxHandshakes = 1024
+	// DefaultMaxHandshakesPerIP bounds handshakes in progress from one IPv4
+	// address or IPv6 /64: enough for a site of nodes behind one NAT
+	// reconnecting together, few enough that one host cannot take all of
+	// DefaultMaxHandshakes. A refused client retries within seconds.
+	DefaultMaxHandshakesPerIP = 64
+	// DefaultRefusalLogInterval is the least time between two log lines
+	// for the same kind of refusal; the metrics count every one.
+	DefaultRefusalLogInterval = 10 * time.Second
 	// DefaultIdleTimeout closes a client that sent nothing, not even a
 	// KeepAlive, for this long.
 	DefaultIdleTimeout = 30 * time.Second
@@ -53,13 +84,18 @@ const Unlimited = float64(rate.Inf)
 
 // Internal limits and timings.
 const (
-	readBufSize  = 32 << 10
-	writeBufSize = 32 << 10
+	// readBufSize and writeBufSize are a session's socket buffers,
+	// allocated once it has authenticated. Before that a connection reads
+	// without a buffer and writes through handshakeBufSize.
+	readBufSize      = 32 << 10
+	writeBufSize     = 32 << 10
+	handshakeBufSize = protocol.HeaderLen + protocol.MaxHandshakePayloadLen
 	// goodbyeTimeout bounds the ServerClose frame written to a client the
 	// relay closes, so a stuck client cannot hold up shutdown.
 	goodbyeTimeout = time.Second
-	// deadlineRefresh is how stale a read or write deadline may get before
-	// it is moved: setting one per frame would cost a timer update each.
+	// deadlineRefresh is how stale the read deadline may get before it is
+	// moved: setting one per frame would cost a timer update each. (Write
+	// deadlines are set per frame: see clientConn.armWrite.)
 	deadlineRefresh = time.Second
 	// minAcceptDelay and maxAcceptDelay bound the back-off after a failing
 	// Accept (out of file descriptors, say), so the relay neither spins nor
@@ -89,9 +125,17 @@ type Config struct {
 	Rate         float64 // bytes per second per client; Unlimited for none
 	Burst        int     // bytes; at least protocol.MaxFrameLen
 	QueueDepth   int     // packets per client
+	QueueBytes   int     // buffer bytes per client queue; at least protocol.MaxPacketLen
 	IdleTimeout  time.Duration
 	AuthTimeout  time.Duration
 	WriteTimeout time.Duration
+
+	MaxSessions        int // authenticated clients
+	MaxHandshakes      int // connections not yet authenticated
+	MaxHandshakesPerIP int // of those, from one IPv4 address or IPv6 /64
+	// RefusalLogInterval is the least time between log lines for the same
+	// kind of refusal.
+	RefusalLogInterval time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -101,51 +145,64 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Rate < 0 || c.Burst < 0 || c.QueueDepth < 0 || c.IdleTimeout < 0 || c.AuthTimeout < 0 || c.WriteTimeout < 0 {
+	ints := []*int{&c.Burst, &c.QueueDepth, &c.QueueBytes, &c.MaxSessions, &c.MaxHandshakes, &c.MaxHandshakesPerIP}
+	durations := []*time.Duration{&c.IdleTimeout, &c.AuthTimeout, &c.WriteTimeout, &c.RefusalLogInterval}
+	if c.Rate < 0 || slices.ContainsFunc(ints, func(v *int) bool { return *v < 0 }) ||
+		slices.ContainsFunc(durations, func(v *time.Duration) bool { return *v < 0 }) {
 		return errors.New("relay server limits must not be negative")
 	}
-	set := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	set(&c.IdleTimeout, DefaultIdleTimeout)
-	set(&c.AuthTimeout, DefaultAuthTimeout)
-	set(&c.WriteTimeout, DefaultWriteTimeout)
-	if c.Rate == 0 {
-		c.Rate = DefaultRate
-	}
-	if c.Burst == 0 {
-		c.Burst = DefaultBurst
-	}
-	if c.QueueDepth == 0 {
-		c.QueueDepth = DefaultQueueDepth
-	}
+	setDefault(&c.Rate, DefaultRate)
+	setDefault(&c.Burst, DefaultBurst)
+	setDefault(&c.QueueDepth, DefaultQueueDepth)
+	setDefault(&c.QueueBytes, DefaultQueueBytes)
+	setDefault(&c.MaxSessions, DefaultMaxSessions)
+	setDefault(&c.MaxHandshakes, DefaultMaxHandshakes)
+	setDefault(&c.MaxHandshakesPerIP, DefaultMaxHandshakesPerIP)
+	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.AuthTimeout, DefaultAuthTimeout)
+	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&c.RefusalLogInterval, DefaultRefusalLogInterval)
 	if c.Rate != Unlimited && c.Burst < protocol.MaxFrameLen {
 		return fmt.Errorf("burst of %d bytes is below the largest frame (%d bytes), which could then never pass", c.Burst, protocol.MaxFrameLen)
+	}
+	if c.QueueBytes < protocol.MaxPacketLen {
+		return fmt.Errorf("queue of %d bytes is below the largest datagram (%d bytes), which could then never be queued", c.QueueBytes, protocol.MaxPacketLen)
 	}
 	return nil
 }
 
+// setDefault replaces a zero *v with d.
+func setDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
 // Server relays packets between authenticated mesh nodes.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
-	rand    io.Reader
-	pool    packet.Pool
+	cfg       Config
+	log       *slog.Logger
+	metrics   *metrics
+	rand      io.Reader
+	pool      packet.Pool
+	admission *admission
+	refusals  *logLimiter
 
 	// clients maps a WireGuard key to its one *clientConn. A sync.Map
 	// because it is read for every packet and written only when clients
-	// come and go.
-	clients sync.Map
+	// come and go. Writers hold mu, which also guards sessions, the
+	// number of entries, against MaxSessions.
+	clients  sync.Map
+	mu       sync.Mutex
+	sessions int
 
 	// kick wakes the membership sweep; capacity 1 coalesces bursts of
 	// changes into one sweep.
 	kick chan struct{}
 
-	readRefresh, writeRefresh time.Duration
-	keepAlive                 time.Duration
+	readRefresh time.Duration
+	keepAlive   time.Duration
 }
 
 // New checks cfg and returns a Server; it starts nothing until Serve.
@@ -158,14 +215,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:          cfg,
-		log:          cfg.Logger,
-		metrics:      m,
-		rand:         rand.Reader,
-		kick:         make(chan struct{}, 1),
-		readRefresh:  min(deadlineRefresh, cfg.IdleTimeout/8),
-		writeRefresh: min(deadlineRefresh, cfg.WriteTimeout/8),
-		keepAlive:    cfg.IdleTimeout / keepAliveDivisor,
+		cfg:         cfg,
+		log:         cfg.Logger,
+		metrics:     m,
+		rand:        rand.Reader,
+		admission:   newAdmission(cfg.MaxHandshakes, cfg.MaxHandshakesPerIP),
+		refusals:    newLogLimiter(cfg.RefusalLogInterval),
+		kick:        make(chan struct{}, 1),
+		readRefresh: min(deadlineRefresh, cfg.IdleTimeout/8),
+		keepAlive:   cfg.IdleTimeout / keepAliveDivisor,
 	}
 	if n, ok := cfg.Members.(ChangeNotifier); ok {
 		n.Subscribe(s.MembersChanged)
@@ -208,36 +266,95 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		wg.Go(func() { s.handle(ctx, conn) })
+		src := sourceOf(conn.RemoteAddr())
+		if reason := s.admission.acquire(src); reason != "" {
+			s.refuseEarly(conn, reason)
+			continue
+		}
+		s.metrics.handshakes.Inc()
+		wg.Go(func() {
+			s.handle(ctx, conn, func() {
+				s.admission.release(src)
+				s.metrics.handshakes.Dec()
+			})
+		})
 	}
 }
 
-// handle runs one connection from handshake to close.
-func (s *Server) handle(ctx context.Context, conn net.Conn) {
+// refuseEarly closes a connection the handshake limits leave no room for,
+// before it costs a goroutine or a byte of buffer. It says nothing to the
+// client: over TLS, saying anything would mean a TLS handshake first.
+func (s *Server) refuseEarly(conn net.Conn, reason string) {
+	conn.Close()
+	s.metrics.refused.WithLabelValues(reason).Inc()
+	limit := s.cfg.MaxHandshakes
+	if reason == refusedSourceHandshakes {
+		limit = s.cfg.MaxHandshakesPerIP
+	}
+	s.refusals.log(s.log, slog.LevelWarn, reason, "relay connection refused: too many handshakes in progress",
+		"remote", conn.RemoteAddr().String(), "limit", limit)
+}
+
+// handle runs one connection from handshake to close. done frees the
+// connection's handshake slot (see handshake).
+func (s *Server) handle(ctx context.Context, conn net.Conn, done func()) {
 	defer conn.Close()
-	start := time.Now()
 	c := newClientConn(s, ctx, conn)
+	if s.handshake(ctx, c, done) {
+		c.run()
+	}
+}
+
+// handshake authenticates c and makes it a session. False means c failed or
+// was refused, and that has been counted and logged. It calls done as soon
+// as c is no longer a handshake in progress: when it failed, or once it is
+// registered, so that a client told it is in never still counts against
+// the handshake limits, and a session never does.
+func (s *Server) handshake(ctx context.Context, c *clientConn, done func()) bool {
+	start := time.Now()
+	var once sync.Once
+	release := func() { once.Do(done) }
+	defer release()
+
 	id, err := s.authenticate(ctx, c)
 	if err != nil {
 		s.logAuthFailure(ctx, c, err)
-		return
+		return false
 	}
 	c.bind(id)
-	s.register(c)
+	if !s.register(c) {
+		s.metrics.refused.WithLabelValues(refusedSessions).Inc()
+		c.tellRefused(fmt.Sprintf("relay is full (%d sessions)", s.cfg.MaxSessions))
+		s.refusals.log(c.log, slog.LevelWarn, refusedSessions, "relay client refused: session limit reached",
+			"limit", s.cfg.MaxSessions)
+		return false
+	}
+	release()
 	if err := s.accept(c); err != nil {
 		c.cancel(&connError{reason: closeWriteError, err: err})
 		s.unregister(c)
 		s.metrics.disconnects.WithLabelValues(closeWriteError).Inc()
 		c.log.Info("client disconnected", "reason", closeWriteError, "err", err)
-		return
+		return false
 	}
 	s.metrics.handshakeTime.Observe(time.Since(start).Seconds())
-	c.run()
+	return true
 }
 
-// register makes c the connection for its key, replacing any older one.
-func (s *Server) register(c *clientConn) {
+// register makes c the connection for its key, replacing any older one. It
+// refuses (false) a key not yet connected when MaxSessions are; a connected
+// key may always replace its session.
+func (s *Server) register(c *clientConn) bool {
+	s.mu.Lock()
+	if _, exists := s.clients.Load(c.key); !exists && s.sessions >= s.cfg.MaxSessions {
+		s.mu.Unlock()
+		return false
+	}
 	old, loaded := s.clients.Swap(c.key, c)
+	if !loaded {
+		s.sessions++
+	}
+	s.mu.Unlock()
 	if loaded {
 		s.metrics.replaced.Inc()
 		prev := old.(*clientConn)
@@ -252,11 +369,15 @@ func (s *Server) register(c *clientConn) {
 	if !s.entitled(c) {
 		c.close(errRevoked)
 	}
+	return true
 }
 
 // unregister removes c unless a newer connection has replaced it.
 func (s *Server) unregister(c *clientConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.clients.CompareAndDelete(c.key, c) {
+		s.sessions--
 		s.metrics.clients.Dec()
 	}
 }
@@ -308,13 +429,32 @@ func (s *Server) entitled(c *clientConn) bool {
 	return ok && ctl == c.ctl
 }
 
+// Stats is a snapshot of what the relay holds.
+type Stats struct {
+	// Handshakes is the number of accepted connections whose handshake
+	// is still in progress: what counts against MaxHandshakes.
+	Handshakes int
+	// Sessions is the number of authenticated clients.
+	Sessions int
+}
+
+// Stats returns the relay's current load.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	sessions := s.sessions
+	s.mu.Unlock()
+	return Stats{Handshakes: s.admission.inFlight(), Sessions: sessions}
+}
+
 // ClientInfo describes one connected client.
 type ClientInfo struct {
 	Key         wgtypes.Key
 	RemoteAddr  string
 	ConnectedAt time.Time
-	// QueueLen is the number of packets waiting to be written to it.
-	QueueLen int
+	// QueueLen is the number of packets waiting to be written to it, and
+	// QueueBytes the buffer memory they hold.
+	QueueLen   int
+	QueueBytes int
 	// Dropped counts packets for it that were dropped because its queue
 	// was full: a client that reads too slowly.
 	Dropped uint64
@@ -330,6 +470,7 @@ func (s *Server) Clients() []ClientInfo {
 			RemoteAddr:  c.remote,
 			ConnectedAt: c.connectedAt,
 			QueueLen:    len(c.out),
+			QueueBytes:  int(c.queued.Load()),
 			Dropped:     c.queueDrops.Load(),
 		})
 		return true

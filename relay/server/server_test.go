@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -324,6 +325,54 @@ func TestIdleTimeout(t *testing.T) {
 	})
 }
 
+// A healthy session that goes quiet after a packet stays up. The relay's
+// KeepAlives to it must each get their own write deadline: one left from
+// the last packet expired under them and dropped the session with
+// write_error, costing the node its relay path every few idle intervals.
+func TestQuietSessionSurvivesKeepAlives(t *testing.T) {
+	members := newFakeMembers()
+	const (
+		idle     = 600 * time.Millisecond // the relay sends a KeepAlive every idle/3
+		writeTO  = 100 * time.Millisecond // far shorter than a KeepAlive interval
+		quietFor = 10 * idle / keepAliveDivisor
+	)
+	ts := startServer(t, Config{Members: members, IdleTimeout: idle, WriteTimeout: writeTO})
+	a, b := newNode(t, members), newNode(t, members)
+	ca, cb := connect(t, ts.addr, a), connect(t, ts.addr, b)
+
+	// One packet arms a write deadline on b's connection; then nothing
+	// but KeepAlives, both ways, for ten KeepAlive intervals.
+	must(t, ca.send(b.wg, []byte("then quiet")))
+	cb.recvPacket(5 * time.Second)
+	keepAlives := 0
+	for end := time.Now().Add(quietFor); time.Now().Before(end); {
+		must(t, ca.keepAlive())
+		must(t, cb.keepAlive())
+		cb.conn.SetReadDeadline(time.Now().Add(idle / 4))
+		typ, _, err := cb.r.ReadFrame()
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case err != nil:
+			t.Fatalf("quiet session dropped: %v (disconnects by write_error: %v)",
+				err, ts.metric(t, "wirelace_relay_disconnects_total", "reason", closeWriteError))
+		case typ == protocol.TypeKeepAlive:
+			keepAlives++
+		default:
+			t.Fatalf("unexpected %v", typ)
+		}
+	}
+	if keepAlives < 5 {
+		t.Fatalf("%d KeepAlives from the relay in %v, want about 10", keepAlives, quietFor)
+	}
+	must(t, ca.send(b.wg, []byte("still there")))
+	if src, pkt := cb.recvPacket(5 * time.Second); src != a.wg || string(pkt) != "still there" {
+		t.Fatalf("b got %q from %s", pkt, shortKey(src))
+	}
+	if got := ts.metric(t, "wirelace_relay_disconnects_total", "reason", closeWriteError); got != 0 {
+		t.Fatalf("%v sessions closed with write_error", got)
+	}
+}
+
 // A client that stops reading loses its own packets and nothing else: the
 // relay keeps serving everyone else at full speed.
 func TestSlowReaderDoesNotStallOthers(t *testing.T) {
@@ -341,23 +390,7 @@ func TestSlowReaderDoesNotStallOthers(t *testing.T) {
 
 	// Flood the slow client until its socket buffers and its queue are full
 	// and the relay is dropping.
-	var flooded atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		pkt := make([]byte, 1024)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if cf.send(slow.wg, pkt) != nil {
-				return
-			}
-			flooded.Add(1)
-		}
-	})
+	flooded, stop := sendFlood(t, cf, slow.wg, 1024)
 	waitFor(t, "drops for the slow client", 20*time.Second, func() bool {
 		return ts.metric(t, "wirelace_relay_dropped_packets_total", "reason", dropQueueFull) > 0
 	})
@@ -378,8 +411,7 @@ func TestSlowReaderDoesNotStallOthers(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(start)
-	close(stop)
-	wg.Wait()
+	stop()
 
 	t.Logf("other pair: %d packets in %v (%.0f packets/s) while %d were flooded at the slow client",
 		total, elapsed, float64(total)/elapsed.Seconds(), flooded.Load())

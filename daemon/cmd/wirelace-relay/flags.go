@@ -26,8 +26,14 @@ type options struct {
 	rate          float64 // bytes per second; server.Unlimited for none
 	burst         int
 	queue         int
+	queueBytes    int
 	idleTimeout   time.Duration
 	logLevel      slog.Level
+
+	maxSessions        int
+	maxHandshakes      int
+	maxHandshakesPerIP int
+	refusalLogInterval time.Duration
 }
 
 // byteSize is a flag holding a byte count in Kubernetes quantity notation
@@ -60,6 +66,7 @@ func parseFlags(args []string) (options, error) {
 	o := options{}
 	rate := byteSize{v: int64(server.DefaultRate)}
 	burst := byteSize{v: server.DefaultBurst}
+	queueBytes := byteSize{v: server.DefaultQueueBytes}
 	fs := flag.NewFlagSet("wirelace-relay", flag.ContinueOnError)
 	fs.StringVar(&o.listen, "listen", ":8443", "TCP address for relay clients")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key, relay clients connect over TLS")
@@ -71,7 +78,13 @@ func parseFlags(args []string) (options, error) {
 	fs.Var(&rate, "rate", "per-client send rate limit in bytes per second (e.g. 100M, 1Gi); 0 for none")
 	fs.Var(&burst, "burst", "per-client burst in bytes (e.g. 4Mi)")
 	fs.IntVar(&o.queue, "queue", server.DefaultQueueDepth, "per-client send queue length in packets")
-	fs.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a client that sent nothing for this long")
+	fs.Var(&queueBytes, "queue-bytes", fmt.Sprintf("per-client send queue limit in bytes of buffer memory (e.g. 1Mi), at least one maximum datagram (%d bytes); the worst case for all queues together is this times --max-sessions", protocol.MaxPacketLen))
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout,
+		fmt.Sprintf("close a client that sent nothing for this long; between %v and %v, the range clients accept", protocol.MinIdleTimeout, protocol.MaxIdleTimeout))
+	fs.IntVar(&o.maxSessions, "max-sessions", server.DefaultMaxSessions, "most authenticated clients at once; a new node beyond it is refused (one already connected may always reconnect)")
+	fs.IntVar(&o.maxHandshakes, "max-handshakes", server.DefaultMaxHandshakes, "most connections not yet authenticated at once; more are closed as soon as they are accepted")
+	fs.IntVar(&o.maxHandshakesPerIP, "max-handshakes-per-ip", server.DefaultMaxHandshakesPerIP, "most connections not yet authenticated at once from one IPv4 address or IPv6 /64; raise it for many nodes behind one NAT")
+	fs.DurationVar(&o.refusalLogInterval, "refusal-log-interval", server.DefaultRefusalLogInterval, "log at most one line per this interval for each kind of refused connection (the metrics count all of them)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := cli.Parse(fs, args, "wirelace-relay", "wirelace-relay relays WireGuard packets between mesh nodes that cannot reach each other directly, and answers STUN."); err != nil {
 		return o, err
@@ -95,11 +108,22 @@ func parseFlags(args []string) (options, error) {
 	} else if o.burst < protocol.MaxFrameLen {
 		return o, fmt.Errorf("--burst %s is below the largest relay frame (%d bytes), which could then never pass", burst.String(), protocol.MaxFrameLen)
 	}
-	if o.queue < 1 {
-		return o, fmt.Errorf("--queue %d: must be at least 1", o.queue)
+	for _, f := range []struct {
+		name  string
+		value int
+	}{{"--queue", o.queue}, {"--max-sessions", o.maxSessions}, {"--max-handshakes", o.maxHandshakes}, {"--max-handshakes-per-ip", o.maxHandshakesPerIP}} {
+		if f.value < 1 {
+			return o, fmt.Errorf("%s %d: must be at least 1", f.name, f.value)
+		}
 	}
-	if o.idleTimeout <= 0 {
-		return o, fmt.Errorf("--idle-timeout %v: must be positive", o.idleTimeout)
+	if o.queueBytes = int(queueBytes.v); o.queueBytes < protocol.MaxPacketLen {
+		return o, fmt.Errorf("--queue-bytes %s is below the largest datagram (%d bytes), which could then never be queued", queueBytes.String(), protocol.MaxPacketLen)
+	}
+	if o.idleTimeout < protocol.MinIdleTimeout || o.idleTimeout > protocol.MaxIdleTimeout {
+		return o, fmt.Errorf("--idle-timeout %v: must be between %v and %v, or clients would not follow it", o.idleTimeout, protocol.MinIdleTimeout, protocol.MaxIdleTimeout)
+	}
+	if o.refusalLogInterval <= 0 {
+		return o, fmt.Errorf("--refusal-log-interval %v: must be positive", o.refusalLogInterval)
 	}
 	return o, nil
 }

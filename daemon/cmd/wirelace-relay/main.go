@@ -1,8 +1,8 @@
 // Command wirelace-relay relays WireGuard packets between Wirelace mesh
 // nodes that cannot reach each other directly (TCP, optionally TLS), and
 // answers STUN so nodes can learn their public addresses and NAT behaviour
-// (UDP). It serves only nodes with a MeshNode in the cluster, which it
-// watches through the Kubernetes API.
+// (UDP). It serves only nodes with a MeshNode and a Node in the cluster,
+// which it watches through the Kubernetes API.
 package main
 
 import (
@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -127,13 +128,18 @@ func run(ctx context.Context, o options, log *slog.Logger, newMembers membersFun
 	}()
 
 	srv, err := server.New(server.Config{
-		Members:     members,
-		Logger:      log,
-		Registry:    reg,
-		Rate:        o.rate,
-		Burst:       o.burst,
-		QueueDepth:  o.queue,
-		IdleTimeout: o.idleTimeout,
+		Members:            members,
+		Logger:             log,
+		Registry:           reg,
+		Rate:               o.rate,
+		Burst:              o.burst,
+		QueueDepth:         o.queue,
+		QueueBytes:         o.queueBytes,
+		IdleTimeout:        o.idleTimeout,
+		MaxSessions:        o.maxSessions,
+		MaxHandshakes:      o.maxHandshakes,
+		MaxHandshakesPerIP: o.maxHandshakesPerIP,
+		RefusalLogInterval: o.refusalLogInterval,
 	})
 	if err != nil {
 		return stopAll(err)
@@ -184,7 +190,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, reg *prometheus.Registry, r
 	return nil
 }
 
-// connectKube builds the MeshNode membership from the cluster.
+// connectKube builds the membership from the cluster's MeshNodes and Nodes.
 func connectKube(ctx context.Context, kubeconfig string, log *slog.Logger) (server.Members, func(), error) {
 	var cfg *rest.Config
 	var err error
@@ -200,12 +206,16 @@ func connectKube(ctx context.Context, kubeconfig string, log *slog.Logger) (serv
 	if err != nil {
 		return nil, nil, fmt.Errorf("dynamic client: %w", err)
 	}
-	members, err := server.NewKubeMembers(dyn, log)
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("metadata client: %w", err)
+	}
+	members, err := server.NewKubeMembers(dyn, meta, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := members.Start(ctx); err != nil {
-		return nil, nil, fmt.Errorf("cannot watch MeshNodes at %s: %w", cfg.Host, err)
+		return nil, nil, fmt.Errorf("cannot watch MeshNodes and Nodes at %s: %w", cfg.Host, err)
 	}
 	return members, members.Shutdown, nil
 }

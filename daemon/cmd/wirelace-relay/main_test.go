@@ -35,8 +35,19 @@ func TestParseFlags(t *testing.T) {
 	}
 	if o.listen != ":8443" || o.stunListen != ":3478" || o.metricsListen != ":9090" ||
 		o.rate != server.DefaultRate || o.burst != server.DefaultBurst || o.queue != server.DefaultQueueDepth ||
-		o.idleTimeout != server.DefaultIdleTimeout || o.logLevel != slog.LevelInfo {
+		o.idleTimeout != server.DefaultIdleTimeout || o.logLevel != slog.LevelInfo ||
+		o.queueBytes != server.DefaultQueueBytes || o.maxSessions != server.DefaultMaxSessions ||
+		o.maxHandshakes != server.DefaultMaxHandshakes || o.maxHandshakesPerIP != server.DefaultMaxHandshakesPerIP ||
+		o.refusalLogInterval != server.DefaultRefusalLogInterval {
 		t.Fatalf("defaults: %+v", o)
+	}
+	o, err = parseFlags([]string{"--queue-bytes", "2Mi", "--max-sessions", "10", "--max-handshakes", "5",
+		"--max-handshakes-per-ip", "2", "--refusal-log-interval", "1m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.queueBytes != 2<<20 || o.maxSessions != 10 || o.maxHandshakes != 5 || o.maxHandshakesPerIP != 2 || o.refusalLogInterval != time.Minute {
+		t.Fatalf("parsed limits: %+v", o)
 	}
 	o, err = parseFlags([]string{"--rate", "1Gi", "--burst", "8Mi", "--log-level", "debug", "--idle-timeout", "1m"})
 	if err != nil {
@@ -60,6 +71,13 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--queue", "0"}, "--queue 0"},
 		{[]string{"--idle-timeout", "0s"}, "--idle-timeout"},
+		{[]string{"--idle-timeout", "1s"}, "--idle-timeout 1s: must be between 5s and 5m0s"},
+		{[]string{"--idle-timeout", "1h"}, "--idle-timeout 1h0m0s: must be between"},
+		{[]string{"--queue-bytes", "1Ki"}, "--queue-bytes 1Ki is below the largest datagram"},
+		{[]string{"--max-sessions", "0"}, "--max-sessions 0"},
+		{[]string{"--max-handshakes", "-1"}, "--max-handshakes -1"},
+		{[]string{"--max-handshakes-per-ip", "0"}, "--max-handshakes-per-ip 0"},
+		{[]string{"--refusal-log-interval", "0s"}, "--refusal-log-interval"},
 		{[]string{"--stun-listen", "", "--stun-alt-listen", "1.2.3.4:3479"}, "--stun-alt-listen needs --stun-listen"},
 		{[]string{"extra"}, "unexpected argument"},
 	} {
