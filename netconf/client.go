@@ -47,10 +47,17 @@ func NewClient(path string) *Client {
 	}
 }
 
-// Status fetches the daemon's status.
+// Status fetches the daemon's status, with every peer as the device sees it.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var s Status
 	return s, c.get(ctx, StatusPath, &s)
+}
+
+// Readiness fetches the daemon's status without its peers: readiness and
+// the MTU at a cost that does not grow with the mesh (the plugins' calls).
+func (c *Client) Readiness(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.get(ctx, StatusPath+"?"+NoPeersQuery, &s)
 }
 
 // Allocate gets (or re-gets) the addresses of one attachment.

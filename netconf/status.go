@@ -10,8 +10,12 @@ import (
 // DefaultSocket is where wirelaced serves its local API.
 const DefaultSocket = "/run/wirelace/wirelaced.sock"
 
-// StatusPath is the local API path of the daemon's status.
-const StatusPath = "/v1/status"
+// StatusPath is the local API path of the daemon's status. With
+// NoPeersQuery its peers are left out, which makes it cost O(1).
+const (
+	StatusPath   = "/v1/status"
+	NoPeersQuery = "peers=false"
+)
 
 // Status is the answer to GET /v1/status.
 type Status struct {

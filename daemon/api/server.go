@@ -22,7 +22,9 @@ import (
 
 // Backend answers the API's questions; the daemon implements it.
 type Backend interface {
-	Status() netconf.Status
+	// Status is the daemon's status; peers says whether to list every
+	// peer (costly with a large mesh: the plugins do without).
+	Status(peers bool) netconf.Status
 	Allocate(ctx context.Context, r netconf.AllocateRequest) (netconf.AllocateResponse, error)
 	Release(ctx context.Context, key netconf.AttachmentKey) error
 	GC(ctx context.Context, r netconf.GCRequest) (netconf.GCResponse, error)
@@ -77,7 +79,7 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+netconf.StatusPath, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, b.Status())
+		writeJSON(w, http.StatusOK, b.Status(r.URL.Query().Get("peers") != "false"))
 	})
 	mux.HandleFunc("POST "+netconf.IPAMAllocatePath, func(w http.ResponseWriter, r *http.Request) {
 		var req netconf.AllocateRequest

@@ -19,7 +19,7 @@ import (
 // backend records what reached it; every call succeeds.
 type backend struct{ allocated []netconf.AllocateRequest }
 
-func (b *backend) Status() netconf.Status { return netconf.Status{Ready: true} }
+func (b *backend) Status(bool) netconf.Status { return netconf.Status{Ready: true} }
 func (b *backend) Allocate(_ context.Context, r netconf.AllocateRequest) (netconf.AllocateResponse, error) {
 	b.allocated = append(b.allocated, r)
 	return netconf.AllocateResponse{MTU: 1420}, nil

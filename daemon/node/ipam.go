@@ -17,13 +17,19 @@ import (
 
 // Allocate implements api.Backend.
 func (d *Daemon) Allocate(_ context.Context, r netconf.AllocateRequest) (netconf.AllocateResponse, error) {
+	// The answer carries the MTU pods must use: without the device there
+	// is none yet, and the plugin must try again rather than guess.
+	mtu := d.podMTU()
+	if mtu == 0 {
+		return netconf.AllocateResponse{}, fmt.Errorf("%w: the WireGuard device is not up yet", api.ErrNotReady)
+	}
 	a, err := d.ipam.Allocate(ipam.Key(r.AttachmentKey), ipam.OwnerOf(r))
 	if err != nil {
 		return netconf.AllocateResponse{}, ipamError(err)
 	}
 	d.log.Info("allocated pod addresses", "container", short(r.ContainerID), "if", r.IfName,
 		"pod", r.PodNamespace+"/"+r.PodName, "ips", a.IPs)
-	return netconf.AllocateResponse{IPs: a.AllocatedIPs(), MTU: d.podMTU()}, nil
+	return netconf.AllocateResponse{IPs: a.AllocatedIPs(), MTU: mtu}, nil
 }
 
 // Release implements api.Backend.

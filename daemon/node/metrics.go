@@ -59,7 +59,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.d.Status()
+	s := c.d.Status(true)
 	ready := 0.0
 	if s.Ready {
 		ready = 1

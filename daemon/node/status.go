@@ -8,9 +8,9 @@ import (
 	"github.com/wirelace/wirelace/netconf"
 )
 
-// Status implements api.Backend: the daemon's readiness and its peers as the
-// WireGuard device reports them right now.
-func (d *Daemon) Status() netconf.Status {
+// Status implements api.Backend: the daemon's readiness and, with peers,
+// its peers as the WireGuard device reports them right now.
+func (d *Daemon) Status(withPeers bool) netconf.Status {
 	d.mu.Lock()
 	s := netconf.Status{
 		Ready:      d.ready,
@@ -37,7 +37,7 @@ func (d *Daemon) Status() netconf.Status {
 		s.Relays = d.relays.status()
 	}
 	s.Install = d.installStatus()
-	if dev == nil {
+	if dev == nil || !withPeers {
 		return s
 	}
 	peers, err := dev.Peers()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/wirelace/wirelace/netconf"
 	"github.com/wirelace/wirelace/plugins/internal/cnierr"
+	"github.com/wirelace/wirelace/plugins/internal/podipam"
 )
 
 // cmdCheck verifies that wirelaced still holds the attachment's allocation
@@ -26,7 +27,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err != nil {
 		return cnierr.Daemon(err, "list wirelaced's allocations")
 	}
-	key := keyOf(args)
+	key := podipam.Key(args)
 	var alloc *netconf.Allocation
 	for i := range list.Allocations {
 		if list.Allocations[i].AttachmentKey == key {

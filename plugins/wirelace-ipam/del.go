@@ -7,6 +7,7 @@ import (
 
 	"github.com/wirelace/wirelace/netconf"
 	"github.com/wirelace/wirelace/plugins/internal/cnierr"
+	"github.com/wirelace/wirelace/plugins/internal/podipam"
 )
 
 // cmdDel releases the attachment's addresses. Releasing what the daemon
@@ -21,6 +22,6 @@ func cmdDel(args *skel.CmdArgs) error {
 	}
 	c, ctx, cancel := client(conf)
 	defer cancel()
-	_, err = c.ReleaseOrRecord(ctx, netconf.PendingRelease{IPAM: true, AttachmentKey: keyOf(args)})
+	_, err = c.ReleaseOrRecord(ctx, netconf.PendingRelease{IPAM: true, AttachmentKey: podipam.Key(args)})
 	return cnierr.Daemon(err, fmt.Sprintf("release the addresses of container %s %s", args.ContainerID, args.IfName))
 }

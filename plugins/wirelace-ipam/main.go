@@ -34,7 +34,3 @@ func client(conf *netconf.IPAMNetConf) (*netconf.Client, context.Context, contex
 	ctx, cancel := context.WithTimeout(context.Background(), daemonTimeout)
 	return netconf.NewClient(conf.IPAM.Socket), ctx, cancel
 }
-
-func keyOf(args *skel.CmdArgs) netconf.AttachmentKey {
-	return netconf.AttachmentKey{ContainerID: args.ContainerID, IfName: args.IfName}
-}

@@ -15,6 +15,6 @@ func cmdStatus(args *skel.CmdArgs) error {
 	}
 	c, ctx, cancel := client(conf)
 	defer cancel()
-	st, err := c.Status(ctx)
+	st, err := c.Readiness(ctx)
 	return cnierr.Status(st, err, conf.IPAM.Socket)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/wirelace/wirelace/netconf"
 	"github.com/wirelace/wirelace/plugins/internal/cnierr"
+	"github.com/wirelace/wirelace/plugins/internal/podipam"
 	"github.com/wirelace/wirelace/plugins/internal/podnet"
 )
 
@@ -30,8 +32,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		return cnierr.New(types.ErrInvalidNetworkConfig,
 			"prevResult: wirelace has an \"ipam\" section (standalone mode, it makes the pod's interface) but runs after another plugin: make it the first plugin of the conflist, or remove \"ipam\" to chain it after the primary CNI")
 	}
-	// Checked here too, though wirelace-ipam reads it, to fail before
-	// anything is made.
+	// Checked before anything is made.
 	if _, err := netconf.ParsePodArgs(args.Args); err != nil {
 		return err
 	}
@@ -41,16 +42,15 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	}
 	defer podNS.Close()
 
-	mtu := conf.MTU
-	if mtu == 0 {
-		if mtu, err = daemonMTU(conf.Socket); err != nil {
-			return err
-		}
+	ctx, cancel := daemonContext()
+	defer cancel()
+	alloc := allocate
+	if conf.IPAM.Type != netconf.IPAMType {
+		alloc = allocateByPlugin
 	}
-
-	ipamRes, err := ipam.ExecAdd(conf.IPAM.Type, args.StdinData)
+	ipamRes, mtu, err := alloc(ctx, conf, args)
 	if err != nil {
-		return cnierr.Wrap(err, "IPAM plugin %s", conf.IPAM.Type)
+		return err
 	}
 	// From here on the addresses are allocated: give them back on failure,
 	// unless the attachment existed before this ADD (a repeated ADD), which
@@ -58,7 +58,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	existed := false
 	defer func() {
 		if err != nil && !existed {
-			err = releaseAfterFailure(err, conf, args)
+			err = releaseAfterFailure(ctx, err, conf, args)
 		}
 	}()
 
@@ -83,23 +83,59 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	return types.PrintResult(res, conf.CNIVersion)
 }
 
-// daemonMTU asks wirelaced for the MTU pods must use. A daemon that does
-// not answer or is not ready yet makes ADD fail with code 11, so that the
-// runtime tries again.
-func daemonMTU(socket string) (int, error) {
-	ctx, cancel := daemonContext()
-	defer cancel()
-	st, err := netconf.NewClient(socket).Status(ctx)
+// allocate gets the addresses from wirelaced directly, as wirelace-ipam
+// would: one round trip, which also brings the MTU and fails with code 11
+// while the daemon is down or not ready.
+func allocate(ctx context.Context, conf *netconf.PluginConf, args *skel.CmdArgs) (types.Result, int, error) {
+	resp, err := podipam.Allocate(ctx, netconf.NewClient(conf.IPAM.Socket), conf.Name, args)
 	if err != nil {
-		return 0, cnierr.Daemon(err, "ask wirelaced for the pod MTU")
+		return nil, 0, err
 	}
-	if !st.Ready {
-		return 0, cnierr.New(types.ErrTryAgainLater, "wirelaced is not ready yet: %s", st.Reason)
+	res, err := podipam.Result(resp, nil)
+	if err != nil {
+		// The addresses are held: give them back.
+		return nil, 0, releaseAfterFailure(ctx, err, conf, args)
 	}
-	if st.MTU < netconf.MinMTU || st.MTU > netconf.MaxMTU {
-		return 0, cnierr.New(types.ErrInternal, "wirelaced reports MTU %d, which no interface can have: set \"mtu\" in the network config, or fix the daemon's", st.MTU)
+	mtu := conf.MTU
+	if mtu == 0 {
+		mtu = resp.MTU
 	}
-	return st.MTU, nil
+	if err := checkMTU(mtu); err != nil {
+		return nil, 0, releaseAfterFailure(ctx, err, conf, args)
+	}
+	return res, mtu, nil
+}
+
+// allocateByPlugin runs another IPAM plugin, as the spec has it, and asks
+// wirelaced for the MTU and readiness (a call that costs the same however
+// large the mesh).
+func allocateByPlugin(ctx context.Context, conf *netconf.PluginConf, args *skel.CmdArgs) (types.Result, int, error) {
+	mtu := conf.MTU
+	if mtu == 0 {
+		st, err := netconf.NewClient(conf.Socket).Readiness(ctx)
+		if err != nil {
+			return nil, 0, cnierr.Daemon(err, "ask wirelaced for the pod MTU")
+		}
+		if !st.Ready {
+			return nil, 0, cnierr.New(types.ErrTryAgainLater, "wirelaced is not ready yet: %s", st.Reason)
+		}
+		if err := checkMTU(st.MTU); err != nil {
+			return nil, 0, err
+		}
+		mtu = st.MTU
+	}
+	res, err := ipam.ExecAdd(conf.IPAM.Type, args.StdinData)
+	if err != nil {
+		return nil, 0, cnierr.Wrap(err, "IPAM plugin %s", conf.IPAM.Type)
+	}
+	return res, mtu, nil
+}
+
+func checkMTU(mtu int) error {
+	if mtu < netconf.MinMTU || mtu > netconf.MaxMTU {
+		return cnierr.New(types.ErrInternal, "wirelaced reports MTU %d, which no interface can have: set \"mtu\" in the network config, or fix the daemon's", mtu)
+	}
+	return nil
 }
 
 // podIPs takes the pod's addresses from the IPAM result. Their prefix length
@@ -122,8 +158,14 @@ func podIPs(r types.Result, ipamType string) ([]net.IP, error) {
 // releaseAfterFailure gives the addresses of a failed ADD back and says so
 // in the error if that fails too; the runtime's DEL after the failed ADD
 // will try again.
-func releaseAfterFailure(addErr error, conf *netconf.PluginConf, args *skel.CmdArgs) error {
-	if err := ipam.ExecDel(conf.IPAM.Type, args.StdinData); err != nil {
+func releaseAfterFailure(ctx context.Context, addErr error, conf *netconf.PluginConf, args *skel.CmdArgs) error {
+	var err error
+	if conf.IPAM.Type == netconf.IPAMType {
+		_, err = netconf.NewClient(conf.IPAM.Socket).ReleaseOrRecord(ctx, netconf.PendingRelease{IPAM: true, AttachmentKey: podipam.Key(args)})
+	} else {
+		err = ipam.ExecDel(conf.IPAM.Type, args.StdinData)
+	}
+	if err != nil {
 		return cnierr.Annotate(addErr, fmt.Sprintf("(releasing the addresses also failed: %v)", err))
 	}
 	return addErr

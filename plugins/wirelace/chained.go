@@ -11,6 +11,7 @@ import (
 
 	"github.com/wirelace/wirelace/netconf"
 	"github.com/wirelace/wirelace/plugins/internal/cnierr"
+	"github.com/wirelace/wirelace/plugins/internal/podipam"
 	"github.com/wirelace/wirelace/plugins/internal/podnet"
 )
 
@@ -48,7 +49,7 @@ func chainedAdd(args *skel.CmdArgs, conf *netconf.PluginConf) (err error) {
 	c := netconf.NewClient(conf.Socket)
 	req := netconf.RegisterRequest{
 		Network:       conf.Name,
-		AttachmentKey: keyOf(args),
+		AttachmentKey: podipam.Key(args),
 		Netns:         args.Netns,
 		PodNamespace:  pod.Namespace,
 		PodName:       pod.Name,
@@ -109,7 +110,7 @@ func chainedCheck(args *skel.CmdArgs, conf *netconf.PluginConf, prev *types100.R
 		return cnierr.Daemon(err, "list wirelaced's chained registrations")
 	}
 	i := slices.IndexFunc(list.Registrations, func(r netconf.Registration) bool {
-		return r.Network == conf.Name && r.AttachmentKey == keyOf(args)
+		return r.Network == conf.Name && r.AttachmentKey == podipam.Key(args)
 	})
 	if i < 0 {
 		return cnierr.New(types.ErrInternal, "container %s %s is not registered with wirelaced: its addresses are not routed through the mesh", args.ContainerID, args.IfName)
@@ -123,7 +124,7 @@ func chainedCheck(args *skel.CmdArgs, conf *netconf.PluginConf, prev *types100.R
 	}
 	mtu := conf.MTU
 	if mtu == 0 {
-		st, err := c.Status(ctx)
+		st, err := c.Readiness(ctx)
 		if err != nil {
 			return cnierr.Daemon(err, "ask wirelaced for the mesh MTU")
 		}
@@ -176,9 +177,5 @@ func podAddrs(prev *types100.Result, ifName string) ([]netip.Addr, error) {
 }
 
 func pendingChained(conf *netconf.PluginConf, args *skel.CmdArgs) netconf.PendingRelease {
-	return netconf.PendingRelease{Chained: true, Network: conf.Name, AttachmentKey: keyOf(args)}
-}
-
-func keyOf(args *skel.CmdArgs) netconf.AttachmentKey {
-	return netconf.AttachmentKey{ContainerID: args.ContainerID, IfName: args.IfName}
+	return netconf.PendingRelease{Chained: true, Network: conf.Name, AttachmentKey: podipam.Key(args)}
 }

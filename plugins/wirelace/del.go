@@ -1,11 +1,14 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/plugins/pkg/ipam"
 
 	"github.com/wirelace/wirelace/netconf"
 	"github.com/wirelace/wirelace/plugins/internal/cnierr"
+	"github.com/wirelace/wirelace/plugins/internal/podipam"
 	"github.com/wirelace/wirelace/plugins/internal/podnet"
 )
 
@@ -27,6 +30,13 @@ func cmdDel(args *skel.CmdArgs) error {
 	// and may be gone already.
 	if err := podnet.Teardown(args.ContainerID, args.IfName); err != nil {
 		return cnierr.Wrap(err, "detach container %s", args.ContainerID)
+	}
+	if conf.IPAM.Type == netconf.IPAMType {
+		// wirelace-ipam's DEL, without the exec.
+		ctx, cancel := daemonContext()
+		defer cancel()
+		_, err := netconf.NewClient(conf.IPAM.Socket).ReleaseOrRecord(ctx, netconf.PendingRelease{IPAM: true, AttachmentKey: podipam.Key(args)})
+		return cnierr.Daemon(err, fmt.Sprintf("release the addresses of container %s %s", args.ContainerID, args.IfName))
 	}
 	if err := ipam.ExecDel(conf.IPAM.Type, args.StdinData); err != nil {
 		return cnierr.Wrap(err, "IPAM plugin %s", conf.IPAM.Type)

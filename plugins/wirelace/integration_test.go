@@ -507,7 +507,7 @@ func TestGC(t *testing.T) {
 	// An allocation whose DEL was lost, and a veth of an attachment the
 	// runtime forgot whose netns lives on (allocation released already).
 	lost := netconf.AttachmentKey{ContainerID: "ctr-lost", IfName: "eth0"}
-	n.daemon.Allocate(lost)
+	n.daemon.Allocate("wirelace", lost)
 	orphanNS := testenv.NetNS(t)
 	orphan := podnet.HostVethName("ctr-orphan", "eth0")
 	makeVeth := func(name, peer string, peerNS ns.NetNS) {
@@ -573,5 +573,19 @@ func TestConcurrentAdds(t *testing.T) {
 			t.Errorf("DEL %s: %v", p.rt.ContainerID, err)
 		}
 		n.assertNothingLeft(p)
+	}
+}
+
+// A GC of one network leaves another network's allocations alone, even
+// with no valid attachments at all.
+func TestGCScopedToNetwork(t *testing.T) {
+	n := newNode(t, fakedaemon.Options{}, nil)
+	other := netconf.AttachmentKey{ContainerID: "ctr-other", IfName: "eth0"}
+	n.daemon.Allocate("second-network", other)
+	if err := n.gc(); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	if !n.daemon.Allocated(other) {
+		t.Fatal("a GC of network wirelace released network second-network's allocation")
 	}
 }

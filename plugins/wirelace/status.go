@@ -19,7 +19,7 @@ func cmdStatus(args *skel.CmdArgs) error {
 	}
 	ctx, cancel := daemonContext()
 	defer cancel()
-	st, err := netconf.NewClient(conf.Socket).Status(ctx)
+	st, err := netconf.NewClient(conf.Socket).Readiness(ctx)
 	if err := cnierr.Status(st, err, conf.Socket); err != nil {
 		return err
 	}

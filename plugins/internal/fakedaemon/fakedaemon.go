@@ -154,10 +154,10 @@ func (d *Daemon) Allocated(key netconf.AttachmentKey) bool {
 }
 
 // Allocate allocates for key directly, as a lost DEL would leave it.
-func (d *Daemon) Allocate(key netconf.AttachmentKey) netconf.AllocateResponse {
+func (d *Daemon) Allocate(network string, key netconf.AttachmentKey) netconf.AllocateResponse {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.allocateLocked(netconf.AllocateRequest{AttachmentKey: key})
+	return d.allocateLocked(netconf.AllocateRequest{Network: network, AttachmentKey: key})
 }
 
 func (d *Daemon) sorted() []netconf.Allocation {
