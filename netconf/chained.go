@@ -53,16 +53,11 @@ type ChainedGCRequest struct {
 	Valid   []AttachmentKey `json:"valid"`
 }
 
-// Registration is one registered chained attachment.
+// Registration is one registered chained attachment: what was registered,
+// and when.
 type Registration struct {
-	Network string `json:"network"`
-	AttachmentKey
-	IPs          []string `json:"ips"`
-	Netns        string   `json:"netns,omitempty"`
-	PodNamespace string   `json:"podNamespace,omitempty"`
-	PodName      string   `json:"podName,omitempty"`
-	PodUID       string   `json:"podUID,omitempty"`
-	Created      string   `json:"created"`
+	RegisterRequest
+	Created string `json:"created"`
 }
 
 // ChainedListResponse is every registration on the node.

@@ -88,14 +88,16 @@ func (d *Daemon) Registrations() (netconf.ChainedListResponse, error) {
 			ips = append(ips, a.String())
 		}
 		resp.Registrations = append(resp.Registrations, netconf.Registration{
-			Network:       r.Network,
-			AttachmentKey: netconf.AttachmentKey(r.Key),
-			IPs:           ips,
-			Netns:         r.Netns,
-			PodNamespace:  r.PodNamespace,
-			PodName:       r.PodName,
-			PodUID:        r.PodUID,
-			Created:       r.Created.UTC().Format(time.RFC3339),
+			RegisterRequest: netconf.RegisterRequest{
+				Network:       r.Network,
+				AttachmentKey: netconf.AttachmentKey(r.Key),
+				IPs:           ips,
+				Netns:         r.Netns,
+				PodNamespace:  r.PodNamespace,
+				PodName:       r.PodName,
+				PodUID:        r.PodUID,
+			},
+			Created: r.Created.UTC().Format(time.RFC3339),
 		})
 	}
 	return resp, nil
