@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,15 @@ func TestParseDefaults(t *testing.T) {
 	pools, err := c.MeshPools()
 	if err != nil || len(pools) != 2 {
 		t.Fatalf("pools %v, %v", pools, err)
+	}
+	// The metrics name peers and count their traffic without
+	// authentication: only the node itself may read them unless an
+	// operator says otherwise.
+	if host, _, err := net.SplitHostPort(c.MetricsListen); err != nil || !net.ParseIP(host).IsLoopback() {
+		t.Errorf("metrics listen on %q by default, want the loopback", c.MetricsListen)
+	}
+	if c.NodeIPRoutes || c.RouteTable != 119 || c.FwMark != 0x1ace {
+		t.Errorf("node-IP routing defaults: %v table %d mark %#x", c.NodeIPRoutes, c.RouteTable, c.FwMark)
 	}
 }
 
