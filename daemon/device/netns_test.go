@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wirelace/wirelace/internal/roottest"
 )
 
 // The device tests change links, routes and the UDP port of a network
@@ -54,15 +56,14 @@ func netnsInode(t *testing.T) string {
 	return strconv.FormatUint(st.Ino, 10)
 }
 
-// needRoot skips the test unless it can create namespaces.
+// needRoot fails the test unless it can create namespaces (see
+// internal/roottest), and when the lab's tools are missing.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network and mount namespaces, TUN)")
-	}
+	roottest.Require(t, "network and mount namespaces, TUN")
 	for _, tool := range []string{"ip", "unshare", "wg", "ping"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s: %v", tool, err)
+			t.Fatalf("needs %s (run make deps): %v", tool, err)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package masq
 
 import (
 	"net/netip"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
+
+	"github.com/wirelace/wirelace/internal/roottest"
 )
 
 func pfx(s ...string) []netip.Prefix {
@@ -42,9 +43,7 @@ func TestRanges(t *testing.T) {
 // prefix pair overflowed the netlink buffer at 100 peers) and hold two
 // rules per family, whatever the number of peers.
 func TestApplyAtScale(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
-	}
+	roottest.Require(t, "network namespaces, nftables")
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Fatal("nft is missing: run make deps")
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/wirelace/wirelace/internal/roottest"
 )
 
 // Plugin packages.
@@ -35,12 +37,11 @@ func Build(dir string, pkgs ...string) error {
 	return nil
 }
 
-// RequireRoot skips a test that needs to create network namespaces.
+// RequireRoot fails a test that needs to create network namespaces when
+// not run as root (see internal/roottest).
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
-	}
+	roottest.Require(t, "network namespaces")
 }
 
 // NetNS is a fresh network namespace with lo up, removed when the test ends.
