@@ -9,7 +9,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
-	"github.com/wirelace/wirelace/relay/stunserver"
+	"github.com/wirelace/wirelace/internal/stunattr"
 )
 
 const (
@@ -66,7 +66,7 @@ func (c change) AddTo(m *stun.Message) error {
 		return nil
 	}
 	// One codec for the attribute, the STUN server's.
-	return stunserver.ChangeRequest{ChangeIP: c.ip, ChangePort: c.port}.AddTo(m)
+	return stunattr.ChangeRequest{ChangeIP: c.ip, ChangePort: c.port}.AddTo(m)
 }
 
 // bindingRequest encodes a Binding request with transaction id. A

@@ -23,13 +23,13 @@ func (d *Daemon) Allocate(_ context.Context, r netconf.AllocateRequest) (netconf
 	if mtu == 0 {
 		return netconf.AllocateResponse{}, fmt.Errorf("%w: the WireGuard device is not up yet", api.ErrNotReady)
 	}
-	a, err := d.ipam.Allocate(ipam.Key(r.AttachmentKey), ipam.OwnerOf(r))
+	a, err := d.ipam.Allocate(ipam.Key(r.AttachmentKey), ownerOf(r))
 	if err != nil {
 		return netconf.AllocateResponse{}, ipamError(err)
 	}
 	d.log.Info("allocated pod addresses", "container", short(r.ContainerID), "if", r.IfName,
 		"pod", r.PodNamespace+"/"+r.PodName, "ips", a.IPs)
-	return netconf.AllocateResponse{IPs: a.AllocatedIPs(), MTU: mtu}, nil
+	return netconf.AllocateResponse{IPs: allocatedIPs(a), MTU: mtu}, nil
 }
 
 // Release implements api.Backend.
@@ -66,7 +66,7 @@ func (d *Daemon) Allocations() (netconf.ListResponse, error) {
 	}
 	resp := netconf.ListResponse{Allocations: make([]netconf.Allocation, 0, len(list))}
 	for _, a := range list {
-		resp.Allocations = append(resp.Allocations, a.Netconf())
+		resp.Allocations = append(resp.Allocations, listed(a))
 	}
 	return resp, nil
 }
@@ -145,4 +145,48 @@ func prefixStrings(ps []netip.Prefix) []string {
 		out = append(out, p.String())
 	}
 	return out
+}
+
+// Conversions between the local API's types (netconf) and the store's
+// (ipam), here so that the store stays free of the API and the CNI
+// library. ipam.Key has the same fields as netconf.AttachmentKey, so the
+// two convert directly.
+
+// ownerOf returns the owner an allocate request records.
+func ownerOf(req netconf.AllocateRequest) ipam.Owner {
+	return ipam.Owner{
+		Network:      req.Network,
+		Netns:        req.Netns,
+		PodNamespace: req.PodNamespace,
+		PodName:      req.PodName,
+		PodUID:       req.PodUID,
+	}
+}
+
+// allocatedIPs returns a's addresses with their range's gateway, for an
+// AllocateResponse.
+func allocatedIPs(a ipam.Allocation) []netconf.AllocatedIP {
+	ips := make([]netconf.AllocatedIP, 0, len(a.IPs))
+	for _, p := range a.IPs {
+		ips = append(ips, netconf.AllocatedIP{Address: p.String(), Gateway: ipam.Gateway(p).String()})
+	}
+	return ips
+}
+
+// listed returns a as the local API lists it.
+func listed(a ipam.Allocation) netconf.Allocation {
+	ips := make([]string, 0, len(a.IPs))
+	for _, p := range a.IPs {
+		ips = append(ips, p.String())
+	}
+	return netconf.Allocation{
+		AttachmentKey: netconf.AttachmentKey(a.Key),
+		IPs:           ips,
+		Network:       a.Network,
+		Netns:         a.Netns,
+		PodNamespace:  a.PodNamespace,
+		PodName:       a.PodName,
+		PodUID:        a.PodUID,
+		Created:       a.Created.UTC().Format(time.RFC3339),
+	}
 }

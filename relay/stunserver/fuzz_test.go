@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/pion/stun/v3"
+
+	"github.com/wirelace/wirelace/internal/stunattr"
 )
 
 // FuzzHandle feeds arbitrary datagrams to the STUN handler of a server with
@@ -34,8 +36,8 @@ func FuzzHandle(f *testing.F) {
 	}
 	seed(stun.BindingRequest)
 	seed(stun.BindingRequest, stun.Fingerprint)
-	seed(stun.BindingRequest, ChangeRequest{ChangeIP: true, ChangePort: true}, stun.Fingerprint)
-	seed(stun.BindingRequest, ChangeRequest{ChangePort: true})
+	seed(stun.BindingRequest, stunattr.ChangeRequest{ChangeIP: true, ChangePort: true}, stun.Fingerprint)
+	seed(stun.BindingRequest, stunattr.ChangeRequest{ChangePort: true})
 	seed(stun.BindingRequest, stun.NewUsername("user"), stun.NewShortTermIntegrity("pass"))
 	seed(stun.BindingRequest, stun.RawAttribute{Type: 0x0042, Value: []byte{1, 2, 3}}) // unknown, comprehension-required
 	seed(stun.NewType(stun.MethodBinding, stun.ClassIndication))

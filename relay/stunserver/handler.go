@@ -4,6 +4,8 @@ import (
 	"net/netip"
 
 	"github.com/pion/stun/v3"
+
+	"github.com/wirelace/wirelace/internal/stunattr"
 )
 
 // handler answers the requests of one socket. It reuses its messages, so it
@@ -68,7 +70,7 @@ func (h *handler) handle(data []byte, from netip.AddrPort) {
 	// unless CHANGE-REQUEST asks otherwise.
 	out, result := h.sock, resultOK
 	if h.req.Contains(stun.AttrChangeRequest) {
-		var cr ChangeRequest
+		var cr stunattr.ChangeRequest
 		if err := cr.GetFrom(&h.req); err != nil {
 			h.reply(h.sock, from, resultBadRequest, stun.BindingError, stun.CodeBadRequest)
 			return
@@ -100,7 +102,7 @@ func (h *handler) handle(data []byte, from netip.AddrPort) {
 }
 
 // changed returns the socket a CHANGE-REQUEST asks to answer from.
-func (h *handler) changed(cr ChangeRequest) (*socket, bool) {
+func (h *handler) changed(cr stunattr.ChangeRequest) (*socket, bool) {
 	ip, port := h.sock.addr.Addr(), h.sock.addr.Port()
 	if cr.ChangeIP {
 		var ok bool

@@ -1,4 +1,7 @@
-package stunserver
+// Package stunattr holds the STUN attributes Wirelace needs that pion/stun
+// has no codec for, shared by the STUN server and the daemon's NAT
+// classification without either importing the other.
+package stunattr
 
 import (
 	"encoding/binary"
