@@ -63,7 +63,7 @@ type Daemon struct {
 	log     *slog.Logger
 	keys    keys.Keys
 	clients kube.Clients
-	node    *corev1.Node
+	node    *corev1.Node // guarded by mu once the loops run (currentNode)
 	dev     *device.Device
 	bind    *bind.Bind
 	watcher *kube.Watcher
@@ -354,7 +354,7 @@ func (d *Daemon) heartbeat(ctx context.Context) {
 	var since time.Time
 	for {
 		rctx, cancel := context.WithTimeout(ctx, min(apiCallTimeout, d.cfg.HeartbeatInterval.Duration))
-		err := kube.RenewLease(rctx, d.clients, d.node, d.cfg.Namespace, d.cfg.HeartbeatInterval.Duration)
+		err := kube.RenewLease(rctx, d.clients, d.currentNode(), d.cfg.Namespace, d.cfg.HeartbeatInterval.Duration)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -381,6 +381,14 @@ func (d *Daemon) heartbeat(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// currentNode is this node's Node as last seen. The reconcile loop refreshes
+// it and the heartbeat reads it, so it is read under the lock.
+func (d *Daemon) currentNode() *corev1.Node {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.node
 }
 
 // setAPIDown records why the API is unreachable ("" once it is back).

@@ -28,7 +28,9 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		d.setNotReady(fmt.Sprintf("Node %s no longer exists; this node has left the cluster", self))
 		return nil
 	}
-	d.node = node
+	d.mu.Lock()
+	d.node = node // a Node re-created under the same name has a new UID
+	d.mu.Unlock()
 
 	// One look at the host's addresses serves the published candidates and
 	// the same-network test of the path machines.
@@ -193,7 +195,7 @@ func (d *Daemon) publish(ctx context.Context, host []netip.Prefix) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiCallTimeout)
 	defer cancel()
-	wrote, err := kube.PublishMeshNode(ctx, d.clients, d.node, spec)
+	wrote, err := kube.PublishMeshNode(ctx, d.clients, d.currentNode(), spec)
 	if err != nil {
 		return err
 	}
