@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -193,7 +194,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err := d.ipam.SetRanges(d.podCIDRs); err != nil {
 		return fmt.Errorf("set pod CIDRs %v: %w", d.podCIDRs, err)
 	}
-	if err := enableForwarding(); err != nil {
+	if err := enableForwarding(append(slices.Clone(pools), d.podCIDRs...)); err != nil {
 		return err
 	}
 

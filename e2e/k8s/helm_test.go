@@ -1,0 +1,83 @@
+package k8s
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestHelmWrapperGoMod(t *testing.T) {
+	got := string(helmWrapperGoMod())
+	for _, want := range []string{"module " + helmWrapModule + "\n", "require helm.sh/helm/v3 " + HelmVersion + "\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("wrapper go.mod lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// TestHelmStamp checks that a build is reused only with a matching stamp
+// and an executable binary, so that a killed or older build is redone.
+func TestHelmStamp(t *testing.T) {
+	dir := t.TempDir()
+	stamp, helm := filepath.Join(dir, "stamp"), filepath.Join(dir, "helm")
+	if helmUpToDate(stamp, helm) {
+		t.Fatal("up to date with nothing there")
+	}
+	if err := os.WriteFile(helm, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stamp, []byte(strings.Replace(helmStampText(), HelmVersion, "v3.0.0", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if helmUpToDate(stamp, helm) {
+		t.Fatal("up to date with another version's stamp")
+	}
+	if err := os.WriteFile(stamp, []byte(helmStampText()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !helmUpToDate(stamp, helm) {
+		t.Fatal("not up to date with a matching stamp")
+	}
+	if err := os.Chmod(helm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if helmUpToDate(stamp, helm) {
+		t.Fatal("up to date with a binary that is not executable")
+	}
+}
+
+// TestEnsureHelm builds (or reuses) the real helm and runs it.
+func TestEnsureHelm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds helm from the module proxy; skipped in -short mode")
+	}
+	ctx := testContext(t)
+	helm, err := EnsureHelm(ctx, cacheDir(t), &lineLogger{t: t})
+	if err != nil {
+		t.Fatalf("EnsureHelm: %v", err)
+	}
+	out, err := exec.CommandContext(ctx, helm, "version", "--short").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), HelmVersion) {
+		t.Fatalf("helm version --short = %q, %v; want %s", out, err, HelmVersion)
+	}
+	// The Kubernetes version helm assumes is the one its client-go speaks
+	// (helm's Makefile sets it), not helm's 1.20 fallback.
+	chart := t.TempDir()
+	for name, text := range map[string]string{
+		"Chart.yaml":        "apiVersion: v2\nname: kv\nversion: 0.0.1\n",
+		"templates/kv.yaml": "# {{ .Capabilities.KubeVersion.Version }}\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(chart, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(chart, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err = exec.CommandContext(ctx, helm, "template", "x", chart).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "v1.20.") || !strings.Contains(string(out), "# v1.") {
+		t.Fatalf("helm template of a chart printing .Capabilities.KubeVersion: %v\n%s", err, out)
+	}
+}
