@@ -200,17 +200,22 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	d.setNotReady("opening the WireGuard device")
 	mtu := meshMTU(cfg.MTU, cfg.Interface)
-	d.bind = bind.New(log)
-	d.paths = newPaths(d.bind, d.keys.Control, d.metrics, log)
+	b := bind.New(log)
+	paths := newPaths(b, d.keys.Control, d.metrics, log)
+	var relays *relaySet
 	if len(cfg.Relays) > 0 {
-		d.relays, err = newRelaySet(cfg.Relays, cfg.RelayCA, cfg.FwMark, d.keys.WireGuard.PublicKey(), d.keys.Control, d.paths.handleRelayed, log)
+		relays, err = newRelaySet(cfg.Relays, cfg.RelayCA, cfg.FwMark, d.keys.WireGuard.PublicKey(), d.keys.Control, paths.handleRelayed, log)
 		if err != nil {
 			return err
 		}
-		d.paths.relays = d.relays
-		d.bind.SetRelay(d.relays)
+		paths.relays = relays
+		b.SetRelay(relays)
 	}
-	d.bind.SetHandler(d.paths.handle)
+	b.SetHandler(paths.handle)
+	// The local API's Status reads these while start-up goes on.
+	d.mu.Lock()
+	d.bind, d.paths, d.relays = b, paths, relays
+	d.mu.Unlock()
 	dev, err := device.Open(device.Config{
 		Name:           cfg.Interface,
 		MTU:            mtu,

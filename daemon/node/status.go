@@ -23,7 +23,7 @@ func (d *Daemon) Status(withPeers bool) netconf.Status {
 		Peers:      []netconf.PeerStatus{},
 	}
 	names := d.peerNames
-	dev := d.dev
+	dev, relays, paths := d.dev, d.relays, d.paths
 	s.NATType, s.NATReason = string(d.nat.Type), d.nat.Reason
 	for _, a := range d.meshIPs {
 		s.MeshIPs = append(s.MeshIPs, a.String())
@@ -33,8 +33,8 @@ func (d *Daemon) Status(withPeers bool) netconf.Status {
 	if d.keys.WireGuard != [32]byte{} {
 		s.PublicKey = d.keys.WireGuard.PublicKey().String()
 	}
-	if d.relays != nil {
-		s.Relays = d.relays.status()
+	if relays != nil {
+		s.Relays = relays.status()
 	}
 	s.Install = d.installStatus()
 	if dev == nil || !withPeers {
@@ -64,8 +64,8 @@ func (d *Daemon) Status(withPeers bool) netconf.Status {
 		}
 		s.Peers = append(s.Peers, ps)
 	}
-	if d.paths != nil {
-		d.paths.status(s.Peers)
+	if paths != nil {
+		paths.status(s.Peers)
 	}
 	return s
 }
