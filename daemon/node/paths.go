@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -20,17 +21,45 @@ import (
 )
 
 // Timing of the path loop.
+//
+// The loop's work grows with the active peers only (those with traffic, see
+// path.IdleTimeout), not with the mesh: it ticks the machines in its loop
+// set, which an idle peer leaves once its machine needs no more ticks, and
+// rejoins on traffic (at once for a packet through the relay, within
+// idleScan for one sent or received directly) or on a probe. What remains
+// per idle peer is one read of its Bind counters per idleScan.
 const (
 	// pathTick bounds how long the path loop sleeps between looking at the
 	// peers' state machines; each machine also says when it next needs a
 	// tick.
 	pathTick = 250 * time.Millisecond
-	// counterPoll is how often the device's receive counters are read, to
-	// confirm direct paths by authenticated traffic (see observeRecv).
-	// Reading them goes through the device's UAPI and lists every peer, so
-	// not on every step; once per pathTick still confirms a busy path well
-	// within path.SuspectAfter, so it needs no liveness pings.
+	// idleScan is how often the Bind's counters of the peers out of the
+	// loop are compared with their last values, to wake those with direct
+	// traffic. Such a peer's packets go through the relay meanwhile (see
+	// path's standby), so this only bounds how soon its direct path is
+	// checked again; a read is a lock and a few atomic loads (about 0.1 µs:
+	// 1000 idle peers cost 0.4 ms a second).
+	idleScan = pathTick
+	// counterPoll is the least time between two reads of the device's
+	// receive counters, which confirm direct paths by authenticated traffic
+	// (see observeRecv). They are read only while an active peer has direct
+	// traffic they could confirm; once per pathTick confirms a busy path
+	// well within path.SuspectAfter, so it needs no liveness pings.
 	counterPoll = pathTick
+	// evidenceFresh: counters read longer ago than this are too old a
+	// baseline to confirm anything now (the packets that made them grow may
+	// be that old); they are only a new baseline for the next read.
+	evidenceFresh = 2 * counterPoll
+	// counterShare is the most of one core the counter reads may take. A read
+	// lists every peer of the device over UAPI (13-28 ms with 1000 peers,
+	// measured with wireguard-go and wgctrl), while a ping costs this node a
+	// few microseconds: reads are spaced so that they stay within the share,
+	// and when that leaves them too far apart to be fresh (more than about
+	// 300 peers), traffic is only a hint and pongs confirm, as without a
+	// device, with one read per counterRecheck to see whether reads became
+	// cheaper.
+	counterShare   = 0.01
+	counterRecheck = time.Minute
 )
 
 // peerCounters reads the WireGuard device's peers with their counters;
@@ -38,6 +67,17 @@ const (
 // device counts only what authenticated, which no spoofer can make grow.
 type peerCounters interface {
 	Peers() ([]wgtypes.Peer, error)
+}
+
+// pathBind is what the path manager uses of the Bind; *bind.Bind implements
+// it. An interface so that tests can count what the path loop touches.
+type pathBind interface {
+	Activity(key wgtypes.Key) bind.Activity
+	SetRoute(key wgtypes.Key, r bind.Route) error
+	SendTo(pkt []byte, to netip.AddrPort) error
+	PeerEndpoint(key wgtypes.Key) netip.AddrPort
+	RemovePeer(key wgtypes.Key)
+	DeliverRelayed(src wgtypes.Key, pkt []byte)
 }
 
 // paths runs the per-peer path state machines (daemon/path) and does their
@@ -49,7 +89,7 @@ type peerCounters interface {
 // sealed or opened under mu.
 type paths struct {
 	log     *slog.Logger
-	bind    *bind.Bind
+	bind    pathBind
 	relays  *relaySet
 	metrics *metrics
 	keys    *probe.Keyring // this node's control key and the members'
@@ -57,6 +97,9 @@ type paths struct {
 	probes  *probeQueue
 	// now is the clock (time.Now; tests set another before running).
 	now func() time.Time
+	// readCost is what a read of the device's counters that started at
+	// start cost (time.Since; tests set another).
+	readCost func(start time.Time) time.Duration
 
 	mu       sync.Mutex
 	peers    map[wgtypes.Key]*peerPath // by WireGuard key
@@ -71,6 +114,24 @@ type paths struct {
 	// then traffic is never more than a hint.
 	dev      peerCounters
 	lastPoll time.Time
+	// pollCost is what a read costs: the lesser of the last two, so that
+	// one read slowed by a pause does not stop them.
+	pollCost time.Duration
+	lastCost time.Duration // the last read's, zero before the first
+	needPoll bool          // an active peer has traffic a read could confirm
+
+	// loop is the peers the path loop ticks (see pathTick); the others are
+	// idle and settled, and only scanned (idleScan).
+	loop     map[wgtypes.Key]*peerPath
+	lastScan time.Time
+	relayUp  bool // at the last step: the routes of all peers follow it
+
+	// byWG is peers, for handleRelayed, which runs on a relay's receive
+	// goroutine and must not wait for mu: replaced, never changed, by
+	// update. woken is the idle peers it saw traffic for.
+	byWG    atomic.Pointer[map[wgtypes.Key]*peerPath]
+	wokenMu sync.Mutex
+	woken   []*peerPath
 }
 
 type peerPath struct {
@@ -82,8 +143,12 @@ type peerPath struct {
 	sm       *path.Peer
 	route    bind.Route
 	path     string
-	lastSend time.Time // last direct send reported to sm
-	seen     evidence  // traffic at the last counter poll
+	lastSend time.Time     // last direct send reported to sm
+	act      bind.Activity // the Bind's counters at the last look
+	hinted   uint64        // act.Recv at the last OnDirectHint
+	seen     evidence      // traffic at the last counter poll
+	// idle: out of the loop; handleRelayed puts it back (and clears this).
+	idle atomic.Bool
 }
 
 // evidence is what was known of a peer's received traffic at one poll.
@@ -91,19 +156,22 @@ type evidence struct {
 	act  bind.Activity
 	rx   uint64 // the device's receive bytes
 	rxOK bool   // rx was read
+	at   time.Time
 }
 
 // newPaths returns the path manager; its relays, if any, are set before it
 // runs, and the device (setDevice) once it is open.
 func newPaths(b *bind.Bind, control wgtypes.Key, m *metrics, log *slog.Logger) *paths {
 	p := &paths{
-		log:     log,
-		metrics: m,
-		bind:    b,
-		peers:   map[wgtypes.Key]*peerPath{},
-		byCtl:   map[wgtypes.Key]*peerPath{},
-		kick:    make(chan struct{}, 1),
-		now:     time.Now,
+		log:      log,
+		metrics:  m,
+		bind:     b,
+		peers:    map[wgtypes.Key]*peerPath{},
+		byCtl:    map[wgtypes.Key]*peerPath{},
+		loop:     map[wgtypes.Key]*peerPath{},
+		kick:     make(chan struct{}, 1),
+		now:      time.Now,
+		readCost: time.Since,
 	}
 	clock := func() time.Time { return p.now() }
 	p.keys = probe.NewKeyring(control, clock)
@@ -136,13 +204,24 @@ func (p *paths) handle(pkt []byte, from netip.AddrPort) {
 
 // handleRelayed is the relays' receive function: WireGuard packets go to the
 // device, probes (CallMeMaybe) to the probe queue. src is the sender's
-// WireGuard key, as the relay authenticated it.
+// WireGuard key, as the relay authenticated it. A WireGuard packet from an
+// idle peer wakes it at once: the first one back after a pause is often
+// the answer to a handshake this node sent through the relay, which the
+// Bind's counters do not show.
 func (p *paths) handleRelayed(src wgtypes.Key, pkt []byte) {
 	if probe.IsProbe(pkt) {
 		p.probes.push(pkt, netip.AddrPort{}, true, src)
 		return
 	}
 	p.bind.DeliverRelayed(src, pkt)
+	if m := p.byWG.Load(); m != nil && bind.IsWireGuard(pkt) {
+		if pp := (*m)[src]; pp != nil && pp.idle.CompareAndSwap(true, false) {
+			p.wokenMu.Lock()
+			p.woken = append(p.woken, pp)
+			p.wokenMu.Unlock()
+			p.wake()
+		}
+	}
 }
 
 // drainProbes handles queued probes until ctx ends.
@@ -234,6 +313,7 @@ func (p *paths) handleProbe(pkt []byte, from netip.AddrPort, viaRelay bool, rela
 	default:
 		ok = false // pings and pongs mean nothing through the relay
 	}
+	p.join(pp) // ticked at once, idle or not: what it queued goes out
 	p.mu.Unlock()
 	if !ok {
 		return
@@ -309,6 +389,7 @@ func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 		if pp == nil {
 			pp = &peerPath{name: n.Name, wg: n.PublicKey, sm: path.NewPeer(n.Name, now)}
 			p.peers[n.PublicKey] = pp
+			p.join(pp) // new peers start active
 		}
 		if pp.ctl != n.ControlKey {
 			delete(p.byCtl, pp.ctl)
@@ -334,9 +415,15 @@ func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 		if !seen[k] {
 			delete(p.peers, k)
 			delete(p.byCtl, pp.ctl)
+			delete(p.loop, k)
 			p.bind.RemovePeer(k)
 		}
 	}
+	byWG := make(map[wgtypes.Key]*peerPath, len(p.peers))
+	for k, pp := range p.peers {
+		byWG[k] = pp
+	}
+	p.byWG.Store(&byWG)
 	members := make([]wgtypes.Key, 0, len(p.byCtl))
 	for ctl := range p.byCtl {
 		members = append(members, ctl)
@@ -379,8 +466,9 @@ type outgoing struct {
 	wg   wgtypes.Key
 }
 
-// step ticks every peer, sends what the machines ask for and applies each
-// peer's route. It returns when it next needs to run.
+// step ticks the peers in the loop, sends what their machines ask for and
+// applies their routes; it wakes idle peers that have traffic. It returns
+// when it next needs to run.
 func (p *paths) step(now time.Time) time.Time {
 	next := now.Add(pathTick)
 	rx, polled := p.pollCounters(now)
@@ -388,22 +476,39 @@ func (p *paths) step(now time.Time) time.Time {
 	relayUp := p.relays != nil && p.relays.connected()
 
 	p.mu.Lock()
-	for _, pp := range p.peers {
-		// Our own direct sends with nothing confirming the path make the
-		// machine check it at once; direct receives confirm it only if
-		// the device authenticated them (observeRecv).
+	if relayUp != p.relayUp {
+		// Every route depends on the relay: a sweep of all peers, but only
+		// when a relay connection comes or goes.
+		p.relayUp = relayUp
+		for _, pp := range p.peers {
+			p.applyRoute(pp, now, relayUp)
+		}
+	}
+	p.wakeRelayed()
+	if now.Sub(p.lastScan) >= idleScan || now.Before(p.lastScan) {
+		p.lastScan = now
+		p.scanIdle()
+	}
+	p.needPoll = false
+	for _, pp := range p.loop {
+		// Traffic keeps the peer active (or wakes it). Our own direct sends
+		// with nothing confirming the path make the machine check it at
+		// once; direct receives confirm it only if the device
+		// authenticated them (observeRecv).
 		a := p.bind.Activity(pp.wg)
+		prev := pp.act
+		pp.act = a
 		if a.LastSend.After(pp.lastSend) {
 			pp.sm.OnDirectSend(a.LastSend)
 			pp.lastSend = a.LastSend
 		}
-		if polled {
-			p.observeRecv(pp, a, rx, now)
+		if a.Relayed != prev.Relayed || a.Recv != prev.Recv {
+			pp.sm.OnActivity(now)
+		}
+		if p.observeRecv(pp, a, rx, polled, now) {
+			p.needPoll = true
 		}
 		acts := pp.sm.Tick(now)
-		if !acts.Next.IsZero() && acts.Next.Before(next) {
-			next = acts.Next
-		}
 		for _, ping := range acts.Pings {
 			out = append(out, outgoing{peer: pp.name, ctl: pp.ctl, to: ping.To, msg: probe.Message{Kind: probe.Ping, TxID: ping.TxID}})
 		}
@@ -420,6 +525,20 @@ func (p *paths) step(now time.Time) time.Time {
 			}
 			pp.path = name
 		}
+		switch {
+		case acts.Next.IsZero():
+			// Idle, and its route settled: nothing until traffic or a probe.
+			delete(p.loop, pp.wg)
+			pp.idle.Store(true)
+		case acts.Next.Before(next):
+			next = acts.Next
+		}
+	}
+	if p.needPoll {
+		next = earliest(next, p.lastPoll.Add(p.pollEvery()))
+	}
+	if len(p.loop) < len(p.peers) {
+		next = earliest(next, p.lastScan.Add(idleScan))
 	}
 	p.mu.Unlock()
 
@@ -442,21 +561,100 @@ func (p *paths) step(now time.Time) time.Time {
 	return next
 }
 
-// pollCounters reads the device's receive counters if counterPoll has
-// passed since the last read. polled says whether it was time; rx is nil
-// when there is no device or it could not be read.
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// join puts pp in the loop, to be ticked at the next step. Callers hold
+// p.mu.
+func (p *paths) join(pp *peerPath) {
+	p.loop[pp.wg] = pp
+	pp.idle.Store(false)
+}
+
+// wakeRelayed puts the idle peers handleRelayed saw traffic for back in the
+// loop. Callers hold p.mu.
+func (p *paths) wakeRelayed() {
+	p.wokenMu.Lock()
+	woken := p.woken
+	p.woken = nil
+	p.wokenMu.Unlock()
+	for _, pp := range woken {
+		if p.peers[pp.wg] == pp {
+			p.join(pp)
+		}
+	}
+}
+
+// scanIdle puts the idle peers whose Bind counters changed since they left
+// the loop back in it: WireGuard sent to them or received from them
+// directly. Callers hold p.mu.
+func (p *paths) scanIdle() {
+	if len(p.loop) == len(p.peers) {
+		return
+	}
+	for k, pp := range p.peers {
+		if _, in := p.loop[k]; in {
+			continue
+		}
+		if a := p.bind.Activity(k); !sameActivity(a, pp.act) {
+			p.join(pp)
+		}
+	}
+}
+
+func sameActivity(a, b bind.Activity) bool {
+	return a.LastSend.Equal(b.LastSend) && a.Recv == b.Recv && a.RecvFrom == b.RecvFrom &&
+		a.RecvSources == b.RecvSources && a.Relayed == b.Relayed
+}
+
+// pollEvery is the least time between two reads of the device's counters:
+// counterPoll, or longer if reads are costly (see counterShare).
+func (p *paths) pollEvery() time.Duration {
+	if p.pollsOff() {
+		return counterRecheck
+	}
+	return max(counterPoll, p.pollSpacing())
+}
+
+// pollSpacing is how far apart reads as costly as the last must be to
+// stay within counterShare.
+func (p *paths) pollSpacing() time.Duration {
+	return time.Duration(float64(p.pollCost) / counterShare)
+}
+
+// pollsOff reports whether reads are too costly to come often enough to
+// confirm anything (see counterShare).
+func (p *paths) pollsOff() bool { return p.pollSpacing() > evidenceFresh }
+
+// pollCounters reads the device's receive counters if an active peer had
+// traffic to confirm at the last step and pollEvery has passed since the
+// last read. polled says whether it did; rx is nil when there is no
+// device or it could not be read.
 func (p *paths) pollCounters(now time.Time) (rx map[wgtypes.Key]uint64, polled bool) {
 	p.mu.Lock()
-	polled = now.Sub(p.lastPoll) >= counterPoll || now.Before(p.lastPoll)
+	dev := p.dev
+	polled = dev != nil && p.needPoll && (now.Sub(p.lastPoll) >= p.pollEvery() || now.Before(p.lastPoll))
 	if polled {
 		p.lastPoll = now
 	}
-	dev := p.dev
 	p.mu.Unlock()
-	if !polled || dev == nil {
-		return nil, polled
+	if !polled {
+		return nil, false
 	}
+	start := time.Now() // the real clock: this is the read's cost
 	peers, err := dev.Peers()
+	cost := p.readCost(start)
+	p.mu.Lock()
+	p.pollCost = cost
+	if p.lastCost > 0 {
+		p.pollCost = min(cost, p.lastCost)
+	}
+	p.lastCost = max(cost, 1)
+	p.mu.Unlock()
 	if err != nil {
 		p.log.Debug("cannot read the device's counters", "err", err)
 		return nil, true
@@ -472,29 +670,54 @@ func (p *paths) pollCounters(now time.Time) (rx map[wgtypes.Key]uint64, polled b
 // arrived directly since the last poll. The Bind counts them before the
 // device decrypts them, so by themselves they prove nothing: anyone can
 // send packets of the right shape, from any source. They confirm the path
-// (OnDirectRecv) only if, over the same interval, the device's receive
-// counter for the peer grew (it counts only what decrypted), nothing came
-// for the peer through the relay (so what decrypted came directly), and
-// every direct message naming the peer's sessions came from one source,
-// the address we send to. Anything less is a hint to ping (OnDirectHint).
-// Callers hold p.mu.
-func (p *paths) observeRecv(pp *peerPath, a bind.Activity, rx map[wgtypes.Key]uint64, now time.Time) {
+// (OnDirectRecv) only if, over the interval from the last poll to this one,
+// no longer than evidenceFresh, the device's receive counter for the peer
+// grew (it counts only what decrypted), nothing came for the peer through
+// the relay (so what decrypted came directly), and every direct message
+// naming the peer's sessions came from one source, the address we send to.
+// Anything less is a hint to ping (OnDirectHint), except a baseline that is
+// merely too old, which the poll renews. Between polls, messages from the
+// address we send to ask for a poll (the result), to confirm them or to
+// renew the baseline; others are hints at once. Callers hold p.mu.
+func (p *paths) observeRecv(pp *peerPath, a bind.Activity, rx map[wgtypes.Key]uint64, polled bool, now time.Time) (wantPoll bool) {
 	prev := pp.seen
-	cur := evidence{act: a}
-	cur.rx, cur.rxOK = rx[pp.wg]
-	pp.seen = cur
+	if polled {
+		cur := evidence{act: a, at: now}
+		cur.rx, cur.rxOK = rx[pp.wg]
+		pp.seen = cur
+	}
 	from := netip.AddrPortFrom(a.RecvFrom.Addr().Unmap(), a.RecvFrom.Port())
 	if a.Recv == prev.act.Recv || !from.IsValid() || inAny(p.routed, from.Addr()) {
-		return
+		return false
 	}
-	authentic := prev.rxOK && cur.rxOK && cur.rx > prev.rx &&
-		a.Relayed == prev.act.Relayed &&
+	clean := from == pp.route.Direct && a.Relayed == prev.act.Relayed &&
 		a.RecvSources == prev.act.RecvSources && a.RecvFrom == prev.act.RecvFrom
-	if authentic && from == pp.route.Direct {
-		pp.sm.OnDirectRecv(from, now)
+	var hint bool
+	if polled {
+		cur := pp.seen
+		fresh := prev.rxOK && now.Sub(prev.at) <= evidenceFresh && !now.Before(prev.at)
+		switch {
+		case clean && fresh && cur.rxOK && cur.rx > prev.rx:
+			pp.sm.OnDirectRecv(from, now)
+		case clean && !fresh && cur.rxOK:
+			// Only a new baseline: the next poll may confirm.
+		default:
+			// Mixed sources or relayed traffic, or the device did not count
+			// them (spoofed, or not the peer's), or could not be read.
+			hint = true
+		}
 	} else {
+		wantPoll = from == pp.route.Direct && p.dev != nil
+		// Without reads (no device, or reads too costly to confirm by
+		// traffic: the poll asked for then only checks the cost, once per
+		// counterRecheck), traffic is a hint and pings confirm.
+		hint = !clean || p.dev == nil || p.pollsOff()
+	}
+	if hint && a.Recv != pp.hinted {
+		pp.hinted = a.Recv
 		pp.sm.OnDirectHint(from, now)
 	}
+	return wantPoll
 }
 
 // applyRoute gives the Bind the peer's route now. Callers hold p.mu.

@@ -39,6 +39,33 @@
 //	           pinged every ProbeInterval for ForgetAfter, so a path that comes
 //	           back is used again within about ProbeInterval (failback), whatever
 //	           the backoff of full attempts.
+//
+// All of the above is for an active peer: one with WireGuard traffic, either
+// way and on either path, within the last IdleTimeout (a new peer counts as
+// active for its first IdleTimeout). The daemon reports traffic with
+// OnDirectSend, OnDirectRecv, OnDirectHint and OnActivity; probes are not
+// traffic. An idle peer, as in Tailscale's magicsock, costs nothing: no
+// heartbeats, no attempts, and no timers once its route is settled (Tick
+// returns a zero Next), so a node with a thousand peers of which a few talk
+// does the work of a few. Idle, a peer is in one of:
+//
+//	standby    its direct address was confirmed when it went idle (the path
+//	           did not fail while traffic flowed). Path says direct, but Send
+//	           says direct and relay: the NAT mappings on the way may have
+//	           expired meanwhile, and the first packet after a pause is
+//	           usually a WireGuard handshake, which the Bind sends only through
+//	           the relay when the relay is in the route, so it arrives either
+//	           way, and data packets go both ways until the address answers.
+//	           Traffic wakes the peer: the address is pinged at once, and a
+//	           pong within LivenessWait (or twice its RTT) makes it direct
+//	           again; otherwise it is degraded, as above, from then on.
+//	relay      no such address (never found, or lost while traffic flowed):
+//	           relay only, no attempts; traffic starts one at once.
+//
+// While idle the peer still pings back, once, the addresses a peer pinging
+// it or sending it a CallMeMaybe names (Tick must run after those, as after
+// any On* call): hole punching needs both sides, and the other side may be
+// the one with traffic.
 package path
 
 import (
@@ -110,6 +137,14 @@ const (
 	// loss, and addresses learnt at run time (from pings, CallMeMaybe or
 	// traffic) are forgotten after this long without being seen.
 	ForgetAfter = 2 * time.Minute
+	// IdleTimeout: a peer with no WireGuard traffic either way for this long
+	// is idle: it is no longer probed (see the package comment). A peer's
+	// heartbeats cost a probe every 3.5 s, which only traffic is worth; most
+	// pairs of a large mesh never talk. A minute (Tailscale uses 45 s) rides
+	// out the pauses of periodic traffic (health checks, scrapes, WireGuard's
+	// own keepalive 10 s after the last packet), so a pair that talks every
+	// few tens of seconds stays confirmed; waking costs only a ping anyway.
+	IdleTimeout = time.Minute
 )
 
 // Hysteresis for choosing among several confirmed addresses: a confirmed
@@ -181,10 +216,11 @@ type Actions struct {
 	// CallMeMaybe: send this node's candidates to the peer through the relay
 	// now (at most once per attempt).
 	CallMeMaybe bool
-	// Next is when Tick must be called again at the latest (always after the
-	// time passed to Tick). Calling it earlier is harmless, and the daemon
-	// should also call it soon after any On* method so that what they queue
-	// goes out.
+	// Next is when Tick must be called again at the latest (after the time
+	// passed to Tick). Zero means never, until the next On* call: the peer
+	// is idle and nothing about it changes with time. Calling Tick earlier
+	// is harmless, and the daemon should also call it soon after any On*
+	// method so that what they queue goes out.
 	Next time.Time
 }
 
@@ -232,6 +268,11 @@ type Peer struct {
 	liveness    time.Time      // deadline of the unanswered liveness ping; zero: none
 	lastUpgrade time.Time
 
+	// Activity (see IdleTimeout).
+	lastActive time.Time // last WireGuard traffic, either way
+	rechecking bool      // woken on standby: the address is being checked
+	recheck    time.Time // deadline of the check's ping; zero: not sent yet
+
 	// Attempts while not direct.
 	attempting   bool
 	attemptStart time.Time
@@ -269,7 +310,44 @@ func NewPeer(name string, now time.Time) *Peer {
 		pings:       map[[12]byte]outstanding{},
 		lastPath:    PathRelay,
 		lastUpgrade: now,
+		// New to this node (it just started, or the peer just joined): about
+		// to be talked to, more often than not, so its direct path is looked
+		// for now rather than on the first packet. One IdleTimeout per peer
+		// per start.
+		lastActive: now,
 	}
+}
+
+// Active reports whether the peer had WireGuard traffic within IdleTimeout
+// of now (or was created within it).
+func (p *Peer) Active(now time.Time) bool {
+	return now.Before(p.lastActive.Add(IdleTimeout))
+}
+
+// OnActivity records WireGuard traffic to or from the peer at `at` that no
+// other On* method reports: what arrives through the relay, say. It returns
+// true when it woke an idle peer, which must then be ticked at once.
+func (p *Peer) OnActivity(at time.Time) bool { return p.noteActive(at) }
+
+// noteActive records traffic at `at`. Waking on standby starts the check of
+// the address; waking on the relay starts an attempt at once, whatever the
+// backoff.
+func (p *Peer) noteActive(at time.Time) bool {
+	if !at.After(p.lastActive) {
+		return false
+	}
+	woke := !p.Active(at)
+	if woke {
+		if p.state(at) == stateStandby {
+			p.rechecking = true
+			p.recheck = time.Time{}
+		}
+		if !p.attempting && p.nextAttempt.After(at) {
+			p.nextAttempt = at
+		}
+	}
+	p.lastActive = at
+	return woke
 }
 
 // Name is the name given to NewPeer.
@@ -484,16 +562,28 @@ type state int
 const (
 	stateRelay state = iota
 	stateDirect
+	stateStandby // idle, or woken and checking: direct and relay, named direct
 	stateDegraded
 	stateLost // relay only; Tick has not cleaned up yet
 )
 
-// doubtFrom is when the active path stopped being confirmed: trust expiry,
-// or an unanswered liveness ping if that came first.
-func (p *Peer) doubtFrom(c *cand) time.Time {
+// confirmedUntil is when the active path stops being confirmed: trust
+// expiry, or an unanswered liveness ping if that comes first.
+func (p *Peer) confirmedUntil(c *cand) time.Time {
 	t := c.trustUntil
 	if !p.liveness.IsZero() && p.liveness.Before(t) {
 		t = p.liveness
+	}
+	return t
+}
+
+// doubtFrom is when the active path came into doubt: when it stopped being
+// confirmed or, for a peer woken on standby, when the check of the address
+// went unanswered.
+func (p *Peer) doubtFrom(c *cand) time.Time {
+	t := p.confirmedUntil(c)
+	if p.rechecking && p.recheck.After(t) {
+		t = p.recheck
 	}
 	return t
 }
@@ -506,11 +596,20 @@ func (p *Peer) state(now time.Time) state {
 	if c == nil {
 		return stateRelay
 	}
-	d := p.doubtFrom(c)
+	u := p.confirmedUntil(c)
 	switch {
-	case now.Before(d):
+	case now.Before(u):
 		return stateDirect
-	case now.Before(d.Add(FallbackAfter)):
+	case !p.Active(now):
+		// Confirmed until after the traffic stopped: the path did not
+		// fail, it was only no longer probed.
+		if !u.Before(p.lastActive.Add(IdleTimeout)) {
+			return stateStandby
+		}
+	case p.rechecking && (p.recheck.IsZero() || now.Before(p.recheck)):
+		return stateStandby
+	}
+	if now.Before(p.doubtFrom(c).Add(FallbackAfter)) {
 		return stateDegraded
 	}
 	return stateLost
@@ -519,13 +618,14 @@ func (p *Peer) state(now time.Time) state {
 // Send says where WireGuard packets for this peer go at this instant:
 // confirmed direct → the direct address only (no duplicates once confirmed);
 // doubted (trust expired or a liveness ping unanswered) but within
-// FallbackAfter → both; otherwise → the relay only. The relay is usable from
-// the first moment. Send does not change the Peer.
+// FallbackAfter → both; on standby (idle, see the package comment) → both;
+// otherwise → the relay only. The relay is usable from the first moment.
+// Send does not change the Peer.
 func (p *Peer) Send(now time.Time) (direct netip.AddrPort, viaRelay bool) {
 	switch p.state(now) {
 	case stateDirect:
 		return p.active, false
-	case stateDegraded:
+	case stateDegraded, stateStandby:
 		return p.active, true
 	}
 	return netip.AddrPort{}, true
@@ -534,15 +634,17 @@ func (p *Peer) Send(now time.Time) (direct netip.AddrPort, viaRelay bool) {
 // Path is the peer's path name (PathDirect, PathRelay or PathBoth) at now
 // and the direct address in use, if any: Status without the formatting, for
 // callers that look at every peer on every tick. It does not change the Peer.
+// It is what Send says, except on standby: an idle peer's direct address
+// that did not fail (and, once traffic resumes, while it is being checked)
+// is its path, though the relay carries packets too until it answers.
 func (p *Peer) Path(now time.Time) (string, netip.AddrPort) { return p.pathName(now) }
 
 func (p *Peer) pathName(now time.Time) (string, netip.AddrPort) {
-	d, r := p.Send(now)
-	switch {
-	case d.IsValid() && r:
-		return PathBoth, d
-	case d.IsValid():
-		return PathDirect, d
+	switch p.state(now) {
+	case stateDirect, stateStandby:
+		return PathDirect, p.active
+	case stateDegraded:
+		return PathBoth, p.active
 	}
 	return PathRelay, netip.AddrPort{}
 }
@@ -595,6 +697,8 @@ func (p *Peer) confirm(a netip.AddrPort, how string, now time.Time) {
 		p.failed = 0
 		p.lastGood = netip.AddrPort{}
 		p.lostAt = time.Time{}
+		p.rechecking = false
+		p.recheck = time.Time{}
 	}
 	p.observe(now)
 }
@@ -604,6 +708,8 @@ func (p *Peer) adopt(a netip.AddrPort) {
 	p.liveness = time.Time{}
 	p.sentSince = false
 	p.lastConfirm = time.Time{}
+	p.rechecking = false
+	p.recheck = time.Time{}
 }
 
 // OnPong records a pong that arrived directly from `from`. Only a pong that
@@ -645,6 +751,7 @@ func (p *Peer) OnDirectRecv(from netip.AddrPort, at time.Time) {
 	if !usable(from) {
 		return
 	}
+	p.noteActive(at)
 	p.learn(from, at)
 	p.confirm(from, confirmData, at)
 }
@@ -656,9 +763,12 @@ func (p *Peer) OnDirectRecv(from netip.AddrPort, at time.Time) {
 // at the next Tick, and only a pong confirms it. So hints, however many,
 // cost at most a ping per HeartbeatRetry, and unknown addresses are ignored:
 // spoofed packets cannot make the node ping addresses of an attacker's
-// choosing.
+// choosing. Being traffic, if unproven, hints keep the peer active (a
+// spoofer can make the node probe the peer as if it were talking to it, no
+// more).
 func (p *Peer) OnDirectHint(from netip.AddrPort, now time.Time) {
 	from = unmap(from)
+	p.noteActive(now)
 	c := p.find(from)
 	switch {
 	case c == nil:
@@ -679,8 +789,10 @@ func (p *Peer) OnDirectHint(from netip.AddrPort, now time.Time) {
 // It returns true when this report armed that detection (the first send
 // since the last confirmation): Tick must then run by the Next it returns,
 // within a fraction of SuspectAfter (a daemon that ticks every few hundred
-// milliseconds anyway can ignore the result).
+// milliseconds anyway can ignore the result). A send is traffic: it keeps
+// the peer active, or wakes it.
 func (p *Peer) OnDirectSend(at time.Time) bool {
+	p.noteActive(at)
 	if p.sentSince || !p.active.IsValid() || !at.After(p.lastConfirm) {
 		return false
 	}
@@ -773,6 +885,7 @@ func (p *Peer) startAttempt(now time.Time, callMeMaybe bool) {
 func (p *Peer) Tick(now time.Time) Actions {
 	var acts Actions
 	p.expire(now)
+	active := p.Active(now)
 
 	st := p.state(now)
 	if st != stateDirect {
@@ -795,9 +908,18 @@ func (p *Peer) Tick(now time.Time) Actions {
 			p.attempting = false
 		}
 	}
+	if !active {
+		// Idle: an attempt under way stops (it did not fail; traffic starts
+		// the next at once).
+		p.attempting = false
+		p.cmmDue = false
+	}
 
 	switch st {
 	case stateDirect:
+		if !active {
+			break
+		}
 		c := p.find(p.active)
 		refresh := c.trustUntil.Add(-RefreshBefore)
 		if !now.Before(refresh) && (c.lastPing.Before(refresh) || now.Sub(c.lastPing) >= HeartbeatRetry) {
@@ -822,7 +944,21 @@ func (p *Peer) Tick(now time.Time) Actions {
 				}
 			}
 		}
+	case stateStandby:
+		if !active || !p.recheck.IsZero() {
+			break
+		}
+		// Woken: check the address at once, as a liveness ping would.
+		c := p.find(p.active)
+		sent := p.ping(&acts, c, now)
+		p.recheck = sent.Add(max(LivenessWait, 2*c.rtt))
+		if !now.Before(p.recheck) {
+			p.recheck = now.Add(LivenessWait)
+		}
 	case stateDegraded:
+		if !active {
+			break
+		}
 		c := p.find(p.active)
 		if !p.attempting && len(p.eligibleAddrs()) > 0 {
 			p.startAttempt(now, true)
@@ -837,9 +973,11 @@ func (p *Peer) Tick(now time.Time) Actions {
 		p.liveness = time.Time{}
 		p.sentSince = false
 		p.lastConfirm = time.Time{}
+		p.rechecking = false
+		p.recheck = time.Time{}
 	}
 
-	if st != stateDirect {
+	if st != stateDirect && st != stateStandby && active {
 		elig := p.eligibleAddrs()
 		if !p.attempting && len(elig) > 0 && !now.Before(p.nextAttempt) {
 			p.startAttempt(now, true)
@@ -874,6 +1012,8 @@ func (p *Peer) Tick(now time.Time) Actions {
 		}
 	}
 
+	// Asked for by the peer (OnPing, OnCallMeMaybe) or by hints: sent even
+	// while idle, since the other side may be the one with traffic.
 	for _, a := range p.immediate {
 		if c := p.find(a); c != nil {
 			p.ping(&acts, c, now)
@@ -904,36 +1044,51 @@ func (p *Peer) expire(now time.Time) {
 	})
 }
 
-// next is the earliest instant after now at which Tick has something to do.
+// next is the earliest instant after now at which Tick has something to do,
+// or zero for none: an idle peer whose route cannot change until an On* call.
 func (p *Peer) next(now time.Time) time.Time {
-	next := now.Add(RetryMax)
+	var next time.Time
 	at := func(t time.Time) {
-		if t.After(now) && t.Before(next) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
+	}
+	active := p.Active(now)
+	if active {
+		at(now.Add(RetryMax))
+		at(p.lastActive.Add(IdleTimeout)) // to go idle
 	}
 	st := p.state(now)
 	switch st {
 	case stateDirect:
 		c := p.find(p.active)
+		at(p.confirmedUntil(c)) // the route changes then, idle or not
+		if !active {
+			break
+		}
 		refresh := c.trustUntil.Add(-RefreshBefore)
 		if now.Before(refresh) {
 			at(refresh)
 		} else {
 			at(c.lastPing.Add(HeartbeatRetry))
 		}
-		at(p.doubtFrom(c))
 		if p.sentSince && p.liveness.IsZero() {
 			at(p.lastConfirm.Add(SuspectAfter))
 		}
 		at(p.lastUpgrade.Add(UpgradeInterval))
 		// Another confirmed address outliving this one takes over then.
+	case stateStandby:
+		if active {
+			at(p.recheck)
+		}
 	case stateDegraded:
 		c := p.find(p.active)
 		at(p.doubtFrom(c).Add(FallbackAfter))
-		at(c.lastPing.Add(HeartbeatRetry))
+		if active {
+			at(c.lastPing.Add(HeartbeatRetry))
+		}
 	}
-	if st != stateDirect {
+	if st != stateDirect && st != stateStandby && active {
 		if p.attempting {
 			if p.rounds < AttemptRounds {
 				at(p.nextRound)
@@ -949,7 +1104,7 @@ func (p *Peer) next(now time.Time) time.Time {
 			at(p.lostAt.Add(ForgetAfter))
 		}
 	}
-	if !next.After(now) {
+	if active && !next.After(now) {
 		next = now.Add(PingSpacing)
 	}
 	return next

@@ -40,6 +40,11 @@ type world struct {
 
 	sendEvery time.Duration // report direct sends this often (0: never)
 	lastSend  time.Time
+	// idle: no traffic at all. Otherwise the peer has traffic that the
+	// world does not model (through the relay, say), reported with
+	// OnActivity at every event, which keeps it active: the tests that
+	// use such a world are about active peers.
+	idle bool
 
 	// What Send said over time.
 	everBoth, everRelayAfterDirect bool
@@ -68,10 +73,14 @@ func newWorld(t *testing.T, cands []Candidate, local, remote v1alpha1.NATType) *
 func (w *world) tick() Actions {
 	w.t.Helper()
 	a := w.p.Tick(w.now)
-	if !a.Next.After(w.now) {
+	switch {
+	case a.Next.IsZero() && w.idle:
+		w.next = w.now.Add(1000 * time.Hour) // nothing until an event
+	case !a.Next.After(w.now):
 		w.t.Fatalf("%v: Next %v not after now", w.now.Sub(t0), a.Next.Sub(t0))
+	default:
+		w.next = a.Next
 	}
-	w.next = a.Next
 	for _, pg := range a.Pings {
 		w.pings = append(w.pings, sent{w.now, pg.To})
 		if w.up[pg.To] {
@@ -113,6 +122,9 @@ func (w *world) run(d time.Duration) {
 			t = w.now
 		}
 		w.now = t
+		if !w.idle {
+			w.p.OnActivity(w.now)
+		}
 		var keep []flight
 		for _, f := range w.inflight {
 			if !f.at.After(w.now) {
@@ -166,6 +178,18 @@ func (w *world) cut(addr netip.AddrPort) {
 func (w *world) path() string {
 	s, _ := w.p.pathName(w.now)
 	return s
+}
+
+// failback brings addr back up and returns how long the path then takes to
+// be direct again.
+func (w *world) failback(addr netip.AddrPort) time.Duration {
+	w.t.Helper()
+	w.up[addr] = true
+	back := w.now
+	for w.path() != PathDirect {
+		w.run(10 * time.Millisecond)
+	}
+	return w.now.Sub(back)
 }
 
 func (w *world) pingsTo(a netip.AddrPort, since time.Time) int {
@@ -425,12 +449,7 @@ func TestFailback(t *testing.T) {
 			w.cut(stunA)
 			w.run(outage)
 			w.wantPath(PathRelay, netip.AddrPort{})
-			w.up[stunA] = true
-			back := w.now
-			for w.path() != PathDirect {
-				w.run(10 * time.Millisecond)
-			}
-			if d := w.now.Sub(back); d > ProbeInterval+20*time.Millisecond {
+			if d := w.failback(stunA); d > ProbeInterval+20*time.Millisecond {
 				t.Fatalf("failback took %v", d)
 			} else {
 				t.Logf("failback after %v", d)
@@ -788,8 +807,11 @@ func TestBounds(t *testing.T) {
 		t.Fatalf("%d candidates", len(p.cands))
 	}
 	// Many addresses pinged in quick succession, none answering: the
-	// outstanding pings stay bounded too.
+	// outstanding pings stay bounded too. (With traffic, so that attempts
+	// ping the published candidates as well: idle, only the CallMeMaybes'
+	// addresses would be pinged.)
 	for i := range 5 {
+		p.OnActivity(now)
 		p.OnCallMeMaybe(many[i*16:i*16+16], now)
 		p.Tick(now)
 		now = now.Add(time.Second)

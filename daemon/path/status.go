@@ -30,7 +30,8 @@ type Status struct {
 	// was created (relay → direct is the first).
 	Changes int
 	// NextAttempt is when the next direct-path attempt starts, while waiting
-	// for one; zero when direct, attempting, or nothing can be tried.
+	// for one; zero when direct, attempting, idle (traffic starts the next
+	// attempt), or nothing can be tried.
 	NextAttempt time.Time
 }
 
@@ -50,11 +51,17 @@ func (p *Peer) Status(now time.Time) Status {
 	if path != PathRelay && active != nil && !active.lastPong.IsZero() {
 		s.RTT = active.rtt
 	}
+	st := p.state(now)
 	switch path {
 	case PathDirect:
-		if p.confirmedBy == confirmPong && !active.lastPong.IsZero() {
+		switch {
+		case st == stateStandby && !p.Active(now):
+			s.Reason = fmt.Sprintf("direct: no traffic for %s; %s is checked again when there is, the relay also carrying it meanwhile", fmtDur(now.Sub(p.lastActive)), addr)
+		case st == stateStandby:
+			s.Reason = fmt.Sprintf("direct: traffic resumed, checking %s (sending on both paths meanwhile)", addr)
+		case p.confirmedBy == confirmPong && !active.lastPong.IsZero():
 			s.Reason = fmt.Sprintf("direct: pong from %s in %s", addr, fmtDur(active.rtt))
-		} else {
+		default:
 			s.Reason = fmt.Sprintf("direct: traffic from %s", addr)
 		}
 	case PathBoth:
@@ -65,7 +72,7 @@ func (p *Peer) Status(now time.Time) Status {
 		s.Reason = fmt.Sprintf("direct+relay: %s unconfirmed for %s, sending on both paths", addr, since)
 	default:
 		s.Reason = p.relayReason(now)
-		if !p.attempting && len(p.eligibleAddrs()) > 0 {
+		if !p.attempting && len(p.eligibleAddrs()) > 0 && p.Active(now) {
 			s.NextAttempt = p.nextAttempt
 		}
 	}
@@ -75,7 +82,9 @@ func (p *Peer) Status(now time.Time) Status {
 func (p *Peer) relayReason(now time.Time) string {
 	elig := p.eligibleAddrs()
 	lost := ""
-	if p.lastGood.IsValid() {
+	// Checked here too: an idle peer is not ticked, so may not have
+	// forgotten it yet.
+	if p.lastGood.IsValid() && now.Sub(p.lostAt) < ForgetAfter {
 		lost = fmt.Sprintf("direct path via %s lost %s ago, ", p.lastGood, fmtDur(now.Sub(p.lostAt)))
 	}
 	hint := ""
@@ -87,6 +96,8 @@ func (p *Peer) relayReason(now time.Time) string {
 		return "relay: " + lost + p.prune
 	case len(elig) == 0:
 		return "relay: " + lost + "no direct candidates"
+	case !p.Active(now):
+		return fmt.Sprintf("relay: %sno traffic for %s; direct attempts resume when there is", lost, fmtDur(now.Sub(p.lastActive)))
 	case p.attempting:
 		return fmt.Sprintf("relay: %sprobing %s%s", lost, plural(len(elig), "candidate"), hint)
 	case p.failed == 0:
