@@ -15,7 +15,7 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/e2e')
 
 WIREGUARD_GO := $(CACHE)/tools/wireguard-go-$(shell $(GO) list -m -f '{{.Version}}' golang.zx2c4.com/wireguard)
 
-.PHONY: all build build-race cni-plugins k8s generate deps test unit fuzz e2e demo bench clean fmt vet
+.PHONY: all build build-race cni-plugins k8s lab-bins generate deps test unit fuzz e2e demo bench clean fmt vet
 
 all: build
 
@@ -72,6 +72,11 @@ unit: deps $(CONTROLLER_GEN)
 # kube-apiserver and etcd, built once into .cache/ (minutes when cold), before
 # any test or lab starts its clock.
 k8s:
+	$(GO) run ./e2e/cmd/wirelace-lab --root $(CURDIR) --control-plane-only prepare
+
+# And what labs with real Kubernetes nodes and the chart tests need:
+# kubelet, kube-controller-manager, kube-scheduler, containerd, helm.
+lab-bins:
 	$(GO) run ./e2e/cmd/wirelace-lab --root $(CURDIR) prepare
 
 # Native Go fuzz targets for every parser of untrusted input (package:target).
@@ -91,7 +96,7 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) ./$$pkg >$(CACHE)/fuzz.log 2>&1 || { cat $(CACHE)/fuzz.log; exit 1; }; \
 	done
 
-e2e: deps build-race cni-plugins k8s
+e2e: deps build-race cni-plugins lab-bins
 	GORACE=halt_on_error=1 $(GO) test -count=1 -timeout 40m -v ./e2e/... 2>&1 | e2e/summarize.sh
 
 test: fmt vet unit fuzz e2e

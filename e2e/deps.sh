@@ -6,7 +6,7 @@ set -euo pipefail
 declare -A pkg=(
   [nft]=nftables [wg]=wireguard-tools [iperf3]=iperf3 [socat]=socat
   [tcpdump]=tcpdump [conntrack]=conntrack [ping]=iputils-ping [ethtool]=ethtool
-  [ip]=iproute2 [unshare]=util-linux [nsenter]=util-linux
+  [ip]=iproute2 [unshare]=util-linux [nsenter]=util-linux [runc]=runc
 )
 missing=()
 for cmd in "${!pkg[@]}"; do

@@ -49,6 +49,9 @@ type Options struct {
 	// Tokens are extra static tokens, e.g. one per lab node. An admin token
 	// in group system:masters is always created.
 	Tokens []Token
+	// Controllers, if set, also runs kube-controller-manager and
+	// kube-scheduler and lets kubelets join (see controllers.go).
+	Controllers *Controllers
 }
 
 // Timeouts for Start and Stop.
@@ -75,6 +78,7 @@ type ControlPlane struct {
 	dial       dialFunc
 
 	etcd, apiserver *proc.Process
+	ctl             *controllerSetup // with Options.Controllers
 
 	stopOnce sync.Once
 	stopErr  error
@@ -124,6 +128,13 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		return nil, err
 	}
 	tokens := append([]Token{{Token: adminToken, User: adminUser, Groups: []string{"system:masters"}}}, opts.Tokens...)
+	var ctl *controllerSetup
+	if opts.Controllers != nil {
+		if ctl, err = newControllerSetup(files, keys.caCert); err != nil {
+			return nil, err
+		}
+		tokens = append(tokens, ctl.tokens()...)
+	}
 	tokenFile := filepath.Join(opts.Dir, "tokens.csv")
 	if err := writeTokenFile(tokenFile, tokens); err != nil {
 		return nil, err
@@ -135,6 +146,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		caCert:     keys.caCert,
 		adminToken: adminToken,
 		dial:       netnsDialer(opts.NetNS),
+		ctl:        ctl,
 	}
 
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(clientPort)
@@ -159,6 +171,12 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		_ = c.Stop()
 		return nil, fmt.Errorf("kube-apiserver did not become ready at %s: %w\n--- last lines of %s ---\n%s",
 			c.url, err, c.apiserver.LogPath, c.apiserver.LogTail(logTailLines))
+	}
+	if ctl != nil {
+		if err := c.startControllers(ctx, files); err != nil {
+			_ = c.Stop()
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -190,6 +208,11 @@ func (o *Options) defaults() error {
 	}
 	if o.Port < 1 || o.Port > 65535 {
 		return fmt.Errorf("Options.Port %d out of range", o.Port)
+	}
+	if o.Controllers != nil {
+		ctl := *o.Controllers // defaults must not change the caller's
+		o.Controllers = &ctl
+		return o.Controllers.defaults()
 	}
 	return nil
 }
@@ -236,7 +259,7 @@ func etcdArgs(dataDir string, clientPort, peerPort int) []string {
 
 func apiserverArgs(o Options, f pkiFiles, tokenFile, etcdURL string) []string {
 	adv := o.AdvertiseIP.String()
-	return []string{
+	args := []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=" + adv,
 		"--advertise-address=" + adv,
@@ -262,6 +285,10 @@ func apiserverArgs(o Options, f pkiFiles, tokenFile, etcdURL string) []string {
 		"--allow-privileged=true",
 		"--profiling=false",
 	}
+	if o.Controllers != nil {
+		args = withNodeAuth(args, f)
+	}
+	return args
 }
 
 // waitReady polls url (through the namespace-aware dialer) until it returns
@@ -321,7 +348,7 @@ func (c *ControlPlane) httpClient() *http.Client {
 // more than once.
 func (c *ControlPlane) Stop() error {
 	c.stopOnce.Do(func() {
-		var errs []error
+		errs := []error{c.stopControllers()}
 		if c.apiserver != nil {
 			errs = append(errs, c.apiserver.Stop(stopGrace))
 		}

@@ -37,6 +37,11 @@ type Options struct {
 	CacheDir string
 	// Log receives progress lines (default io.Discard).
 	Log io.Writer
+	// Kubelets makes a cluster that real Kubernetes nodes can join
+	// (WithKubelet): kube-controller-manager and kube-scheduler run, and
+	// kubelet, containerd and the controllers are built into CacheDir first
+	// (make k8s does that ahead of tests). runc must be installed.
+	Kubelets bool
 }
 
 // Lab is one running lab. Close it, always.
@@ -62,6 +67,12 @@ type Lab struct {
 	primaries int
 	relays    []*Relay
 	closers   []func() error
+
+	// With Options.Kubelets: the node binaries, and the image archives
+	// (built on first use).
+	nodeBins   k8s.NodeBinaries
+	imagesMu   sync.Mutex
+	imageFiles []labImage
 }
 
 // nextInternetIP hands out the next address on the internet bridge. Callers
@@ -85,7 +96,7 @@ func New(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if opts.CacheDir == "" {
 		opts.CacheDir = filepath.Join(opts.Root, ".cache")
 	}
-	if swept := Sweep(ctx); len(swept) > 0 {
+	if swept := append(Sweep(ctx), sweepCgroups()...); len(swept) > 0 {
 		fmt.Fprintf(opts.Log, "lab: removed leftovers of dead runs: %v\n", swept)
 	}
 	l := &Lab{opts: opts, log: opts.Log, nextIP: 11}
@@ -115,6 +126,16 @@ func New(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("kube-apiserver and etcd: %w", err)
 	}
+	var controllers *k8s.Controllers
+	if opts.Kubelets {
+		if err := RequireRunc(); err != nil {
+			return nil, err
+		}
+		if l.nodeBins, err = k8s.EnsureNodeBinaries(ctx, opts.CacheDir, opts.Log); err != nil {
+			return nil, fmt.Errorf("kubelet, containerd and controllers: %w", err)
+		}
+		controllers = &k8s.Controllers{Binaries: l.nodeBins}
+	}
 	if err := l.makeInternet(ctx); err != nil {
 		return nil, err
 	}
@@ -124,6 +145,7 @@ func New(ctx context.Context, opts Options) (_ *Lab, err error) {
 		Dir:         filepath.Join(l.Dir, "controlplane"),
 		NetNS:       l.internet,
 		AdvertiseIP: internetGW,
+		Controllers: controllers,
 	})
 	if err != nil {
 		return nil, err

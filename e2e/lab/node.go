@@ -4,6 +4,7 @@ import (
 	"github.com/wirelace/wirelace/e2e/proc"
 
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -39,6 +40,9 @@ type Node struct {
 	Socket     string
 	Kubeconfig string
 	LogPath    string
+	// Kubelet is set on a real Kubernetes node (WithKubelet): its kubelet,
+	// containerd and CNI dirs.
+	Kubelet *KubeletNode
 
 	lab *Lab
 
@@ -53,6 +57,7 @@ type nodeOptions struct {
 	obj     *corev1.Node
 	site    *Site
 	primary PrimaryCNI
+	kubelet bool
 }
 
 // WithPodCIDRs sets Node.spec.podCIDRs, as a cluster that allocates node
@@ -76,12 +81,17 @@ func WithPrimary(p PrimaryCNI) NodeOption {
 }
 
 // AddNode creates a node namespace wired to the internet bridge, registers
-// its Node object (as a kubelet would) and writes a kubeconfig holding a
-// ServiceAccount token bound to that Node.
+// its Node object (as a kubelet would; a kubelet node's own kubelet does)
+// and writes a kubeconfig holding a ServiceAccount token bound to that Node.
 func (l *Lab) AddNode(ctx context.Context, name string, opts ...NodeOption) (*Node, error) {
 	o := nodeOptions{obj: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.kubelet {
+		if err := l.checkKubeletOptions(o); err != nil {
+			return nil, fmt.Errorf("node %s: %w", name, err)
+		}
 	}
 	n := &Node{
 		Name:    name,
@@ -104,7 +114,10 @@ func (l *Lab) AddNode(ctx context.Context, name string, opts ...NodeOption) (*No
 	if err := os.MkdirAll(n.StateDir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := n.writeConfList(ctx); err != nil {
+	if o.kubelet {
+		// Its CNI config is installed later, as on a real node (InstallCNI).
+		n.Kubelet = newKubeletNode(n)
+	} else if err := n.writeConfList(ctx); err != nil {
 		return nil, err
 	}
 	if _, err := run(ctx, "ip", "netns", "add", n.NetNS); err != nil {
@@ -123,19 +136,34 @@ func (l *Lab) AddNode(ctx context.Context, name string, opts ...NodeOption) (*No
 	if err != nil {
 		return nil, err
 	}
-	node, err := l.Core.CoreV1().Nodes().Create(ctx, o.obj, metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("register Node %s: %w", name, err)
-	}
-	// The node's address, as a kubelet reports it.
-	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP.String()}}
-	if node, err = l.Core.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
-		return nil, fmt.Errorf("set the InternalIP of Node %s: %w", name, err)
+	var node *corev1.Node
+	if n.Kubelet != nil {
+		// The kubelet registers the Node with its InternalIP (--node-ip).
+		if node, err = l.startKubelet(ctx, n); err != nil {
+			return nil, err
+		}
+	} else if node, err = l.registerNode(ctx, n, o.obj); err != nil {
+		return nil, err
 	}
 	if err := l.writeNodeKubeconfig(ctx, n, node); err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// registerNode creates the Node object of a node without a kubelet, with
+// what a kubelet would report.
+func (l *Lab) registerNode(ctx context.Context, n *Node, obj *corev1.Node) (*corev1.Node, error) {
+	node, err := l.Core.CoreV1().Nodes().Create(ctx, obj, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("register Node %s: %w", n.Name, err)
+	}
+	// The node's address, as a kubelet reports it.
+	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP.String()}}
+	if node, err = l.Core.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+		return nil, fmt.Errorf("set the InternalIP of Node %s: %w", n.Name, err)
+	}
+	return node, nil
 }
 
 // writeNodeKubeconfig gets a token for the wirelace ServiceAccount bound to
@@ -156,7 +184,7 @@ func (l *Lab) writeNodeKubeconfig(ctx context.Context, n *Node, node *corev1.Nod
 
 // Args are the wirelaced flags the lab uses for this node.
 func (n *Node) Args() []string {
-	return append([]string{
+	args := append([]string{
 		"--node-name", n.Name,
 		"--kubeconfig", n.Kubeconfig,
 		"--state-dir", n.StateDir,
@@ -164,6 +192,10 @@ func (n *Node) Args() []string {
 		"--namespace", Namespace,
 		"--log-level", "debug",
 	}, n.lab.relayArgs()...)
+	if n.Kubelet != nil {
+		args = append(args, "--install-status-file", n.Kubelet.InstallStatusFile)
+	}
+	return args
 }
 
 // Argv returns the command line that runs bin with args inside the node:
@@ -270,8 +302,12 @@ func (n *Node) LogTail(lines int) string {
 
 func (n *Node) close() error {
 	n.Stop()
+	var errs []error
+	if n.Kubelet != nil {
+		errs = append(errs, n.stopKubelet())
+	}
 	_, err := run(context.Background(), "ip", "netns", "del", n.NetNS)
-	return err
+	return errors.Join(append(errs, err)...)
 }
 
 // Spawn runs a long-lived program inside the node, in a mount namespace of

@@ -2,8 +2,9 @@
 // builds a small cluster of network-namespace nodes around a real
 // kube-apiserver, runs the real wirelaced on each, shows the mesh and each
 // pair's reachability, and removes everything again (also on Ctrl-C).
-// `wirelace-lab prepare` builds (or reuses) the lab's kube-apiserver and
-// etcd in the cache, so that a first test run does not spend its time
+// `wirelace-lab prepare` builds (or reuses) the lab's kube-apiserver, etcd
+// and the software of real nodes (kubelet, containerd, the controllers) in
+// the cache, so that a first test run does not spend its time
 // limits on a cold build.
 package main
 
@@ -25,6 +26,7 @@ func main() {
 	root := fs.String("root", ".", "repository root (bin/ and install/ are read from it)")
 	keep := fs.Bool("keep-logs", false, "keep .lab/<prefix> (logs, node state) after the run")
 	wgGo := fs.String("wireguard-go", "", "stock wireguard-go binary to compare with (bench)")
+	cpOnly := fs.Bool("control-plane-only", false, "prepare: build only kube-apiserver and etcd (what demo and bench need)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo|bench|prepare\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -52,7 +54,17 @@ func main() {
 		run = func() error { return bench(ctx, abs, *wgGo) }
 	case "prepare":
 		run = func() error {
-			_, err := k8s.EnsureBinaries(ctx, filepath.Join(abs, ".cache"), os.Stderr)
+			cache := filepath.Join(abs, ".cache")
+			if _, err := k8s.EnsureBinaries(ctx, cache, os.Stderr); err != nil || *cpOnly {
+				return err
+			}
+			// kubelet, containerd and the controllers for labs with real
+			// Kubernetes nodes (lab.Options.Kubelets).
+			if _, err := k8s.EnsureNodeBinaries(ctx, cache, os.Stderr); err != nil {
+				return err
+			}
+			// helm, to render and install the chart as users do.
+			_, err := k8s.EnsureHelm(ctx, cache, os.Stderr)
 			return err
 		}
 	}
