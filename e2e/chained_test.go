@@ -74,7 +74,12 @@ func testChained(t *testing.T, primary lab.PrimaryCNI) {
 		pods[n] = p
 		checkPrimaryResult(t, p)
 	}
-	mtu := status(t, pub).MTU
+	st := status(t, pub)
+	mtu := st.MTU
+	// The daemon shows what wirelace-install reported.
+	if st.Install == nil || st.Install.State != netconf.InstallInstalled || !strings.HasSuffix(st.Install.Conflist, "05-primary.conflist") {
+		t.Errorf("daemon's install status %+v, want installed in 05-primary.conflist", st.Install)
+	}
 
 	t.Run("prevResult intact", func(t *testing.T) {
 		for _, p := range pods {

@@ -190,6 +190,8 @@ func (n *Node) Args() []string {
 		"--state-dir", n.StateDir,
 		"--socket", n.Socket,
 		"--namespace", Namespace,
+		// The node's own: wirelace-install writes it there (installChained).
+		"--install-status-file", filepath.Join(n.Dir, "install-status.json"),
 		"--log-level", "debug",
 	}, n.lab.relayArgs()...)
 	if n.Kubelet != nil {
