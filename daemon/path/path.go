@@ -76,7 +76,7 @@ import (
 	"time"
 )
 
-// Timing. The values are tuned for the targets in DESIGN.md (failover gap
+// Timing. The values are tuned for the project's path targets (failover gap
 // under 1 s while traffic flows, failback under 5 s, no flapping, no duplicate
 // sends once confirmed) and for a probe cost that stays negligible with
 // hundreds of peers.
