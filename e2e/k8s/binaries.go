@@ -123,16 +123,18 @@ func upToDate(stamp string, bins Binaries) bool {
 	return true
 }
 
-// buildAPIServer builds kube-apiserver through a wrapper module in srcDir
-// (see gomod.go for why the wrapper is needed).
-func buildAPIServer(ctx context.Context, srcDir, dst string, p *progressWriter) error {
+// writeKubeWrapper writes, in srcDir, a wrapper module named module that
+// requires k8s.io/kubernetes at KubernetesVersion with its staging modules
+// replaced by their published versions (steps 1 and 2 of a build; see
+// gomod.go for why the wrapper is needed).
+func writeKubeWrapper(ctx context.Context, srcDir, module string, p *progressWriter) error {
 	if err := os.MkdirAll(srcDir, 0o755); err != nil {
 		return fmt.Errorf("create wrapper module dir: %w", err)
 	}
 	// A minimal module to run `go mod download` in: outside any module the go
 	// command could pick up an enclosing repository's go.mod (the default
 	// cache lives inside the wirelace repository) and touch its go.sum.
-	bootstrap := fmt.Sprintf("module %s\n\ngo 1.21\n", apiserverModule)
+	bootstrap := fmt.Sprintf("module %s\n\ngo 1.21\n", module)
 	if err := os.WriteFile(filepath.Join(srcDir, "go.mod"), []byte(bootstrap), 0o644); err != nil {
 		return fmt.Errorf("write bootstrap go.mod: %w", err)
 	}
@@ -141,13 +143,21 @@ func buildAPIServer(ctx context.Context, srcDir, dst string, p *progressWriter) 
 	if err != nil {
 		return err
 	}
-	gomod, err := wrapperGoMod(apiserverModule, kubeGoMod, KubernetesVersion)
+	gomod, err := wrapperGoMod(module, kubeGoMod, KubernetesVersion)
 	if err != nil {
 		return err
 	}
 	p.Printf("step 2/4: write wrapper module %s", filepath.Join(srcDir, "go.mod"))
 	if err := os.WriteFile(filepath.Join(srcDir, "go.mod"), gomod, 0o644); err != nil {
 		return fmt.Errorf("write wrapper go.mod: %w", err)
+	}
+	return nil
+}
+
+// buildAPIServer builds kube-apiserver through a wrapper module in srcDir.
+func buildAPIServer(ctx context.Context, srcDir, dst string, p *progressWriter) error {
+	if err := writeKubeWrapper(ctx, srcDir, apiserverModule, p); err != nil {
+		return err
 	}
 	p.Printf("step 3/4: resolve dependencies of %s", apiserverPkg)
 	if err := runGo(ctx, srcDir, p, nil, "get", apiserverPkg+"@"+KubernetesVersion); err != nil {

@@ -210,26 +210,8 @@ func kubeLdflags() string {
 // command compiles each of those once and links the three in parallel.
 func buildKubeNode(ctx context.Context, root, binDir string, p *progressWriter) error {
 	srcDir := filepath.Join(root, "src")
-	if err := os.MkdirAll(srcDir, 0o755); err != nil {
-		return fmt.Errorf("create wrapper module dir: %w", err)
-	}
-	// See buildAPIServer for why a bootstrap module comes first.
-	bootstrap := fmt.Sprintf("module %s\n\ngo 1.21\n", kubeNodeWrapModule)
-	if err := os.WriteFile(filepath.Join(srcDir, "go.mod"), []byte(bootstrap), 0o644); err != nil {
-		return fmt.Errorf("write bootstrap go.mod: %w", err)
-	}
-	p.Printf("step 1/4: fetch k8s.io/kubernetes@%s go.mod", KubernetesVersion)
-	kubeGoMod, err := downloadGoMod(ctx, srcDir, "k8s.io/kubernetes@"+KubernetesVersion, p)
-	if err != nil {
+	if err := writeKubeWrapper(ctx, srcDir, kubeNodeWrapModule, p); err != nil {
 		return err
-	}
-	gomod, err := wrapperGoMod(kubeNodeWrapModule, kubeGoMod, KubernetesVersion)
-	if err != nil {
-		return err
-	}
-	p.Printf("step 2/4: write wrapper module %s", filepath.Join(srcDir, "go.mod"))
-	if err := os.WriteFile(filepath.Join(srcDir, "go.mod"), gomod, 0o644); err != nil {
-		return fmt.Errorf("write wrapper go.mod: %w", err)
 	}
 	targets := []buildTarget{
 		{pkg: kubeletPkg, versionArgs: []string{"--version"}, want: KubernetesVersion},
