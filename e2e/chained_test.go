@@ -106,7 +106,7 @@ func testChained(t *testing.T, primary lab.PrimaryCNI) {
 					// The node routes the remote pod through the mesh.
 					eventually(t, 20*time.Second, fmt.Sprintf("%s routes %s (pod on %s) into lace0", src.Name, ip, dst.Name), func() error {
 						out, err := src.Exec(ctx, "ip", "route", "get", ip)
-						if err != nil || !strings.Contains(out, "dev lace0") {
+						if err != nil || !viaMesh(out) {
 							return fmt.Errorf("ip route get %s: %q %v", ip, out, err)
 						}
 						return nil
@@ -208,7 +208,7 @@ func testChained(t *testing.T, primary lab.PrimaryCNI) {
 		if primary == lab.PrimaryBridge {
 			ip := p.IPs()[0]
 			eventually(t, 10*time.Second, "peers withdraw "+ip, func() error {
-				if out, _ := pub.Exec(ctx, "ip", "route", "get", ip); strings.Contains(out, "dev lace0") {
+				if out, _ := pub.Exec(ctx, "ip", "route", "get", ip); viaMesh(out) {
 					return fmt.Errorf("pub still routes %s: %s", ip, out)
 				}
 				return nil
@@ -343,11 +343,11 @@ func testNodeIPVXLAN(t *testing.T, a, b *lab.Node) {
 		// Unmarked traffic to the peer's node IP goes into the mesh;
 		// WireGuard's (marked) does not.
 		out, err := n.Exec(ctx, "ip", "route", "get", peer.IP.String())
-		if err != nil || !strings.Contains(out, "dev lace0") {
+		if err != nil || !viaMesh(out) {
 			t.Errorf("%s: route to %s's node IP = %q (%v), want dev lace0", n.Name, peer.Name, out, err)
 		}
 		out, err = n.Exec(ctx, "ip", "route", "get", peer.IP.String(), "mark", "0x1ace")
-		if err != nil || strings.Contains(out, "lace0") {
+		if err != nil || viaMesh(out) {
 			t.Errorf("%s: marked route to %s = %q (%v), must not use lace0", n.Name, peer.Name, out, err)
 		}
 	}
@@ -408,6 +408,19 @@ func coveredBy(ip string, prefixes []string) bool {
 	a := netip.MustParseAddr(ip)
 	for _, s := range prefixes {
 		if p, err := netip.ParsePrefix(s); err == nil && p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// viaMesh reports whether `ip route get|show` output sends through lace0
+// itself: a pod's host veth is named lace + 11 hex digits, which may begin
+// with 0, so a substring test would mistake it for the mesh.
+func viaMesh(ipRouteOutput string) bool {
+	f := strings.Fields(ipRouteOutput)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "dev" && f[i+1] == "lace0" {
 			return true
 		}
 	}

@@ -180,7 +180,7 @@ func TestTrustBoundaries(t *testing.T) {
 				t.Errorf("the observer routes %s into the mesh:\n%s", bad, routes)
 			}
 		}
-		if out, err := observer.Exec(ctx, "ip", "route", "get", "198.18.0.1"); err != nil || strings.Contains(out, "lace0") {
+		if out, err := observer.Exec(ctx, "ip", "route", "get", "198.18.0.1"); err != nil || viaMesh(out) {
 			t.Errorf("the observer's way to the API server: %q %v", out, err)
 		}
 		if err := po.Ping(ctx, pvIP, 3); err != nil {
@@ -214,20 +214,20 @@ func TestTrustBoundaries(t *testing.T) {
 			spec["advertisedCIDRs"] = []any{"172.30.5.0/24", "172.30.6.0/24", pvIP + "/32"}
 		})
 		eventually(t, 10*time.Second, "the observer routes the granted 172.30.6.0/24", func() error {
-			if out, _ := observer.Exec(ctx, "ip", "route", "show", "172.30.6.0/24"); !strings.Contains(out, "dev lace0") {
+			if out, _ := observer.Exec(ctx, "ip", "route", "show", "172.30.6.0/24"); !viaMesh(out) {
 				return fmt.Errorf("route: %q", out)
 			}
 			return nil
 		})
 		seen(t, "not routing prefixes through the mesh: the node already has routes to them")
 		check := func(when string) {
-			if out, _ := observer.Exec(ctx, "ip", "route", "show", "172.30.5.0/24"); !strings.Contains(out, "via 198.18.0.1") || strings.Contains(out, "lace0") {
+			if out, _ := observer.Exec(ctx, "ip", "route", "show", "172.30.5.0/24"); !strings.Contains(out, "via 198.18.0.1") || viaMesh(out) {
 				t.Errorf("%s: the operator's static route is now %q", when, out)
 			}
 			if out, _ := observer.Exec(ctx, "ip", "route", "show", "default"); out != before {
 				t.Errorf("%s: default route %q, was %q", when, out, before)
 			}
-			if out, _ := observer.Exec(ctx, "ip", "route", "get", po.IPs()[0]); strings.Contains(out, "lace0") {
+			if out, _ := observer.Exec(ctx, "ip", "route", "get", po.IPs()[0]); viaMesh(out) {
 				t.Errorf("%s: the observer's own pod is routed into the mesh: %s", when, out)
 			}
 		}
@@ -258,7 +258,7 @@ func TestTrustBoundaries(t *testing.T) {
 		seen(t, "uses the same WireGuard key as")
 		// Whatever the observer does with the victim now, the attacker
 		// gets none of the victim's traffic.
-		if out, _ := observer.Exec(ctx, "ip", "route", "get", pvIP); strings.Contains(out, "lace0") {
+		if out, _ := observer.Exec(ctx, "ip", "route", "get", pvIP); viaMesh(out) {
 			st := status(t, observer)
 			for _, p := range st.Peers {
 				if p.Node == attacker.Name {
