@@ -80,10 +80,12 @@ lab-bins:
 	$(GO) run ./e2e/cmd/wirelace-lab --root $(CURDIR) prepare
 
 # Native Go fuzz targets for every parser of untrusted input (package:target).
-# make test runs each for FUZZTIME (a few seconds: they must not have
-# regressed); make fuzz FUZZTIME=5m looks harder. Crashers land in the
-# package's testdata/fuzz, where go test replays them from then on.
-FUZZTIME ?= 4s
+# make test runs each for FUZZTIME, a few thousand inputs (they must not have
+# regressed; a count, not a duration: a short -fuzztime duration sometimes
+# ends a clean run with "context deadline exceeded"); make fuzz FUZZTIME=5m
+# looks harder. Crashers land in the package's testdata/fuzz, where go test
+# replays them from then on.
+FUZZTIME ?= 3000x
 FUZZ_TARGETS := \
 	netconf:FuzzLoadPluginConf netconf:FuzzLoadIPAMConf netconf:FuzzParsePodArgs \
 	daemon/mesh:FuzzMeshNode \
