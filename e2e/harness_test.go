@@ -22,7 +22,10 @@ func repoRootDir() string {
 
 // newLab starts a lab for one test and removes it when the test ends. The
 // logs stay under .lab/<prefix> when the test failed.
-func newLab(t *testing.T) *lab.Lab {
+func newLab(t *testing.T) *lab.Lab { return newLabWith(t, lab.Options{}) }
+
+// newLabWith is newLab with options: Root and Log are filled in.
+func newLabWith(t *testing.T, opts lab.Options) *lab.Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the lab needs root (network namespaces); run `make test` as root")
@@ -31,9 +34,15 @@ func newLab(t *testing.T) *lab.Lab {
 	if _, err := os.Stat(filepath.Join(root, "bin", "wirelaced")); err != nil {
 		t.Fatal("bin/wirelaced missing: run the e2e tests through `make test` (it builds first)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// A lab with kubelets starts more and, on a cold cache, builds more.
+	setup := 10 * time.Minute
+	if opts.Kubelets {
+		setup = 20 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setup)
 	defer cancel()
-	l, err := lab.New(ctx, lab.Options{Root: root, Log: progress{}})
+	opts.Root, opts.Log = root, progress{}
+	l, err := lab.New(ctx, opts)
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}

@@ -24,35 +24,16 @@ import (
 )
 
 // newKubeletLab is newLab for a lab whose nodes may be real Kubernetes
-// nodes: it also runs kube-controller-manager and kube-scheduler.
+// nodes: it also runs kube-controller-manager and kube-scheduler, and needs
+// the installer besides the daemon.
 func newKubeletLab(t *testing.T) *lab.Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("the lab needs root (network namespaces); run `make test` as root")
-	}
-	root := repoRoot(t)
-	for _, b := range []string{"wirelaced", "wirelace-install", "wirelace", "wirelace-ipam"} {
-		if _, err := os.Stat(filepath.Join(root, "bin", b)); err != nil {
+	for _, b := range []string{"wirelace-install", "wirelace", "wirelace-ipam"} {
+		if _, err := os.Stat(filepath.Join(repoRoot(t), "bin", b)); err != nil {
 			t.Fatalf("bin/%s missing: run the e2e tests through `make test` (it builds first)", b)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	l, err := lab.New(ctx, lab.Options{Root: root, Log: progress{}, Kubelets: true})
-	if err != nil {
-		t.Fatalf("lab: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab cleanup: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("lab logs kept in %s", l.Dir)
-			return
-		}
-		l.RemoveDir()
-	})
-	return l
+	return newLabWith(t, lab.Options{Kubelets: true})
 }
 
 // TestKubeletNodes runs Wirelace where users run it: on real Kubernetes
