@@ -26,7 +26,7 @@ ARG TARGETOS TARGETARCH
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
     go build -trimpath -ldflags="-s -w" -o /out/ \
-        ./daemon/cmd/wirelaced ./daemon/cmd/wirelacectl ./daemon/cmd/wirelace-relay \
+        ./cmd/wirelaced ./cmd/wirelacectl ./cmd/wirelace-relay \
         ./cmd/wirelace-install ./plugins/wirelace ./plugins/wirelace-ipam
 
 # distroless/static: CA certificates, /etc/passwd with the nonroot user

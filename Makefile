@@ -19,7 +19,7 @@ WIREGUARD_GO := $(CACHE)/tools/wireguard-go-$(shell $(GO) list -m -f '{{.Version
 
 all: build
 
-BINARIES := ./cmd/... ./daemon/cmd/... ./plugins/wirelace ./plugins/wirelace-ipam ./e2e/cmd/...
+BINARIES := ./cmd/... ./plugins/wirelace ./plugins/wirelace-ipam ./e2e/cmd/...
 
 # Static, as the image ships them (the Dockerfile builds the same way; the
 # lab's image test packs bin/ into an image).
