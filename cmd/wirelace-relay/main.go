@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/wirelace/wirelace/relay/membership"
 	"github.com/wirelace/wirelace/relay/server"
 	"github.com/wirelace/wirelace/relay/stunserver"
 )
@@ -210,7 +211,7 @@ func connectKube(ctx context.Context, kubeconfig string, log *slog.Logger) (serv
 	if err != nil {
 		return nil, nil, fmt.Errorf("metadata client: %w", err)
 	}
-	members, err := server.NewKubeMembers(dyn, meta, log)
+	members, err := membership.NewKube(dyn, meta, log)
 	if err != nil {
 		return nil, nil, err
 	}

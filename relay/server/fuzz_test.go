@@ -12,14 +12,15 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/wirelace/wirelace/relay/internal/relaytest"
 	"github.com/wirelace/wirelace/relay/protocol"
 )
 
 // fixedNode is a member whose keys are the same in every run, so that fuzz
 // inputs can name it.
 func fixedNode(members *fakeMembers, b byte) node {
-	n := node{wg: wgtypes.Key{b, b, b}, ctl: wgtypes.Key{b, b, b, 0xc7}}
-	members.set(n.wg, n.ctl.PublicKey())
+	n := node{WG: wgtypes.Key{b, b, b}, Ctl: wgtypes.Key{b, b, b, 0xc7}}
+	members.set(n.WG, n.Ctl.PublicKey())
 	return n
 }
 
@@ -45,40 +46,40 @@ func FuzzServerConn(f *testing.F) {
 		AuthTimeout: 2 * time.Second,
 		IdleTimeout: 10 * time.Minute, // the sink may sit out minimisation
 	})
-	cs := connect(f, ts.addr, sink)
+	cs := relaytest.Connect(f, ts.addr, sink)
 	echoed := make(chan []byte, 16)
-	go readEchoes(cs, sink.wg, echoed)
+	go readEchoes(cs, sink.WG, echoed)
 
 	hello := protocol.ServerHello{Version: protocol.Version}
 	nobody := wgtypes.Key{9}
 	f.Add(false, fuzzFrame(protocol.TypeClientAuth, make([]byte, 200)))
 	f.Add(false, fuzzFrame(protocol.TypeServerHello, hello.Append(nil)))
 	f.Add(false, []byte("GET / HTTP/1.1\r\nHost: relay\r\n\r\n"))
-	f.Add(true, fuzzFrame(protocol.TypeSendPacket, sink.wg[:], []byte{4, 0, 0, 0, 1, 2, 3}))
+	f.Add(true, fuzzFrame(protocol.TypeSendPacket, sink.WG[:], []byte{4, 0, 0, 0, 1, 2, 3}))
 	f.Add(true, bytes.Join([][]byte{
 		fuzzFrame(protocol.TypeKeepAlive),
-		fuzzFrame(protocol.TypeSendPacket, fuzzer.wg[:], []byte("to self")),
+		fuzzFrame(protocol.TypeSendPacket, fuzzer.WG[:], []byte("to self")),
 		fuzzFrame(protocol.TypeSendPacket, nobody[:], []byte("to nobody")),
-		fuzzFrame(protocol.TypeSendPacket, sink.wg[:], []byte("\xfeWLP\x01probe")),
+		fuzzFrame(protocol.TypeSendPacket, sink.WG[:], []byte("\xfeWLP\x01probe")),
 	}, nil))
-	f.Add(true, fuzzFrame(protocol.TypeRecvPacket, sink.wg[:], []byte("forged")))
+	f.Add(true, fuzzFrame(protocol.TypeRecvPacket, sink.WG[:], []byte("forged")))
 	f.Add(true, []byte{byte(protocol.TypeSendPacket), 0xff, 0xff, 0xff, 0xff})
 
 	var round uint64
 	f.Fuzz(func(t *testing.T, authenticated bool, data []byte) {
-		c := dialRaw(t, ts.addr)
+		c := relaytest.Dial(t, ts.addr)
 		if authenticated {
-			if err := c.auth(fuzzer); err != nil {
+			if err := c.Auth(fuzzer); err != nil {
 				t.Fatalf("genuine handshake: %v", err)
 			}
 		}
-		c.conn.Write(data) // the relay may close first: that is its right
-		c.conn.(*net.TCPConn).CloseWrite()
-		c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.Copy(io.Discard, c.conn); errors.Is(err, os.ErrDeadlineExceeded) {
+		c.Conn.Write(data) // the relay may close first: that is its right
+		c.Conn.(*net.TCPConn).CloseWrite()
+		c.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, c.Conn); errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("relay kept the connection open after the client stopped sending")
 		}
-		c.conn.Close()
+		c.Conn.Close()
 
 		// The relay still relays: a packet from the sink to itself comes
 		// back, after whatever the input sent the sink.
@@ -94,7 +95,7 @@ func FuzzServerConn(f *testing.F) {
 // could cut a frame in half.
 func readEchoes(c *rawClient, self wgtypes.Key, echoed chan<- []byte) {
 	for {
-		typ, p, err := c.r.ReadFrame()
+		typ, p, err := c.R.ReadFrame()
 		if err != nil {
 			close(echoed)
 			return
@@ -117,7 +118,7 @@ func readEchoes(c *rawClient, self wgtypes.Key, echoed chan<- []byte) {
 func echoes(t *testing.T, cs *rawClient, sink node, echoed <-chan []byte, marker []byte) bool {
 	const attempts, wait = 5, 2 * time.Second
 	for range attempts {
-		must(t, cs.send(sink.wg, marker))
+		must(t, cs.Send(sink.WG, marker))
 		timeout := time.After(wait)
 	await:
 		for {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirelace/wirelace/relay/internal/relaytest"
 	"github.com/wirelace/wirelace/relay/protocol"
 )
 
@@ -21,7 +22,7 @@ func flood(t *testing.T, addr, src string, n int) []net.Conn {
 	t.Helper()
 	conns := make([]net.Conn, 0, n)
 	for range n {
-		c, err := dialFrom(addr, src)
+		c, err := relaytest.DialTCP(addr, src)
 		if err != nil {
 			t.Fatalf("flood connection %d from %s: %v", len(conns), src, err)
 		}
@@ -69,7 +70,7 @@ func TestHandshakeFloodFromOneHost(t *testing.T) {
 	goroutines, mem := runtime.NumGoroutine(), memInUse()
 
 	flood(t, ts.addr, "127.0.0.1", n)
-	waitFor(t, "the flood to be refused", 10*time.Second, func() bool {
+	relaytest.WaitFor(t, "the flood to be refused", 10*time.Second, func() bool {
 		return ts.refused(t, refusedSourceHandshakes) == n-perIP
 	})
 	if st := ts.srv.Stats(); st.Handshakes != perIP || st.Sessions != 0 {
@@ -89,9 +90,9 @@ func TestHandshakeFloodFromOneHost(t *testing.T) {
 
 	// Members on other hosts are not held up by it.
 	a, b := newNode(t, members), newNode(t, members)
-	ca, cb := connectFrom(t, ts.addr, "127.0.0.2", a), connectFrom(t, ts.addr, "127.0.0.3", b)
-	must(t, ca.send(b.wg, []byte("through the flood")))
-	if src, pkt := cb.recvPacket(5 * time.Second); src != a.wg || string(pkt) != "through the flood" {
+	ca, cb := relaytest.ConnectFrom(t, ts.addr, "127.0.0.2", a), relaytest.ConnectFrom(t, ts.addr, "127.0.0.3", b)
+	must(t, ca.Send(b.WG, []byte("through the flood")))
+	if src, pkt := cb.RecvPacket(5 * time.Second); src != a.WG || string(pkt) != "through the flood" {
 		t.Fatalf("b got %q from %s", pkt, shortKey(src))
 	}
 	if st := ts.srv.Stats(); st.Sessions != 2 || st.Handshakes != perIP {
@@ -116,7 +117,7 @@ func TestHandshakeFloodFromManyHosts(t *testing.T) {
 	for h := range hosts {
 		conns = append(conns, flood(t, ts.addr, fmt.Sprintf("127.0.1.%d", h+1), perHost)...)
 	}
-	waitFor(t, "the flood to be refused", 10*time.Second, func() bool {
+	relaytest.WaitFor(t, "the flood to be refused", 10*time.Second, func() bool {
 		return ts.refused(t, refusedHandshakes)+ts.refused(t, refusedSourceHandshakes) == hosts*perHost-maxHandshakes
 	})
 	if ts.refused(t, refusedHandshakes) == 0 {
@@ -130,11 +131,11 @@ func TestHandshakeFloodFromManyHosts(t *testing.T) {
 	}
 
 	closeAll(conns)
-	waitFor(t, "the held handshakes to end", 10*time.Second, func() bool { return ts.srv.Stats().Handshakes == 0 })
+	relaytest.WaitFor(t, "the held handshakes to end", 10*time.Second, func() bool { return ts.srv.Stats().Handshakes == 0 })
 	a, b := newNode(t, members), newNode(t, members)
-	ca, cb := connect(t, ts.addr, a), connect(t, ts.addr, b)
-	must(t, ca.send(b.wg, []byte("after the flood")))
-	cb.recvPacket(5 * time.Second)
+	ca, cb := relaytest.Connect(t, ts.addr, a), relaytest.Connect(t, ts.addr, b)
+	must(t, ca.Send(b.WG, []byte("after the flood")))
+	cb.RecvPacket(5 * time.Second)
 }
 
 // A session finished with its handshake no longer counts against the
@@ -143,7 +144,7 @@ func TestSessionsFreeTheirHandshakeSlot(t *testing.T) {
 	members := newFakeMembers()
 	ts := startServer(t, Config{Members: members, MaxHandshakes: 2, MaxHandshakesPerIP: 1})
 	for range 5 {
-		connect(t, ts.addr, newNode(t, members))
+		relaytest.Connect(t, ts.addr, newNode(t, members))
 	}
 	if st := ts.srv.Stats(); st.Sessions != 5 || st.Handshakes != 0 {
 		t.Fatalf("relay holds %+v, want 5 sessions and no handshakes", st)
@@ -154,23 +155,23 @@ func TestSessionLimit(t *testing.T) {
 	members := newFakeMembers()
 	ts := startServer(t, Config{Members: members, MaxSessions: 2})
 	a, b, c := newNode(t, members), newNode(t, members), newNode(t, members)
-	connect(t, ts.addr, a)
-	cb := connect(t, ts.addr, b)
+	relaytest.Connect(t, ts.addr, a)
+	cb := relaytest.Connect(t, ts.addr, b)
 
-	if err := dialRaw(t, ts.addr).auth(c); err == nil || !strings.Contains(err.Error(), "relay is full") {
+	if err := relaytest.Dial(t, ts.addr).Auth(c); err == nil || !strings.Contains(err.Error(), "relay is full") {
 		t.Fatalf("third session: got %v, want a refusal saying the relay is full", err)
 	}
 	if got := ts.refused(t, refusedSessions); got != 1 {
 		t.Fatalf("session refusals %v, want 1", got)
 	}
 	// A connected key may always replace its session.
-	newer := connect(t, ts.addr, a)
+	newer := relaytest.Connect(t, ts.addr, a)
 	// When a session ends, there is room again.
-	cb.conn.Close()
-	waitFor(t, "b's session to end", 5*time.Second, func() bool { return ts.srv.Stats().Sessions == 1 })
-	cc := connect(t, ts.addr, c)
-	must(t, cc.send(a.wg, []byte("in at last")))
-	if src, _ := newer.recvPacket(5 * time.Second); src != c.wg {
+	cb.Conn.Close()
+	relaytest.WaitFor(t, "b's session to end", 5*time.Second, func() bool { return ts.srv.Stats().Sessions == 1 })
+	cc := relaytest.Connect(t, ts.addr, c)
+	must(t, cc.Send(a.WG, []byte("in at last")))
+	if src, _ := newer.RecvPacket(5 * time.Second); src != c.WG {
 		t.Fatalf("a got a packet from %s", shortKey(src))
 	}
 	if st := ts.srv.Stats(); st.Sessions != 2 {
@@ -190,16 +191,16 @@ func TestQueueBytesLimit(t *testing.T) {
 		WriteTimeout: time.Minute, // the slow client stays connected throughout
 	})
 	flooder, slow := newNode(t, members), newNode(t, members)
-	cf := connect(t, ts.addr, flooder)
-	connect(t, ts.addr, slow) // never reads
+	cf := relaytest.Connect(t, ts.addr, flooder)
+	relaytest.Connect(t, ts.addr, slow) // never reads
 
-	sent, _ := sendFlood(t, cf, slow.wg, protocol.MaxPacketLen)
-	waitFor(t, "drops for the slow client", 20*time.Second, func() bool {
+	sent, _ := sendFlood(t, cf, slow.WG, protocol.MaxPacketLen)
+	relaytest.WaitFor(t, "drops for the slow client", 20*time.Second, func() bool {
 		return ts.metric(t, "wirelace_relay_dropped_packets_total", "reason", dropQueueFull) > 0
 	})
 	for range 20 {
 		for _, ci := range ts.srv.Clients() {
-			if ci.Key != slow.wg {
+			if ci.Key != slow.WG {
 				continue
 			}
 			if ci.QueueBytes > queueBytes || ci.QueueLen > queueBytes/maxBuf {
@@ -265,11 +266,11 @@ func TestRefusalLogsRateLimited(t *testing.T) {
 	stranger := newNode(t, nil)
 	for i := range 20 {
 		// Each from its own address: the limit is one handshake at a time.
-		if err := dialRawFrom(t, ts.addr, fmt.Sprintf("127.0.2.%d", i+1)).auth(stranger); err == nil {
+		if err := relaytest.DialFrom(t, ts.addr, fmt.Sprintf("127.0.2.%d", i+1)).Auth(stranger); err == nil {
 			t.Fatalf("stranger authenticated")
 		}
 	}
-	waitFor(t, "refusals counted", 5*time.Second, func() bool {
+	relaytest.WaitFor(t, "refusals counted", 5*time.Second, func() bool {
 		return ts.refused(t, refusedSourceHandshakes) == 49 &&
 			ts.metric(t, "wirelace_relay_auth_failures_total", "reason", authUnknownKey) == 20
 	})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirelace/wirelace/relay/internal/relaytest"
 	"github.com/wirelace/wirelace/relay/protocol"
 )
 
@@ -20,27 +21,27 @@ func TestRelayBothWays(t *testing.T) {
 	members := newFakeMembers()
 	ts := startServer(t, Config{Members: members})
 	a, b := newNode(t, members), newNode(t, members)
-	ca, cb := connect(t, ts.addr, a), connect(t, ts.addr, b)
+	ca, cb := relaytest.Connect(t, ts.addr, a), relaytest.Connect(t, ts.addr, b)
 
-	must(t, ca.send(b.wg, []byte("from a")))
-	src, pkt := cb.recvPacket(5 * time.Second)
-	if src != a.wg || string(pkt) != "from a" {
-		t.Fatalf("b got %q from %s, want %q from %s", pkt, shortKey(src), "from a", shortKey(a.wg))
+	must(t, ca.Send(b.WG, []byte("from a")))
+	src, pkt := cb.RecvPacket(5 * time.Second)
+	if src != a.WG || string(pkt) != "from a" {
+		t.Fatalf("b got %q from %s, want %q from %s", pkt, shortKey(src), "from a", shortKey(a.WG))
 	}
-	must(t, cb.send(a.wg, []byte("from b")))
-	src, pkt = ca.recvPacket(5 * time.Second)
-	if src != b.wg || string(pkt) != "from b" {
-		t.Fatalf("a got %q from %s, want %q from %s", pkt, shortKey(src), "from b", shortKey(b.wg))
+	must(t, cb.Send(a.WG, []byte("from b")))
+	src, pkt = ca.RecvPacket(5 * time.Second)
+	if src != b.WG || string(pkt) != "from b" {
+		t.Fatalf("a got %q from %s, want %q from %s", pkt, shortKey(src), "from b", shortKey(b.WG))
 	}
 
 	// A maximum-size datagram goes through intact.
 	big := bytes.Repeat([]byte{0x5a}, protocol.MaxPacketLen)
-	must(t, ca.send(b.wg, big))
-	if _, pkt := cb.recvPacket(5 * time.Second); !bytes.Equal(pkt, big) {
+	must(t, ca.Send(b.WG, big))
+	if _, pkt := cb.RecvPacket(5 * time.Second); !bytes.Equal(pkt, big) {
 		t.Fatalf("maximum datagram arrived with %d bytes", len(pkt))
 	}
 
-	waitFor(t, "relayed metrics", 5*time.Second, func() bool {
+	relaytest.WaitFor(t, "relayed metrics", 5*time.Second, func() bool {
 		return ts.metric(t, "wirelace_relay_relayed_packets_total") == 3
 	})
 	if got, want := ts.metric(t, "wirelace_relay_relayed_bytes_total"), float64(6+6+len(big)); got != want {
@@ -55,18 +56,18 @@ func TestUnknownDestination(t *testing.T) {
 	members := newFakeMembers()
 	ts := startServer(t, Config{Members: members})
 	a := newNode(t, members)
-	ca := connect(t, ts.addr, a)
-	nobody := newKey(t).PublicKey()
-	must(t, ca.send(nobody, []byte("x")))
-	must(t, ca.send(nobody, []byte("y"))) // counted, but told only once
-	typ, p, err := ca.recv(5 * time.Second)
+	ca := relaytest.Connect(t, ts.addr, a)
+	nobody := relaytest.NewKey(t).PublicKey()
+	must(t, ca.Send(nobody, []byte("x")))
+	must(t, ca.Send(nobody, []byte("y"))) // counted, but told only once
+	typ, p, err := ca.Recv(5 * time.Second)
 	if err != nil || typ != protocol.TypePeerGone {
 		t.Fatalf("got %v %v, want PeerGone", typ, err)
 	}
 	if k, err := protocol.ParseKey(p); err != nil || k != nobody {
 		t.Fatalf("PeerGone for %v (%v), want %s", k, err, shortKey(nobody))
 	}
-	waitFor(t, "drop count", 5*time.Second, func() bool {
+	relaytest.WaitFor(t, "drop count", 5*time.Second, func() bool {
 		return ts.metric(t, "wirelace_relay_dropped_packets_total", "reason", dropUnknownDestination) == 2
 	})
 }
@@ -86,7 +87,7 @@ func TestAuthRefused(t *testing.T) {
 		name: "key in no MeshNode",
 		auth: func(c *rawClient) protocol.ClientAuth {
 			stranger := newNode(t, nil)
-			a, _ := protocol.NewClientAuth(c.hello, stranger.wg, stranger.ctl, rand.Reader)
+			a, _ := protocol.NewClientAuth(c.Hello, stranger.WG, stranger.Ctl, rand.Reader)
 			return a
 		},
 		reason: authUnknownKey, text: "in no MeshNode",
@@ -95,7 +96,7 @@ func TestAuthRefused(t *testing.T) {
 		// valid, control key.
 		name: "other node's WireGuard key",
 		auth: func(c *rawClient) protocol.ClientAuth {
-			a, _ := protocol.NewClientAuth(c.hello, victim.wg, attacker.ctl, rand.Reader)
+			a, _ := protocol.NewClientAuth(c.Hello, victim.WG, attacker.Ctl, rand.Reader)
 			return a
 		},
 		reason: authControlMismatch, text: "control key does not match",
@@ -104,15 +105,15 @@ func TestAuthRefused(t *testing.T) {
 		// the proof without the victim's private key.
 		name: "other node's keys, bad signature",
 		auth: func(c *rawClient) protocol.ClientAuth {
-			a, _ := protocol.NewClientAuth(c.hello, victim.wg, attacker.ctl, rand.Reader)
-			a.ControlKey = victim.ctl.PublicKey()
+			a, _ := protocol.NewClientAuth(c.Hello, victim.WG, attacker.Ctl, rand.Reader)
+			a.ControlKey = victim.Ctl.PublicKey()
 			return a
 		},
 		reason: authBadProof, text: "does not verify",
 	}, {
 		name: "tampered proof",
 		auth: func(c *rawClient) protocol.ClientAuth {
-			a, _ := protocol.NewClientAuth(c.hello, attacker.wg, attacker.ctl, rand.Reader)
+			a, _ := protocol.NewClientAuth(c.Hello, attacker.WG, attacker.Ctl, rand.Reader)
 			a.Proof = append([]byte(nil), a.Proof...)
 			a.Proof[3] ^= 0x80
 			return a
@@ -121,7 +122,7 @@ func TestAuthRefused(t *testing.T) {
 	}, {
 		name: "wrong version",
 		auth: func(c *rawClient) protocol.ClientAuth {
-			a, _ := protocol.NewClientAuth(c.hello, attacker.wg, attacker.ctl, rand.Reader)
+			a, _ := protocol.NewClientAuth(c.Hello, attacker.WG, attacker.Ctl, rand.Reader)
 			a.Version = protocol.Version + 1
 			return a
 		},
@@ -130,33 +131,33 @@ func TestAuthRefused(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := ts.metric(t, "wirelace_relay_auth_failures_total", "reason", tc.reason)
-			c := dialRaw(t, ts.addr)
-			err := c.sendAuth(tc.auth(c))
+			c := relaytest.Dial(t, ts.addr)
+			err := c.SendAuth(tc.auth(c))
 			if err == nil || !strings.Contains(err.Error(), tc.text) {
 				t.Fatalf("got %v, want a refusal mentioning %q", err, tc.text)
 			}
-			c.expectClosed(5 * time.Second)
+			c.ExpectClosed(5 * time.Second)
 			if got := ts.metric(t, "wirelace_relay_auth_failures_total", "reason", tc.reason); got != before+1 {
 				t.Fatalf("auth failures{%s} = %v, want %v", tc.reason, got, before+1)
 			}
 		})
 	}
 	// The victim still gets in.
-	connect(t, ts.addr, victim)
+	relaytest.Connect(t, ts.addr, victim)
 }
 
 func TestReplayedAuthRefused(t *testing.T) {
 	members := newFakeMembers()
 	ts := startServer(t, Config{Members: members})
 	n := newNode(t, members)
-	c1 := dialRaw(t, ts.addr)
-	a, err := protocol.NewClientAuth(c1.hello, n.wg, n.ctl, rand.Reader)
+	c1 := relaytest.Dial(t, ts.addr)
+	a, err := protocol.NewClientAuth(c1.Hello, n.WG, n.Ctl, rand.Reader)
 	must(t, err)
-	must(t, c1.sendAuth(a))
+	must(t, c1.SendAuth(a))
 
 	// An eavesdropper replays the recorded ClientAuth on a new connection.
-	c2 := dialRaw(t, ts.addr)
-	if err := c2.sendAuth(a); err == nil || !strings.Contains(err.Error(), "does not verify") {
+	c2 := relaytest.Dial(t, ts.addr)
+	if err := c2.SendAuth(a); err == nil || !strings.Contains(err.Error(), "does not verify") {
 		t.Fatalf("replayed ClientAuth: got %v, want refusal", err)
 	}
 }
@@ -164,13 +165,13 @@ func TestReplayedAuthRefused(t *testing.T) {
 func TestAuthTimeout(t *testing.T) {
 	members := newFakeMembers()
 	ts := startServer(t, Config{Members: members, AuthTimeout: 200 * time.Millisecond})
-	c := dialRaw(t, ts.addr) // reads ServerHello, then says nothing
+	c := relaytest.Dial(t, ts.addr) // reads ServerHello, then says nothing
 	start := time.Now()
-	c.expectClosed(5 * time.Second)
+	c.ExpectClosed(5 * time.Second)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("closed after %v, want about 200ms", d)
 	}
-	waitFor(t, "timeout counted", 5*time.Second, func() bool {
+	relaytest.WaitFor(t, "timeout counted", 5*time.Second, func() bool {
 		return ts.metric(t, "wirelace_relay_auth_failures_total", "reason", authTimeout) == 1
 	})
 }
@@ -178,10 +179,10 @@ func TestAuthTimeout(t *testing.T) {
 func TestGarbageBeforeAuth(t *testing.T) {
 	members := newFakeMembers()
 	ts := startServer(t, Config{Members: members})
-	c := dialRaw(t, ts.addr)
-	fmt.Fprintf(c.conn, "GET / HTTP/1.1\r\nHost: relay\r\n\r\n")
-	c.expectClosed(5 * time.Second)
-	waitFor(t, "bad frame counted", 5*time.Second, func() bool {
+	c := relaytest.Dial(t, ts.addr)
+	fmt.Fprintf(c.Conn, "GET / HTTP/1.1\r\nHost: relay\r\n\r\n")
+	c.ExpectClosed(5 * time.Second)
+	relaytest.WaitFor(t, "bad frame counted", 5*time.Second, func() bool {
 		return ts.metric(t, "wirelace_relay_auth_failures_total", "reason", authBadFrame) == 1
 	})
 }
@@ -192,7 +193,7 @@ func TestBadFramesCloseOnlyThatConnection(t *testing.T) {
 	members := newFakeMembers()
 	ts := startServer(t, Config{Members: members})
 	a, b := newNode(t, members), newNode(t, members)
-	ca, cb := connect(t, ts.addr, a), connect(t, ts.addr, b)
+	ca, cb := relaytest.Connect(t, ts.addr, a), relaytest.Connect(t, ts.addr, b)
 
 	header := func(typ protocol.Type, n uint32) []byte {
 		h := []byte{byte(typ), 0, 0, 0, 0}
@@ -216,23 +217,23 @@ func TestBadFramesCloseOnlyThatConnection(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			bad := newNode(t, members)
-			cbad := connect(t, ts.addr, bad)
-			if _, err := cbad.conn.Write(tc.data); err != nil {
+			cbad := relaytest.Connect(t, ts.addr, bad)
+			if _, err := cbad.Conn.Write(tc.data); err != nil {
 				t.Fatal(err)
 			}
 			if tc.closeSend {
-				cbad.conn.(*net.TCPConn).CloseWrite()
+				cbad.Conn.(*net.TCPConn).CloseWrite()
 			}
-			cbad.expectClosed(5 * time.Second)
+			cbad.ExpectClosed(5 * time.Second)
 
 			// The others carry on.
-			must(t, ca.send(b.wg, []byte(name)))
-			if src, pkt := cb.recvPacket(5 * time.Second); src != a.wg || string(pkt) != name {
+			must(t, ca.Send(b.WG, []byte(name)))
+			if src, pkt := cb.RecvPacket(5 * time.Second); src != a.WG || string(pkt) != name {
 				t.Fatalf("after %s: b got %q from %s", name, pkt, shortKey(src))
 			}
 		})
 	}
-	waitFor(t, "protocol errors counted", 5*time.Second, func() bool {
+	relaytest.WaitFor(t, "protocol errors counted", 5*time.Second, func() bool {
 		return ts.metric(t, "wirelace_relay_disconnects_total", "reason", closeProtocol) == float64(len(cases))
 	})
 }
@@ -241,15 +242,15 @@ func TestNewerConnectionReplacesOlder(t *testing.T) {
 	members := newFakeMembers()
 	ts := startServer(t, Config{Members: members})
 	a, b := newNode(t, members), newNode(t, members)
-	old := connect(t, ts.addr, a)
-	cb := connect(t, ts.addr, b)
-	newer := connect(t, ts.addr, a)
+	old := relaytest.Connect(t, ts.addr, a)
+	cb := relaytest.Connect(t, ts.addr, b)
+	newer := relaytest.Connect(t, ts.addr, a)
 
-	if reason := old.expectClosed(5 * time.Second); !strings.Contains(reason, "replaced") {
+	if reason := old.ExpectClosed(5 * time.Second); !strings.Contains(reason, "replaced") {
 		t.Fatalf("old connection closed with %q, want a ServerClose about being replaced", reason)
 	}
-	must(t, cb.send(a.wg, []byte("to the newer")))
-	if src, pkt := newer.recvPacket(5 * time.Second); src != b.wg || string(pkt) != "to the newer" {
+	must(t, cb.Send(a.WG, []byte("to the newer")))
+	if src, pkt := newer.RecvPacket(5 * time.Second); src != b.WG || string(pkt) != "to the newer" {
 		t.Fatalf("newer got %q from %s", pkt, shortKey(src))
 	}
 	if got := ts.metric(t, "wirelace_relay_clients"); got != 2 {
@@ -261,25 +262,25 @@ func TestMemberRemovedClosesConnection(t *testing.T) {
 	members := newFakeMembers()
 	ts := startServer(t, Config{Members: members})
 	a, b, c := newNode(t, members), newNode(t, members), newNode(t, members)
-	ca, cb, cc := connect(t, ts.addr, a), connect(t, ts.addr, b), connect(t, ts.addr, c)
+	ca, cb, cc := relaytest.Connect(t, ts.addr, a), relaytest.Connect(t, ts.addr, b), relaytest.Connect(t, ts.addr, c)
 
-	members.remove(a.wg)
-	members.set(b.wg, newKey(t).PublicKey()) // b's control key rotated
+	members.remove(a.WG)
+	members.set(b.WG, relaytest.NewKey(t).PublicKey()) // b's control key rotated
 	ts.srv.MembersChanged()
 	for name, cl := range map[string]*rawClient{"removed": ca, "rotated": cb} {
-		if reason := cl.expectClosed(5 * time.Second); !strings.Contains(reason, "MeshNode removed") {
+		if reason := cl.ExpectClosed(5 * time.Second); !strings.Contains(reason, "MeshNode removed") {
 			t.Fatalf("%s: closed with %q, want a ServerClose about membership", name, reason)
 		}
 	}
 	// c is untouched, and a cannot come back.
-	must(t, cc.keepAlive())
-	waitFor(t, "revocations counted", 5*time.Second, func() bool {
+	must(t, cc.KeepAlive())
+	relaytest.WaitFor(t, "revocations counted", 5*time.Second, func() bool {
 		return ts.metric(t, "wirelace_relay_disconnects_total", "reason", closeRevoked) == 2
 	})
 	if got := ts.metric(t, "wirelace_relay_clients"); got != 1 {
 		t.Fatalf("clients gauge %v, want 1", got)
 	}
-	if err := dialRaw(t, ts.addr).auth(a); err == nil {
+	if err := relaytest.Dial(t, ts.addr).Auth(a); err == nil {
 		t.Fatalf("removed member authenticated again")
 	}
 }
@@ -289,7 +290,7 @@ func TestIdleTimeout(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	ts := startServer(t, Config{Members: members, IdleTimeout: idle})
 	quiet, chatty, other := newNode(t, members), newNode(t, members), newNode(t, members)
-	cq, cc := connect(t, ts.addr, quiet), connect(t, ts.addr, chatty)
+	cq, cc := relaytest.Connect(t, ts.addr, quiet), relaytest.Connect(t, ts.addr, chatty)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -301,26 +302,26 @@ func TestIdleTimeout(t *testing.T) {
 			case <-stop:
 				return
 			case <-tick.C:
-				if cc.keepAlive() != nil {
+				if cc.KeepAlive() != nil {
 					return
 				}
 			}
 		}
 	})
 	start := time.Now()
-	cq.expectClosed(5 * time.Second)
+	cq.ExpectClosed(5 * time.Second)
 	if d := time.Since(start); d < idle/2 || d > 3*idle {
 		t.Errorf("quiet client closed after %v, want about %v", d, idle)
 	}
 	time.Sleep(3 * idle)
-	co := connect(t, ts.addr, other)
-	must(t, co.send(chatty.wg, []byte("still here?")))
-	if src, _ := cc.recvPacket(5 * time.Second); src != other.wg {
+	co := relaytest.Connect(t, ts.addr, other)
+	must(t, co.Send(chatty.WG, []byte("still here?")))
+	if src, _ := cc.RecvPacket(5 * time.Second); src != other.WG {
 		t.Fatalf("chatty client got a packet from %s", shortKey(src))
 	}
 	close(stop)
 	wg.Wait()
-	waitFor(t, "idle close counted", 5*time.Second, func() bool {
+	relaytest.WaitFor(t, "idle close counted", 5*time.Second, func() bool {
 		return ts.metric(t, "wirelace_relay_disconnects_total", "reason", closeIdle) == 1
 	})
 }
@@ -338,18 +339,18 @@ func TestQuietSessionSurvivesKeepAlives(t *testing.T) {
 	)
 	ts := startServer(t, Config{Members: members, IdleTimeout: idle, WriteTimeout: writeTO})
 	a, b := newNode(t, members), newNode(t, members)
-	ca, cb := connect(t, ts.addr, a), connect(t, ts.addr, b)
+	ca, cb := relaytest.Connect(t, ts.addr, a), relaytest.Connect(t, ts.addr, b)
 
 	// One packet arms a write deadline on b's connection; then nothing
 	// but KeepAlives, both ways, for ten KeepAlive intervals.
-	must(t, ca.send(b.wg, []byte("then quiet")))
-	cb.recvPacket(5 * time.Second)
+	must(t, ca.Send(b.WG, []byte("then quiet")))
+	cb.RecvPacket(5 * time.Second)
 	keepAlives := 0
 	for end := time.Now().Add(quietFor); time.Now().Before(end); {
-		must(t, ca.keepAlive())
-		must(t, cb.keepAlive())
-		cb.conn.SetReadDeadline(time.Now().Add(idle / 4))
-		typ, _, err := cb.r.ReadFrame()
+		must(t, ca.KeepAlive())
+		must(t, cb.KeepAlive())
+		cb.Conn.SetReadDeadline(time.Now().Add(idle / 4))
+		typ, _, err := cb.R.ReadFrame()
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 		case err != nil:
@@ -364,8 +365,8 @@ func TestQuietSessionSurvivesKeepAlives(t *testing.T) {
 	if keepAlives < 5 {
 		t.Fatalf("%d KeepAlives from the relay in %v, want about 10", keepAlives, quietFor)
 	}
-	must(t, ca.send(b.wg, []byte("still there")))
-	if src, pkt := cb.recvPacket(5 * time.Second); src != a.wg || string(pkt) != "still there" {
+	must(t, ca.Send(b.WG, []byte("still there")))
+	if src, pkt := cb.RecvPacket(5 * time.Second); src != a.WG || string(pkt) != "still there" {
 		t.Fatalf("b got %q from %s", pkt, shortKey(src))
 	}
 	if got := ts.metric(t, "wirelace_relay_disconnects_total", "reason", closeWriteError); got != 0 {
@@ -384,14 +385,14 @@ func TestSlowReaderDoesNotStallOthers(t *testing.T) {
 		WriteTimeout: 20 * time.Second, // the slow client stays connected throughout
 	})
 	flooder, slow, c, d := newNode(t, members), newNode(t, members), newNode(t, members), newNode(t, members)
-	cf := connect(t, ts.addr, flooder)
-	connect(t, ts.addr, slow) // never reads
-	cc, cd := connect(t, ts.addr, c), connect(t, ts.addr, d)
+	cf := relaytest.Connect(t, ts.addr, flooder)
+	relaytest.Connect(t, ts.addr, slow) // never reads
+	cc, cd := relaytest.Connect(t, ts.addr, c), relaytest.Connect(t, ts.addr, d)
 
 	// Flood the slow client until its socket buffers and its queue are full
 	// and the relay is dropping.
-	flooded, stop := sendFlood(t, cf, slow.wg, 1024)
-	waitFor(t, "drops for the slow client", 20*time.Second, func() bool {
+	flooded, stop := sendFlood(t, cf, slow.WG, 1024)
+	relaytest.WaitFor(t, "drops for the slow client", 20*time.Second, func() bool {
 		return ts.metric(t, "wirelace_relay_dropped_packets_total", "reason", dropQueueFull) > 0
 	})
 
@@ -402,10 +403,10 @@ func TestSlowReaderDoesNotStallOthers(t *testing.T) {
 	start := time.Now()
 	for sent := 0; sent < total; sent += window {
 		for range window {
-			must(t, cc.send(d.wg, pkt))
+			must(t, cc.Send(d.WG, pkt))
 		}
 		for range window {
-			if src, _ := cd.recvPacket(5 * time.Second); src != c.wg {
+			if src, _ := cd.RecvPacket(5 * time.Second); src != c.WG {
 				t.Fatalf("d got a packet from %s", shortKey(src))
 			}
 		}
@@ -420,7 +421,7 @@ func TestSlowReaderDoesNotStallOthers(t *testing.T) {
 	}
 	var slowInfo *ClientInfo
 	for _, ci := range ts.srv.Clients() {
-		if ci.Key == slow.wg {
+		if ci.Key == slow.WG {
 			slowInfo = &ci
 		}
 	}
@@ -428,14 +429,14 @@ func TestSlowReaderDoesNotStallOthers(t *testing.T) {
 		t.Fatalf("no drops counted for the slow client: %+v", slowInfo)
 	}
 	// The flooder itself was never blocked for long and is still served.
-	must(t, cc.send(flooder.wg, []byte("hi")))
+	must(t, cc.Send(flooder.WG, []byte("hi")))
 	for {
-		typ, p, err := cf.recv(5 * time.Second)
+		typ, p, err := cf.Recv(5 * time.Second)
 		if err != nil {
 			t.Fatalf("flooder: %v", err)
 		}
 		if typ == protocol.TypeRecvPacket {
-			if src, _, _ := protocol.ParsePacket(p); src == c.wg {
+			if src, _, _ := protocol.ParsePacket(p); src == c.WG {
 				break
 			}
 		}
@@ -447,20 +448,20 @@ func TestRateLimit(t *testing.T) {
 	const rate = 2e6 // bytes per second
 	ts := startServer(t, Config{Members: members, Rate: rate, Burst: protocol.MaxFrameLen, QueueDepth: 4096})
 	a, b := newNode(t, members), newNode(t, members)
-	ca, cb := connect(t, ts.addr, a), connect(t, ts.addr, b)
+	ca, cb := relaytest.Connect(t, ts.addr, a), relaytest.Connect(t, ts.addr, b)
 
 	const size = 1000
 	frameCost := protocol.HeaderLen + protocol.KeyLen + size
 	go func() {
 		pkt := make([]byte, size)
-		for ca.send(b.wg, pkt) == nil {
+		for ca.Send(b.WG, pkt) == nil {
 		}
 	}()
 	const window = 1500 * time.Millisecond
 	start := time.Now()
 	received := 0
 	for time.Since(start) < window {
-		if _, _, err := cb.recv(time.Until(start.Add(window))); err != nil {
+		if _, _, err := cb.Recv(time.Until(start.Add(window))); err != nil {
 			break
 		}
 		received++
@@ -476,15 +477,15 @@ func TestRateLimit(t *testing.T) {
 	if ts.metric(t, "wirelace_relay_rate_limited_frames_total") == 0 {
 		t.Fatalf("rate limiting not counted")
 	}
-	ca.conn.Close()
+	ca.Conn.Close()
 }
 
 func TestShutdownTellsClients(t *testing.T) {
 	members := newFakeMembers()
 	ts := startServer(t, Config{Members: members})
-	c := connect(t, ts.addr, newNode(t, members))
+	c := relaytest.Connect(t, ts.addr, newNode(t, members))
 	go ts.stop()
-	if reason := c.expectClosed(5 * time.Second); !strings.Contains(reason, "shutting down") {
+	if reason := c.ExpectClosed(5 * time.Second); !strings.Contains(reason, "shutting down") {
 		t.Fatalf("closed with %q, want a ServerClose about shutdown", reason)
 	}
 }

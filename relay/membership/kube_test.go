@@ -1,4 +1,4 @@
-package server
+package membership
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/relay/internal/relaytest"
+	"github.com/wirelace/wirelace/relay/server"
 )
 
 func meshNode(t *testing.T, name string, wg, ctl wgtypes.Key) *unstructured.Unstructured {
@@ -85,9 +87,9 @@ func (f fakeNodes) delete(t *testing.T, name string) {
 	}
 }
 
-func startKubeMembers(t *testing.T, dyn *dynamicfake.FakeDynamicClient, nodes fakeNodes) *KubeMembers {
+func startKube(t *testing.T, dyn *dynamicfake.FakeDynamicClient, nodes fakeNodes) *Kube {
 	t.Helper()
-	m, err := NewKubeMembers(dyn, nodes, testLogger(t))
+	m, err := NewKube(dyn, nodes, relaytest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,64 +104,81 @@ func startKubeMembers(t *testing.T, dyn *dynamicfake.FakeDynamicClient, nodes fa
 	return m
 }
 
-func TestKubeMembers(t *testing.T) {
-	a := newNode(t, nil)
-	b := newNode(t, nil)
-	dyn := newFakeDynamic(meshNode(t, "a", a.wg, a.ctl.PublicKey()))
-	m := startKubeMembers(t, dyn, newFakeNodes(t, "a", "b", "broken"))
+// relay is a relay server under test, serving m's members on a loopback
+// port until the test ends.
+type relay struct {
+	srv  *server.Server
+	addr string
+}
+
+func startRelay(t *testing.T, m *Kube) relay {
+	t.Helper()
+	srv, err := server.New(server.Config{Members: m, Logger: relaytest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := relaytest.Serve(t, srv.Serve)
+	return relay{srv: srv, addr: addr}
+}
+
+func TestKube(t *testing.T) {
+	a := relaytest.NewNode(t)
+	b := relaytest.NewNode(t)
+	dyn := newFakeDynamic(meshNode(t, "a", a.WG, a.Ctl.PublicKey()))
+	m := startKube(t, dyn, newFakeNodes(t, "a", "b", "broken"))
 	var changes atomic.Int32
 	m.Subscribe(func() { changes.Add(1) })
 	mn := dyn.Resource(v1alpha1.MeshNodeResource)
 	ctx := context.Background()
 
-	if ctl, ok := m.Lookup(a.wg); !ok || ctl != a.ctl.PublicKey() {
+	if ctl, ok := m.Lookup(a.WG); !ok || ctl != a.Ctl.PublicKey() {
 		t.Fatalf("a from the initial list: %v %v", ctl, ok)
 	}
-	if _, ok := m.Lookup(b.wg); ok {
+	if _, ok := m.Lookup(b.WG); ok {
 		t.Fatalf("b found before it exists")
 	}
 
 	// Created: found, and subscribers hear of it.
-	if _, err := mn.Create(ctx, meshNode(t, "b", b.wg, b.ctl.PublicKey()), metav1.CreateOptions{}); err != nil {
+	if _, err := mn.Create(ctx, meshNode(t, "b", b.WG, b.Ctl.PublicKey()), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b to appear", 5*time.Second, func() bool { _, ok := m.Lookup(b.wg); return ok })
-	waitFor(t, "a change notice", 5*time.Second, func() bool { return changes.Load() >= 1 })
+	relaytest.WaitFor(t, "b to appear", 5*time.Second, func() bool { _, ok := m.Lookup(b.WG); return ok })
+	relaytest.WaitFor(t, "a change notice", 5*time.Second, func() bool { return changes.Load() >= 1 })
 
 	// Control key rotated: the new one is returned.
-	rotated := newKey(t).PublicKey()
-	if _, err := mn.Update(ctx, meshNode(t, "b", b.wg, rotated), metav1.UpdateOptions{}); err != nil {
+	rotated := relaytest.NewKey(t).PublicKey()
+	if _, err := mn.Update(ctx, meshNode(t, "b", b.WG, rotated), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b's new control key", 5*time.Second, func() bool { ctl, _ := m.Lookup(b.wg); return ctl == rotated })
+	relaytest.WaitFor(t, "b's new control key", 5*time.Second, func() bool { ctl, _ := m.Lookup(b.WG); return ctl == rotated })
 
 	// Another MeshNode claims a's WireGuard key: a is refused until that
 	// is resolved, even though the impostor has no Node (a genuine node's
 	// Node may be briefly gone while it re-registers).
-	if _, err := mn.Create(ctx, meshNode(t, "impostor", a.wg, newKey(t).PublicKey()), metav1.CreateOptions{}); err != nil {
+	if _, err := mn.Create(ctx, meshNode(t, "impostor", a.WG, relaytest.NewKey(t).PublicKey()), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a to be refused while contested", 5*time.Second, func() bool { _, ok := m.Lookup(a.wg); return !ok })
+	relaytest.WaitFor(t, "a to be refused while contested", 5*time.Second, func() bool { _, ok := m.Lookup(a.WG); return !ok })
 	if err := mn.Delete(ctx, "impostor", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a to be back", 5*time.Second, func() bool { _, ok := m.Lookup(a.wg); return ok })
+	relaytest.WaitFor(t, "a to be back", 5*time.Second, func() bool { _, ok := m.Lookup(a.WG); return ok })
 
 	// Unusable keys: not a member.
-	if _, err := mn.Create(ctx, meshNodeRaw(t, "broken", "not-a-key", a.ctl.PublicKey().String()), metav1.CreateOptions{}); err != nil {
+	if _, err := mn.Create(ctx, meshNodeRaw(t, "broken", "not-a-key", a.Ctl.PublicKey().String()), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// Deleted: gone.
 	if err := mn.Delete(ctx, "b", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b to go", 5*time.Second, func() bool { _, ok := m.Lookup(b.wg); return !ok })
+	relaytest.WaitFor(t, "b to go", 5*time.Second, func() bool { _, ok := m.Lookup(b.WG); return !ok })
 	if got := m.Len(); got != 1 {
 		t.Fatalf("Len = %d, want 1 (a only)", got)
 	}
 }
 
-func TestKubeMembersPreflight(t *testing.T) {
+func TestKubePreflight(t *testing.T) {
 	// Without RBAC for MeshNodes an informer would retry forever in
 	// silence; Start fails at once and says what to check.
 	forbidden := func(gr schema.GroupResource) k8stesting.ReactionFunc {
@@ -168,7 +187,7 @@ func TestKubeMembersPreflight(t *testing.T) {
 		}
 	}
 	start := func(dyn *dynamicfake.FakeDynamicClient, nodes fakeNodes) error {
-		m, err := NewKubeMembers(dyn, nodes, testLogger(t))
+		m, err := NewKube(dyn, nodes, relaytest.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,47 +214,49 @@ func TestKubeMembersPreflight(t *testing.T) {
 }
 
 // The whole path: a MeshNode deleted in the API closes its relay session.
-func TestKubeMembersRevokeClosesConnection(t *testing.T) {
-	a, b := newNode(t, nil), newNode(t, nil)
+func TestKubeRevokeClosesConnection(t *testing.T) {
+	a, b := relaytest.NewNode(t), relaytest.NewNode(t)
 	dyn := newFakeDynamic(
-		meshNode(t, "a", a.wg, a.ctl.PublicKey()),
-		meshNode(t, "b", b.wg, b.ctl.PublicKey()),
+		meshNode(t, "a", a.WG, a.Ctl.PublicKey()),
+		meshNode(t, "b", b.WG, b.Ctl.PublicKey()),
 	)
-	m := startKubeMembers(t, dyn, newFakeNodes(t, "a", "b"))
-	ts := startServer(t, Config{Members: m})
-	ca, cb := connect(t, ts.addr, a), connect(t, ts.addr, b)
+	m := startKube(t, dyn, newFakeNodes(t, "a", "b"))
+	ts := startRelay(t, m)
+	ca, cb := relaytest.Connect(t, ts.addr, a), relaytest.Connect(t, ts.addr, b)
 
 	if err := dyn.Resource(v1alpha1.MeshNodeResource).Delete(context.Background(), "a", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if reason := ca.expectClosed(5 * time.Second); !strings.Contains(reason, "MeshNode removed") {
+	if reason := ca.ExpectClosed(5 * time.Second); !strings.Contains(reason, "MeshNode removed") {
 		t.Fatalf("closed with %q, want a ServerClose about membership", reason)
 	}
-	must(t, cb.keepAlive())
-	waitFor(t, "a to be unregistered", 5*time.Second, func() bool {
+	if err := cb.KeepAlive(); err != nil {
+		t.Fatal(err)
+	}
+	relaytest.WaitFor(t, "a to be unregistered", 5*time.Second, func() bool {
 		cs := ts.srv.Clients()
-		return len(cs) == 1 && cs[0].Key == b.wg
+		return len(cs) == 1 && cs[0].Key == b.WG
 	})
 }
 
 // A MeshNode counts only while its Node exists: credentials that can write
 // MeshNodes cannot conjure relay members for machines the cluster does not
 // have, and a Node deleted takes its MeshNode's membership with it.
-func TestKubeMembersNeedNode(t *testing.T) {
-	a := newNode(t, nil)
-	dyn := newFakeDynamic(meshNode(t, "a", a.wg, a.ctl.PublicKey()))
+func TestKubeNeedNode(t *testing.T) {
+	a := relaytest.NewNode(t)
+	dyn := newFakeDynamic(meshNode(t, "a", a.WG, a.Ctl.PublicKey()))
 	nodes := newFakeNodes(t)
-	m := startKubeMembers(t, dyn, nodes)
+	m := startKube(t, dyn, nodes)
 	var changes atomic.Int32
 	m.Subscribe(func() { changes.Add(1) })
 
-	if _, ok := m.Lookup(a.wg); ok {
+	if _, ok := m.Lookup(a.WG); ok {
 		t.Fatalf("MeshNode without a Node is a member")
 	}
 	nodes.create(t, "a")
-	waitFor(t, "a to become a member with its Node", 5*time.Second, func() bool {
-		ctl, ok := m.Lookup(a.wg)
-		return ok && ctl == a.ctl.PublicKey()
+	relaytest.WaitFor(t, "a to become a member with its Node", 5*time.Second, func() bool {
+		ctl, ok := m.Lookup(a.WG)
+		return ok && ctl == a.Ctl.PublicKey()
 	})
 	if changes.Load() == 0 {
 		t.Errorf("no change notice when the Node appeared")
@@ -249,7 +270,7 @@ func TestKubeMembersNeedNode(t *testing.T) {
 	nodes.create(t, "unrelated")
 	nodes.delete(t, "unrelated")
 	nodes.delete(t, "a")
-	waitFor(t, "a to lose membership with its Node", 5*time.Second, func() bool { _, ok := m.Lookup(a.wg); return !ok })
+	relaytest.WaitFor(t, "a to lose membership with its Node", 5*time.Second, func() bool { _, ok := m.Lookup(a.WG); return !ok })
 	if got := changes.Load() - before; got != 1 {
 		t.Errorf("%d change notices for the Node deletions, want 1 (for a)", got)
 	}
@@ -262,43 +283,47 @@ func TestKubeMembersNeedNode(t *testing.T) {
 // for a node that does not exist, with keys the attacker holds. The relay
 // refuses the session; and a real member whose Node is deleted loses its
 // session.
-func TestKubeMembersNodelessMeshNodeRefused(t *testing.T) {
-	a, b, ghost := newNode(t, nil), newNode(t, nil), newNode(t, nil)
+func TestKubeNodelessMeshNodeRefused(t *testing.T) {
+	a, b, ghost := relaytest.NewNode(t), relaytest.NewNode(t), relaytest.NewNode(t)
 	dyn := newFakeDynamic(
-		meshNode(t, "a", a.wg, a.ctl.PublicKey()),
-		meshNode(t, "b", b.wg, b.ctl.PublicKey()),
+		meshNode(t, "a", a.WG, a.Ctl.PublicKey()),
+		meshNode(t, "b", b.WG, b.Ctl.PublicKey()),
 	)
 	nodes := newFakeNodes(t, "a", "b")
-	m := startKubeMembers(t, dyn, nodes)
-	ts := startServer(t, Config{Members: m})
-	ca, cb := connect(t, ts.addr, a), connect(t, ts.addr, b)
+	m := startKube(t, dyn, nodes)
+	ts := startRelay(t, m)
+	ca, cb := relaytest.Connect(t, ts.addr, a), relaytest.Connect(t, ts.addr, b)
 
 	if _, err := dyn.Resource(v1alpha1.MeshNodeResource).Create(context.Background(),
-		meshNode(t, "ghost", ghost.wg, ghost.ctl.PublicKey()), metav1.CreateOptions{}); err != nil {
+		meshNode(t, "ghost", ghost.WG, ghost.Ctl.PublicKey()), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the ghost MeshNode to be recorded", 5*time.Second, func() bool {
+	relaytest.WaitFor(t, "the ghost MeshNode to be recorded", 5*time.Second, func() bool {
 		m.mu.RLock()
 		defer m.mu.RUnlock()
 		_, ok := m.byName["ghost"]
 		return ok
 	})
-	if err := dialRaw(t, ts.addr).auth(ghost); err == nil || !strings.Contains(err.Error(), "in no MeshNode") {
+	if err := relaytest.Dial(t, ts.addr).Auth(ghost); err == nil || !strings.Contains(err.Error(), "in no MeshNode") {
 		t.Fatalf("MeshNode without a Node: got %v, want a refusal", err)
 	}
 
 	nodes.delete(t, "a")
-	if reason := ca.expectClosed(5 * time.Second); !strings.Contains(reason, "Node removed") {
+	if reason := ca.ExpectClosed(5 * time.Second); !strings.Contains(reason, "Node removed") {
 		t.Fatalf("closed with %q, want a ServerClose about membership", reason)
 	}
-	must(t, ca.conn.Close())
-	if err := dialRaw(t, ts.addr).auth(a); err == nil {
+	if err := ca.Conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := relaytest.Dial(t, ts.addr).Auth(a); err == nil {
 		t.Fatalf("member whose Node is gone authenticated again")
 	}
 	// b is untouched.
-	must(t, cb.keepAlive())
-	waitFor(t, "a to be unregistered", 5*time.Second, func() bool {
+	if err := cb.KeepAlive(); err != nil {
+		t.Fatal(err)
+	}
+	relaytest.WaitFor(t, "a to be unregistered", 5*time.Second, func() bool {
 		cs := ts.srv.Clients()
-		return len(cs) == 1 && cs[0].Key == b.wg
+		return len(cs) == 1 && cs[0].Key == b.WG
 	})
 }

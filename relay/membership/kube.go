@@ -1,4 +1,8 @@
-package server
+// Package membership is who the relay serves, as the cluster says: the
+// MeshNodes whose Nodes exist, kept current by informers. It is the only
+// part of the relay that talks to Kubernetes; the server sees it through
+// its small Members interface.
+package membership
 
 import (
 	"context"
@@ -40,9 +44,9 @@ type member struct {
 	wg, ctl wgtypes.Key
 }
 
-// KubeMembers is the mesh membership as the MeshNode and Node objects say,
-// kept current by informers (watches, never polling). It implements Members
-// and ChangeNotifier.
+// Kube is the mesh membership as the MeshNode and Node objects say,
+// kept current by informers (watches, never polling). It implements the relay
+// server's Members and ChangeNotifier.
 //
 // A MeshNode counts only while the Node of the same name exists. Nodes
 // write their own MeshNodes, so a compromised node's credentials may be
@@ -58,7 +62,7 @@ type member struct {
 // be briefly gone while it re-registers). Refusing both is visible (a
 // warning, and the genuine node loses only the relay path) where picking
 // one could hand a node's relayed traffic to an impostor.
-type KubeMembers struct {
+type Kube struct {
 	log    *slog.Logger
 	client dynamic.Interface
 	meta   metadata.Interface
@@ -75,13 +79,13 @@ type KubeMembers struct {
 	subs   []func()
 }
 
-// NewKubeMembers sets up the MeshNode informer, on client, and the Node
+// NewKube sets up the MeshNode informer, on client, and the Node
 // informer, on meta (Node metadata is all it needs); Start runs them.
-func NewKubeMembers(client dynamic.Interface, meta metadata.Interface, log *slog.Logger) (*KubeMembers, error) {
+func NewKube(client dynamic.Interface, meta metadata.Interface, log *slog.Logger) (*Kube, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &KubeMembers{
+	m := &Kube{
 		log:    log,
 		client: client,
 		meta:   meta,
@@ -142,7 +146,7 @@ func nodeNameOnly(obj any) (any, error) {
 // which run until ctx ends, and waits (at most syncTimeout) for their first
 // full lists, so the relay refuses nobody just because it has not heard of
 // them yet.
-func (m *KubeMembers) Start(ctx context.Context) error {
+func (m *Kube) Start(ctx context.Context) error {
 	lctx, cancel := context.WithTimeout(ctx, preflightTimeout)
 	defer cancel()
 	if _, err := m.client.Resource(v1alpha1.MeshNodeResource).List(lctx, metav1.ListOptions{Limit: 1}); err != nil {
@@ -164,19 +168,19 @@ func (m *KubeMembers) Start(ctx context.Context) error {
 }
 
 // Shutdown waits for the informers' goroutines after Start's ctx has ended.
-func (m *KubeMembers) Shutdown() {
+func (m *Kube) Shutdown() {
 	m.factory.Shutdown()
 	m.nodeFactory.Shutdown()
 }
 
 // HasSynced reports whether the first full lists have arrived.
-func (m *KubeMembers) HasSynced() bool {
+func (m *Kube) HasSynced() bool {
 	return m.informer.HasSynced() && m.nodeInformer.HasSynced()
 }
 
 // Len is the number of members: MeshNodes with usable keys whose Node
 // exists.
-func (m *KubeMembers) Len() int {
+func (m *Kube) Len() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	n := 0
@@ -188,8 +192,8 @@ func (m *KubeMembers) Len() int {
 	return n
 }
 
-// Lookup implements Members: the one MeshNode with wgKey, if its Node exists.
-func (m *KubeMembers) Lookup(wgKey wgtypes.Key) (wgtypes.Key, bool) {
+// Lookup implements server.Members: the one MeshNode with wgKey, if its Node exists.
+func (m *Kube) Lookup(wgKey wgtypes.Key) (wgtypes.Key, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	owners := m.byKey[wgKey]
@@ -205,15 +209,15 @@ func (m *KubeMembers) Lookup(wgKey wgtypes.Key) (wgtypes.Key, bool) {
 	return wgtypes.Key{}, false
 }
 
-// Subscribe implements ChangeNotifier. changed is called from the informers'
+// Subscribe implements server.ChangeNotifier. changed is called from the informers'
 // goroutines and must not block.
-func (m *KubeMembers) Subscribe(changed func()) {
+func (m *Kube) Subscribe(changed func()) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.subs = append(m.subs, changed)
 }
 
-func (m *KubeMembers) upsert(obj any) {
+func (m *Kube) upsert(obj any) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return
@@ -229,7 +233,7 @@ func (m *KubeMembers) upsert(obj any) {
 	m.set(u.GetName(), &mem)
 }
 
-func (m *KubeMembers) remove(obj any) {
+func (m *Kube) remove(obj any) {
 	if name, ok := objectName(obj); ok {
 		m.set(name, nil)
 	}
@@ -249,7 +253,7 @@ func objectName(obj any) (string, bool) {
 
 // setNode records whether the Node name exists and, when that changes the
 // membership of its MeshNode, tells subscribers.
-func (m *KubeMembers) setNode(name string, exists bool) {
+func (m *Kube) setNode(name string, exists bool) {
 	m.mu.Lock()
 	_, had := m.nodes[name]
 	if had == exists {
@@ -272,7 +276,7 @@ func (m *KubeMembers) setNode(name string, exists bool) {
 
 // set records name's keys (nil: not a member) and tells subscribers when
 // that changed anything.
-func (m *KubeMembers) set(name string, mem *member) {
+func (m *Kube) set(name string, mem *member) {
 	m.mu.Lock()
 	old, had := m.byName[name]
 	if had && mem != nil && old == *mem {
@@ -317,7 +321,7 @@ func (m *KubeMembers) set(name string, mem *member) {
 	m.notify(subs)
 }
 
-func (m *KubeMembers) notify(subs []func()) {
+func (m *Kube) notify(subs []func()) {
 	for _, fn := range subs {
 		fn()
 	}
@@ -338,3 +342,7 @@ func decodeMember(u *unstructured.Unstructured) (member, error) {
 	}
 	return member{wg: wg, ctl: ctl}, nil
 }
+
+// shortKey is the form of a key in logs: the first 8 characters of its
+// base64, as the relay server logs it.
+func shortKey(k wgtypes.Key) string { return k.String()[:8] }
