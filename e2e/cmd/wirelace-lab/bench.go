@@ -27,9 +27,23 @@ const (
 type iperfResult struct {
 	Gbps        float64
 	Retransmits int
+	// Segments is how many TCP segments the sender sent (bytes / MSS), the
+	// denominator of the retransmit rate.
+	Segments float64
 	// CPUPerGbit is CPU seconds the two WireGuard processes (both ends) used
 	// per Gbit moved: the cost of the data plane, iperf3 itself excluded.
 	CPUPerGbit float64
+	// RelayCPUPerGbit is the same for the relay process, when the run went
+	// through it.
+	RelayCPUPerGbit float64
+}
+
+// RetransmitPct is retransmits as a percentage of segments sent.
+func (r iperfResult) RetransmitPct() float64 {
+	if r.Segments == 0 {
+		return 0
+	}
+	return 100 * float64(r.Retransmits) / r.Segments
 }
 
 // bench measures TCP throughput through lace0 on a direct path against
@@ -51,7 +65,8 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 	}()
 	// No per-client rate limit: the bench measures what the relay path can
 	// carry, not the default limit (100 MB/s per client).
-	if _, err := l.AddRelay(ctx, "relay1", "--rate", "0", "--log-level", "info"); err != nil {
+	rl1, err := l.AddRelay(ctx, "relay1", "--rate", "0", "--log-level", "info")
+	if err != nil {
 		return err
 	}
 	n1, err := l.AddNode(ctx, "n1")
@@ -107,6 +122,10 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 		return err
 	}
 	time.Sleep(500 * time.Millisecond)
+	relayPID, err := relayPID(rl1)
+	if err != nil {
+		return err
+	}
 
 	say("TCP throughput, one stream, %s per run, %d rounds alternating", benchDuration, benchRounds)
 	var wl, stock, relay []iperfResult
@@ -118,26 +137,35 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 			from *lab.Node
 			to   string
 			pids []int
-			into *[]iperfResult
+			// relay is the relay's pid when the path goes through it.
+			relay int
+			into  *[]iperfResult
 		}{
-			{"wirelace direct", n1, meshIP(n2), wlPIDs, &wl},
-			{"stock wireguard-go", n1, stockIP, stockPIDs, &stock},
-			{"wirelace via relay", relayed[0], meshIP(relayed[1]), relayPIDs, &relay},
+			{"wirelace direct", n1, meshIP(n2), wlPIDs, 0, &wl},
+			{"stock wireguard-go", n1, stockIP, stockPIDs, 0, &stock},
+			{"wirelace via relay", relayed[0], meshIP(relayed[1]), relayPIDs, relayPID, &relay},
 		} {
-			res, err := iperf(ctx, c.from, c.to, c.pids)
+			res, err := iperf(ctx, c.from, c.to, c.pids, c.relay)
 			if err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
 			*c.into = append(*c.into, res)
-			fmt.Printf("  round %d  %-20s %6.2f Gbit/s  retransmits %5d  CPU %.2f s/Gbit\n", r+1, c.name, res.Gbps, res.Retransmits, res.CPUPerGbit)
+			line := fmt.Sprintf("  round %d  %-20s %6.2f Gbit/s  retransmits %6d (%5.2f%%)  CPU %.2f s/Gbit",
+				r+1, c.name, res.Gbps, res.Retransmits, res.RetransmitPct(), res.CPUPerGbit)
+			if c.relay != 0 {
+				line += fmt.Sprintf("  relay CPU %.2f s/Gbit", res.RelayCPUPerGbit)
+			}
+			fmt.Println(line)
 		}
 	}
 	w, s, rl := mean(wl), mean(stock), mean(relay)
-	say("Ratios (targets: direct ≥ 0.95× stock, CPU per Gbit/s ≤ 1.1× stock, relay ≥ 0.5× direct)")
+	say("Ratios (targets: direct ≥ 0.95× stock, CPU per Gbit/s ≤ 1.1× stock, relay ≥ 0.7× direct with retransmits < 1%% of segments)")
 	fmt.Printf("  direct / stock throughput        %.2f\n", w.Gbps/s.Gbps)
 	fmt.Printf("  direct / stock CPU per Gbit      %.2f\n", w.CPUPerGbit/s.CPUPerGbit)
 	fmt.Printf("  relay / direct throughput        %.2f\n", rl.Gbps/w.Gbps)
-	fmt.Printf("  retransmits per run: direct %d, stock %d, relay %d\n", w.Retransmits, s.Retransmits, rl.Retransmits)
+	fmt.Printf("  relay process CPU per Gbit       %.2f s\n", rl.RelayCPUPerGbit)
+	fmt.Printf("  retransmits per run: direct %d (%.2f%%), stock %d (%.2f%%), relay %d (%.2f%%)\n",
+		w.Retransmits, w.RetransmitPct(), s.Retransmits, s.RetransmitPct(), rl.Retransmits, rl.RetransmitPct())
 	return nil
 }
 
@@ -146,6 +174,8 @@ func mean(rs []iperfResult) iperfResult {
 	for _, r := range rs {
 		m.Gbps += r.Gbps / float64(len(rs))
 		m.CPUPerGbit += r.CPUPerGbit / float64(len(rs))
+		m.RelayCPUPerGbit += r.RelayCPUPerGbit / float64(len(rs))
+		m.Segments += r.Segments / float64(len(rs))
 		m.Retransmits += r.Retransmits / len(rs)
 	}
 	return m
@@ -168,18 +198,22 @@ func waitPath(ctx context.Context, a, b *lab.Node, want string) error {
 }
 
 // iperf runs one iperf3 client from n to ip, metering the CPU time of the
-// WireGuard processes pids.
-func iperf(ctx context.Context, n *lab.Node, ip string, pids []int) (iperfResult, error) {
-	cpu0 := cpuSeconds(pids)
+// WireGuard processes pids and, when not 0, of the relay process relay.
+func iperf(ctx context.Context, n *lab.Node, ip string, pids []int, relay int) (iperfResult, error) {
+	cpu0, rcpu0 := cpuSeconds(pids), cpuSeconds([]int{relay})
 	out, err := n.Exec(ctx, "iperf3", "-c", ip, "-t", fmt.Sprint(int(benchDuration.Seconds())), "-J")
 	if err != nil {
 		return iperfResult{}, err
 	}
-	cpu := cpuSeconds(pids) - cpu0
+	cpu, rcpu := cpuSeconds(pids)-cpu0, cpuSeconds([]int{relay})-rcpu0
 	var j struct {
+		Start struct {
+			TCPMSSDefault int `json:"tcp_mss_default"`
+		} `json:"start"`
 		End struct {
 			SumSent struct {
-				Retransmits int `json:"retransmits"`
+				Bytes       float64 `json:"bytes"`
+				Retransmits int     `json:"retransmits"`
 			} `json:"sum_sent"`
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
@@ -190,17 +224,28 @@ func iperf(ctx context.Context, n *lab.Node, ip string, pids []int) (iperfResult
 		return iperfResult{}, fmt.Errorf("iperf3 output: %w", err)
 	}
 	gbps := j.End.SumReceived.BitsPerSecond / 1e9
-	return iperfResult{
+	gbits := gbps * benchDuration.Seconds()
+	res := iperfResult{
 		Gbps:        gbps,
 		Retransmits: j.End.SumSent.Retransmits,
-		CPUPerGbit:  cpu / (gbps * benchDuration.Seconds()),
-	}, nil
+		CPUPerGbit:  cpu / gbits,
+	}
+	if j.Start.TCPMSSDefault > 0 {
+		res.Segments = j.End.SumSent.Bytes / float64(j.Start.TCPMSSDefault)
+	}
+	if relay != 0 {
+		res.RelayCPUPerGbit = rcpu / gbits
+	}
+	return res, nil
 }
 
 // cpuSeconds is the user+system CPU time of processes, from /proc.
 func cpuSeconds(pids []int) float64 {
 	var total float64
 	for _, pid := range pids {
+		if pid == 0 {
+			continue
+		}
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			continue
