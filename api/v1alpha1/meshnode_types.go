@@ -2,53 +2,48 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/wirelace/wirelace/api/vocab"
 )
 
-// EndpointKind says where an endpoint candidate came from, which decides how
-// much a peer may trust it to be reachable from elsewhere.
-// +kubebuilder:validation:Enum=host;stun;configured
-type EndpointKind string
+// EndpointKind says where an endpoint candidate came from (see
+// vocab.EndpointKind). An alias: controller-gen takes a type's markers from
+// where it is defined, so the enum is on the field that uses it.
+type EndpointKind = vocab.EndpointKind
 
+// The published endpoint kinds, under the names this API has always used.
 const (
-	// EndpointHost is an address of one of the node's own interfaces.
-	EndpointHost EndpointKind = "host"
-	// EndpointSTUN is the node's address as a STUN server saw it (server-reflexive).
-	EndpointSTUN EndpointKind = "stun"
-	// EndpointConfigured is set by the operator, e.g. a port-forward on a site router.
-	EndpointConfigured EndpointKind = "configured"
+	EndpointHost       = vocab.EndpointHost
+	EndpointSTUN       = vocab.EndpointSTUN
+	EndpointConfigured = vocab.EndpointConfigured
 )
 
-// NATType is a node's NAT behaviour as its STUN classification found it;
-// the value of MeshNode spec.natType.
-type NATType string
+// NATType is a node's NAT behaviour as its STUN classification found it
+// (see vocab.NATType); the value of MeshNode spec.natType. An alias, like
+// EndpointKind, with the enum on the field.
+type NATType = vocab.NATType
 
-// The NAT types.
+// The NAT types (see vocab for what each means).
 const (
-	// NATOpen: the node's address as seen from outside is its own (no NAT).
-	NATOpen NATType = "open"
-	// NATCone: endpoint-independent mapping and filtering.
-	NATCone NATType = "cone"
-	// NATConeRestricted: endpoint-independent mapping, address-dependent
-	// filtering.
-	NATConeRestricted NATType = "cone-restricted"
-	// NATConePortRestricted: endpoint-independent mapping,
-	// address-and-port-dependent filtering (the typical home router, and
-	// Linux masquerade).
-	NATConePortRestricted NATType = "cone-port-restricted"
-	// NATSymmetric: endpoint-dependent mapping (cloud NAT gateways).
-	NATSymmetric NATType = "symmetric"
-	// NATUDPBlocked: no STUN server answered at all.
-	NATUDPBlocked NATType = "udp-blocked"
-	// NATUnknown: some server answered but the behaviour could not be told.
-	NATUnknown NATType = "unknown"
+	NATOpen               = vocab.NATOpen
+	NATCone               = vocab.NATCone
+	NATConeRestricted     = vocab.NATConeRestricted
+	NATConePortRestricted = vocab.NATConePortRestricted
+	NATSymmetric          = vocab.NATSymmetric
+	NATUDPBlocked         = vocab.NATUDPBlocked
+	NATUnknown            = vocab.NATUnknown
 )
 
 // Endpoint is one UDP address at which a node may be reachable.
 type Endpoint struct {
 	// Address is host:port, with IPv6 hosts in brackets.
 	// +kubebuilder:validation:MinLength=1
-	Address string       `json:"address"`
-	Kind    EndpointKind `json:"kind"`
+	Address string `json:"address"`
+	// Kind says where the address came from: host (an address of one of
+	// the node's interfaces), stun (the node's address as a STUN server saw
+	// it) or configured (set by the operator, e.g. a port-forward).
+	// +kubebuilder:validation:Enum=host;stun;configured
+	Kind EndpointKind `json:"kind"`
 }
 
 // MeshNodeSpec is what a node tells its peers about itself. Only the node
@@ -69,9 +64,11 @@ type MeshNodeSpec struct {
 	// best first.
 	// +optional
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
-	// NATType is the node's NAT behaviour as classified by STUN.
+	// NATType is the node's NAT behaviour as classified by STUN; absent
+	// until the node has classified it.
+	// +kubebuilder:validation:Enum=open;cone;cone-restricted;cone-port-restricted;symmetric;udp-blocked;unknown
 	// +optional
-	NATType string `json:"natType,omitempty"`
+	NATType NATType `json:"natType,omitempty"`
 	// MeshIPs are the node's own addresses on the mesh interface, one per
 	// address family, each claimed through an IPClaim.
 	// +kubebuilder:validation:MinItems=1

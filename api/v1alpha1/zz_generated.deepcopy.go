@@ -162,7 +162,9 @@ func (in *MeshNodeSpec) DeepCopyInto(out *MeshNodeSpec) {
 	if in.Endpoints != nil {
 		in, out := &in.Endpoints, &out.Endpoints
 		*out = make([]Endpoint, len(*in))
-		copy(*out, *in)
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
 	}
 	if in.MeshIPs != nil {
 		in, out := &in.MeshIPs, &out.MeshIPs

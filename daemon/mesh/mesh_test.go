@@ -8,9 +8,8 @@ import (
 	"testing"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/api/vocab"
 )
 
 func key(t *testing.T) wgtypes.Key {
@@ -30,18 +29,15 @@ func pfx(s ...string) []netip.Prefix {
 	return out
 }
 
-func TestFromMeshNode(t *testing.T) {
+func TestParseClaim(t *testing.T) {
 	k := key(t)
-	mn := &v1alpha1.MeshNode{
-		ObjectMeta: metav1.ObjectMeta{Name: "n1"},
-		Spec: v1alpha1.MeshNodeSpec{
-			PublicKey: k.String(),
-			Endpoints: []v1alpha1.Endpoint{{Address: "198.18.0.11:51820", Kind: v1alpha1.EndpointHost}},
-			MeshIPs:   []string{"10.77.0.1", "fd77:1ace::1"},
-			PodCIDRs:  []string{"10.244.1.0/24"},
-		},
-	}
-	n, err := FromMeshNode(mn)
+	n, err := ParseClaim(Claim{
+		Name:      "n1",
+		PublicKey: k.String(),
+		Endpoints: []ClaimedEndpoint{{Address: "198.18.0.11:51820", Kind: vocab.EndpointHost}},
+		MeshIPs:   []string{"10.77.0.1", "fd77:1ace::1"},
+		PodCIDRs:  []string{"10.244.1.0/24"},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,15 +48,16 @@ func TestFromMeshNode(t *testing.T) {
 		t.Fatalf("bad parse: %+v", n)
 	}
 
-	bad := []v1alpha1.MeshNodeSpec{
+	bad := []Claim{
 		{PublicKey: "nope", MeshIPs: []string{"10.77.0.1"}},
 		{PublicKey: k.String()},
 		{PublicKey: k.String(), MeshIPs: []string{"10.77.0.300"}},
 		{PublicKey: k.String(), MeshIPs: []string{"10.77.0.1"}, PodCIDRs: []string{"10.0.0.0/40"}},
-		{PublicKey: k.String(), MeshIPs: []string{"10.77.0.1"}, Endpoints: []v1alpha1.Endpoint{{Address: "10.0.0.1"}}},
+		{PublicKey: k.String(), MeshIPs: []string{"10.77.0.1"}, Endpoints: []ClaimedEndpoint{{Address: "10.0.0.1"}}},
 	}
-	for i, spec := range bad {
-		if _, err := FromMeshNode(&v1alpha1.MeshNode{ObjectMeta: metav1.ObjectMeta{Name: "x"}, Spec: spec}); err == nil {
+	for i, c := range bad {
+		c.Name = "x"
+		if _, err := ParseClaim(c); err == nil {
 			t.Errorf("case %d: want error", i)
 		}
 	}
@@ -280,7 +277,7 @@ func TestAggregate(t *testing.T) {
 func TestDesiredDropsTunnelledEndpoints(t *testing.T) {
 	a, fa := node(t, "a", "10.77.0.1", "10.99.1.0/24")
 	a.Endpoints = []netip.AddrPort{netip.MustParseAddrPort("198.18.0.13:51820"), netip.MustParseAddrPort("10.99.1.1:51820")}
-	a.EndpointKinds = []string{"stun", "host"}
+	a.EndpointKinds = []vocab.EndpointKind{vocab.EndpointSTUN, vocab.EndpointHost}
 	top := Desired(selfTest, []Node{a}, map[string]Facts{"a": fa})
 	if got := top.Peers[0].Endpoints; len(got) != 1 || got[0] != netip.MustParseAddrPort("198.18.0.13:51820") || top.Peers[0].EndpointKinds[0] != "stun" {
 		t.Fatalf("endpoints %v %v", got, top.Peers[0].EndpointKinds)

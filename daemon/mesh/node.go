@@ -7,7 +7,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/api/vocab"
 )
 
 // Node is a mesh member as this node sees it: a MeshNode parsed into the
@@ -21,14 +21,14 @@ type Node struct {
 	Endpoints []netip.AddrPort
 	// EndpointKinds are the kinds of Endpoints (host, stun, configured),
 	// index for index.
-	EndpointKinds []string
+	EndpointKinds []vocab.EndpointKind
 	// NATType is the node's published NAT type.
-	NATType string
+	NATType vocab.NATType
 	// WireGuardEndpoint is what the device is configured with for this
 	// peer; the caller sets it (wirelaced: the peer's virtual endpoint, the
 	// Bind choosing the real path). Invalid means leave it alone.
 	WireGuardEndpoint netip.AddrPort
-	// What the node's MeshNode claims (FromMeshNode). A MeshNode is written
+	// What the node's MeshNode claims (ParseClaim). A MeshNode is written
 	// by the node it describes, so none of this is routed until Desired
 	// has checked it against what the cluster says (Facts).
 	MeshIPClaims     []netip.Addr
@@ -51,36 +51,58 @@ func (n Node) WireGuardAllowedIPs() []netip.Prefix {
 	return append(slices.Clip(n.AllowedIPs), n.NodeIPs...)
 }
 
-// FromMeshNode parses a MeshNode. An error means the object cannot be used
-// at all; the caller skips that peer and says why.
-func FromMeshNode(mn *v1alpha1.MeshNode) (Node, error) {
-	n := Node{Name: mn.Name}
-	k, err := wgtypes.ParseKey(mn.Spec.PublicKey)
+// Claim is what a node's MeshNode says, as the node wrote it: strings not
+// yet parsed, claims not yet checked. The API side (daemon/kube) copies it
+// out of the object, so that this package needs no Kubernetes types.
+type Claim struct {
+	Name       string
+	PublicKey  string
+	ControlKey string
+	Endpoints  []ClaimedEndpoint
+	NATType    vocab.NATType
+	MeshIPs    []string
+	PodCIDRs   []string
+	PodIPs     []string
+	// AdvertisedCIDRs are extra prefixes the node would route (a gateway).
+	AdvertisedCIDRs []string
+}
+
+// ClaimedEndpoint is one published endpoint candidate.
+type ClaimedEndpoint struct {
+	Address string
+	Kind    vocab.EndpointKind
+}
+
+// ParseClaim parses a MeshNode's claim. An error means the object cannot be
+// used at all; the caller skips that peer and says why.
+func ParseClaim(c Claim) (Node, error) {
+	n := Node{Name: c.Name}
+	k, err := wgtypes.ParseKey(c.PublicKey)
 	if err != nil {
-		return n, fmt.Errorf("meshnode %s: public key: %w", mn.Name, err)
+		return n, fmt.Errorf("meshnode %s: public key: %w", c.Name, err)
 	}
 	n.PublicKey = k
-	if mn.Spec.ControlKey != "" {
-		if n.ControlKey, err = wgtypes.ParseKey(mn.Spec.ControlKey); err != nil {
-			return n, fmt.Errorf("meshnode %s: control key: %w", mn.Name, err)
+	if c.ControlKey != "" {
+		if n.ControlKey, err = wgtypes.ParseKey(c.ControlKey); err != nil {
+			return n, fmt.Errorf("meshnode %s: control key: %w", c.Name, err)
 		}
 	}
-	for _, ep := range mn.Spec.Endpoints {
+	for _, ep := range c.Endpoints {
 		ap, err := netip.ParseAddrPort(ep.Address)
 		if err != nil {
-			return n, fmt.Errorf("meshnode %s: endpoint %q: %w", mn.Name, ep.Address, err)
+			return n, fmt.Errorf("meshnode %s: endpoint %q: %w", c.Name, ep.Address, err)
 		}
 		n.Endpoints = append(n.Endpoints, ap)
-		n.EndpointKinds = append(n.EndpointKinds, string(ep.Kind))
+		n.EndpointKinds = append(n.EndpointKinds, ep.Kind)
 	}
-	n.NATType = mn.Spec.NATType
-	if len(mn.Spec.MeshIPs) == 0 {
-		return n, fmt.Errorf("meshnode %s: no mesh IPs", mn.Name)
+	n.NATType = c.NATType
+	if len(c.MeshIPs) == 0 {
+		return n, fmt.Errorf("meshnode %s: no mesh IPs", c.Name)
 	}
-	for _, s := range mn.Spec.MeshIPs {
+	for _, s := range c.MeshIPs {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return n, fmt.Errorf("meshnode %s: mesh IP %q: %w", mn.Name, s, err)
+			return n, fmt.Errorf("meshnode %s: mesh IP %q: %w", c.Name, s, err)
 		}
 		n.MeshIPClaims = append(n.MeshIPClaims, a.Unmap())
 	}
@@ -89,14 +111,14 @@ func FromMeshNode(mn *v1alpha1.MeshNode) (Node, error) {
 		in    []string
 		out   *[]netip.Prefix
 	}{
-		{"pod CIDR", mn.Spec.PodCIDRs, &n.PodCIDRClaims},
-		{"pod IPs", mn.Spec.PodIPs, &n.PodIPClaims},
-		{"advertised CIDR", mn.Spec.AdvertisedCIDRs, &n.AdvertisedClaims},
+		{"pod CIDR", c.PodCIDRs, &n.PodCIDRClaims},
+		{"pod IPs", c.PodIPs, &n.PodIPClaims},
+		{"advertised CIDR", c.AdvertisedCIDRs, &n.AdvertisedClaims},
 	} {
 		for _, s := range f.in {
 			p, err := netip.ParsePrefix(s)
 			if err != nil {
-				return n, fmt.Errorf("meshnode %s: %s %q: %w", mn.Name, f.field, s, err)
+				return n, fmt.Errorf("meshnode %s: %s %q: %w", c.Name, f.field, s, err)
 			}
 			*f.out = append(*f.out, p.Masked())
 		}

@@ -8,6 +8,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/wirelace/wirelace/api/vocab"
 	"github.com/wirelace/wirelace/internal/netipx"
 )
 
@@ -241,7 +242,7 @@ func (t *Topology) dropTunnelledEndpoints() {
 	for i := range t.Peers {
 		n := &t.Peers[i]
 		var eps []netip.AddrPort
-		var kinds []string
+		var kinds []vocab.EndpointKind
 		for j, ep := range n.Endpoints {
 			if p, in := containing(routed, ep.Addr()); in {
 				t.conflict("node %s publishes endpoint %s inside %s, which is routed through the mesh; not used", n.Name, ep, p)

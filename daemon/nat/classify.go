@@ -45,7 +45,7 @@ const (
 // already shows endpoint-dependent mapping.
 //
 // localAddrs are the node's own addresses: a mapped address among them means
-// no NAT (Open). Servers that answer nothing make the result UDPBlocked; no
+// no NAT (open). Servers that answer nothing make the result udp-blocked; no
 // answer is never an error. Errors are for bad input, a cancelled ctx, and
 // a socket that could not send a single request.
 func (c *Client) Classify(ctx context.Context, servers []netip.AddrPort, localAddrs []netip.Addr) (Result, error) {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/wirelace/wirelace/api/vocab"
 )
 
 // binding is the answer to a plain Binding request.
@@ -111,7 +113,7 @@ func (t filterTest) describe() string {
 // and an IPv4 mapping always differ and say nothing about each other.
 func classify(obs observations) Result {
 	if len(obs.bindings) == 0 {
-		return Result{Type: UDPBlocked, Reason: fmt.Sprintf("no STUN answer from %s: UDP blocked, or the servers are down", joinAddrs(obs.servers))}
+		return Result{Type: vocab.NATUDPBlocked, Reason: fmt.Sprintf("no STUN answer from %s: UDP blocked, or the servers are down", joinAddrs(obs.servers))}
 	}
 	res := Result{}
 	for _, b := range obs.bindings {
@@ -129,7 +131,7 @@ func classify(obs observations) Result {
 	independent := !mappingDiffers(same)
 	res.MappingIndependent = independent && len(ips) >= 2
 	if allLocal(same, obs.local) {
-		res.Type = Open
+		res.Type = vocab.NATOpen
 		res.Reason = fmt.Sprintf("mapped address %s is a local address: no NAT", first.mapped)
 		if res.FilteringTested {
 			res.Reason += "; " + filteringReason(f, exact, ft)
@@ -138,13 +140,13 @@ func classify(obs observations) Result {
 	}
 	if !independent {
 		i := slices.IndexFunc(same, func(b binding) bool { return b.mapped != first.mapped })
-		res.Type = Symmetric
+		res.Type = vocab.NATSymmetric
 		res.Reason = fmt.Sprintf("mapped %s for %s but %s for %s: endpoint-dependent mapping",
 			first.mapped, first.server, same[i].mapped, same[i].server)
 		return res
 	}
 	if len(ips) < 2 {
-		res.Type = Unknown
+		res.Type = vocab.NATUnknown
 		res.Reason = fmt.Sprintf("mapped %s, but only servers at %s answered: mapping behaviour needs two server IPs", first.mapped, ips[0])
 		if res.FilteringTested {
 			res.Reason += "; " + filteringReason(f, exact, ft)
@@ -154,13 +156,13 @@ func classify(obs observations) Result {
 	res.Reason = fmt.Sprintf("mapped %s for %s: endpoint-independent mapping", first.mapped, joinIPs(ips))
 	switch f {
 	case endpointIndependent:
-		res.Type = ConeFull
+		res.Type = vocab.NATCone
 	case addressDependent:
-		res.Type = ConeRestricted
+		res.Type = vocab.NATConeRestricted
 	case addressAndPortDependent:
-		res.Type = ConePortRestricted
+		res.Type = vocab.NATConePortRestricted
 	default:
-		res.Type = Unknown
+		res.Type = vocab.NATUnknown
 		if len(obs.filters) == 0 {
 			res.Reason += "; no server supports RFC 5780 (no OTHER-ADDRESS): filtering untested"
 		} else {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/wirelace/wirelace/api/vocab"
 )
 
 var (
@@ -60,7 +62,7 @@ func TestClassify(t *testing.T) {
 	cases := []struct {
 		name            string
 		obs             observations
-		want            Type
+		want            vocab.NATType
 		mapped          []netip.AddrPort
 		independent     bool
 		filteringTested bool
@@ -69,13 +71,13 @@ func TestClassify(t *testing.T) {
 		{
 			name:   "no answer",
 			obs:    observations{servers: two},
-			want:   UDPBlocked,
+			want:   vocab.NATUDPBlocked,
 			reason: []string{"no STUN answer from 198.18.0.2:3478, 198.18.0.3:3478"},
 		},
 		{
 			name:        "open",
 			obs:         observations{servers: two, bindings: []binding{{srvA, pub}, {srvB, pub}}, local: []netip.Addr{lan, pub.Addr()}},
-			want:        Open,
+			want:        vocab.NATOpen,
 			mapped:      []netip.AddrPort{pub},
 			independent: true,
 			reason:      []string{"203.0.113.5:40123 is a local address"},
@@ -83,14 +85,14 @@ func TestClassify(t *testing.T) {
 		{
 			name:        "open with one server",
 			obs:         observations{servers: []netip.AddrPort{srvA}, bindings: []binding{{srvA, pub}}, local: []netip.Addr{pub.Addr()}},
-			want:        Open,
+			want:        vocab.NATOpen,
 			mapped:      []netip.AddrPort{pub},
 			independent: false,
 		},
 		{
 			name:            "open behind a firewall",
 			obs:             observations{servers: two, bindings: same, filters: ft(silent, silent), local: []netip.Addr{pub.Addr()}},
-			want:            Open,
+			want:            vocab.NATOpen,
 			mapped:          []netip.AddrPort{pub},
 			independent:     true,
 			filteringTested: true,
@@ -100,12 +102,12 @@ func TestClassify(t *testing.T) {
 			name: "local IPv4-mapped local address",
 			obs: observations{servers: two, bindings: same,
 				local: []netip.Addr{netip.AddrFrom16(pub.Addr().As16())}},
-			want: Open, mapped: []netip.AddrPort{pub}, independent: true,
+			want: vocab.NATOpen, mapped: []netip.AddrPort{pub}, independent: true,
 		},
 		{
 			name:            "full cone",
 			obs:             observations{servers: two, bindings: same, filters: ft(answered, answered), local: []netip.Addr{lan}},
-			want:            ConeFull,
+			want:            vocab.NATCone,
 			mapped:          []netip.AddrPort{pub},
 			independent:     true,
 			filteringTested: true,
@@ -114,7 +116,7 @@ func TestClassify(t *testing.T) {
 		{
 			name:            "restricted cone",
 			obs:             observations{servers: two, bindings: same, filters: ft(silent, answered)},
-			want:            ConeRestricted,
+			want:            vocab.NATConeRestricted,
 			mapped:          []netip.AddrPort{pub},
 			independent:     true,
 			filteringTested: true,
@@ -123,7 +125,7 @@ func TestClassify(t *testing.T) {
 		{
 			name:            "port-restricted cone",
 			obs:             observations{servers: two, bindings: same, filters: ft(silent, silent)},
-			want:            ConePortRestricted,
+			want:            vocab.NATConePortRestricted,
 			mapped:          []netip.AddrPort{pub},
 			independent:     true,
 			filteringTested: true,
@@ -133,7 +135,7 @@ func TestClassify(t *testing.T) {
 			name: "restricted cone assumed when the other-IP answer is no evidence",
 			obs: observations{servers: two, bindings: []binding{{srvA, pub}, {srvB2, pub}},
 				filters: ft(confounded, answered)},
-			want:            ConeRestricted,
+			want:            vocab.NATConeRestricted,
 			mapped:          []netip.AddrPort{pub},
 			independent:     true,
 			filteringTested: true,
@@ -142,7 +144,7 @@ func TestClassify(t *testing.T) {
 		{
 			name:            "port-restricted assumed when the server cannot change port",
 			obs:             observations{servers: two, bindings: same, filters: ft(silent, notRun)},
-			want:            ConePortRestricted,
+			want:            vocab.NATConePortRestricted,
 			mapped:          []netip.AddrPort{pub},
 			independent:     true,
 			filteringTested: true,
@@ -154,13 +156,13 @@ func TestClassify(t *testing.T) {
 				{server: srvA, both: confounded, portOnly: answered},
 				{server: srvB, both: answered, portOnly: answered},
 			}},
-			want: ConeFull, mapped: []netip.AddrPort{pub}, independent: true, filteringTested: true,
+			want: vocab.NATCone, mapped: []netip.AddrPort{pub}, independent: true, filteringTested: true,
 			reason: []string{"via 198.18.0.3:3478"},
 		},
 		{
 			name:        "mapping independent, no RFC 5780",
 			obs:         observations{servers: two, bindings: same},
-			want:        Unknown,
+			want:        vocab.NATUnknown,
 			mapped:      []netip.AddrPort{pub},
 			independent: true,
 			reason:      []string{"endpoint-independent mapping", "no server supports RFC 5780"},
@@ -168,7 +170,7 @@ func TestClassify(t *testing.T) {
 		{
 			name:        "mapping independent, RFC 5780 tests inconclusive",
 			obs:         observations{servers: two, bindings: same, filters: ft(unsupported, confounded)},
-			want:        Unknown,
+			want:        vocab.NATUnknown,
 			mapped:      []netip.AddrPort{pub},
 			independent: true,
 			reason:      []string{"filtering untested"},
@@ -176,7 +178,7 @@ func TestClassify(t *testing.T) {
 		{
 			name:   "symmetric",
 			obs:    observations{servers: two, bindings: []binding{{srvA, pub}, {srvB, pubOther}}, filters: ft(silent, silent)},
-			want:   Symmetric,
+			want:   vocab.NATSymmetric,
 			mapped: []netip.AddrPort{pub, pubOther},
 			// Filtering was tested, even if a symmetric NAT makes it moot.
 			filteringTested: true,
@@ -185,39 +187,39 @@ func TestClassify(t *testing.T) {
 		{
 			name:   "symmetric by port alone, same server IP",
 			obs:    observations{servers: []netip.AddrPort{srvA, srvA2}, bindings: []binding{{srvA, pub}, {srvA2, pubOther}}},
-			want:   Symmetric,
+			want:   vocab.NATSymmetric,
 			mapped: []netip.AddrPort{pub, pubOther},
 		},
 		{
 			name:   "symmetric seen through OTHER-ADDRESS",
 			obs:    observations{servers: []netip.AddrPort{srvA}, bindings: []binding{{srvA, pub}, {srvB2, pubOther}}},
-			want:   Symmetric,
+			want:   vocab.NATSymmetric,
 			mapped: []netip.AddrPort{pub, pubOther},
 		},
 		{
 			name:   "a mapped address that is local for one server only is not open",
 			obs:    observations{servers: two, bindings: []binding{{srvA, netip.AddrPortFrom(lan, 51820)}, {srvB, pub}}, local: []netip.Addr{lan}},
-			want:   Symmetric,
+			want:   vocab.NATSymmetric,
 			mapped: []netip.AddrPort{netip.AddrPortFrom(lan, 51820), pub},
 		},
 		{
 			name:   "only one server answered",
 			obs:    observations{servers: two, bindings: []binding{{srvB, pub}}},
-			want:   Unknown,
+			want:   vocab.NATUnknown,
 			mapped: []netip.AddrPort{pub},
 			reason: []string{"only servers at 198.18.0.3 answered"},
 		},
 		{
 			name:   "two ports of one server IP",
 			obs:    observations{servers: []netip.AddrPort{srvA, srvA2}, bindings: []binding{{srvA, pub}, {srvA2, pub}}},
-			want:   Unknown,
+			want:   vocab.NATUnknown,
 			mapped: []netip.AddrPort{pub},
 			reason: []string{"needs two server IPs"},
 		},
 		{
 			name:            "one server IP, filtering tested",
 			obs:             observations{servers: []netip.AddrPort{srvA}, bindings: []binding{{srvA, pub}}, filters: ft(unsupported, silent)},
-			want:            Unknown,
+			want:            vocab.NATUnknown,
 			mapped:          []netip.AddrPort{pub},
 			filteringTested: true,
 			reason:          []string{"needs two server IPs", "address-and-port-dependent filtering"},
@@ -226,7 +228,7 @@ func TestClassify(t *testing.T) {
 			name: "other family ignored for the decision but listed",
 			obs: observations{servers: []netip.AddrPort{srvA, srv6, srvB},
 				bindings: []binding{{srvA, pub}, {srv6, pub6}, {srvB, pub}}, filters: ft(silent, silent)},
-			want:            ConePortRestricted,
+			want:            vocab.NATConePortRestricted,
 			mapped:          []netip.AddrPort{pub, pub6},
 			independent:     true,
 			filteringTested: true,
@@ -234,7 +236,7 @@ func TestClassify(t *testing.T) {
 		{
 			name:   "IPv6 first: open without NAT66",
 			obs:    observations{servers: []netip.AddrPort{srv6, srvA}, bindings: []binding{{srv6, pub6}, {srvA, pub}}, local: []netip.Addr{pub6.Addr(), lan}},
-			want:   Open,
+			want:   vocab.NATOpen,
 			mapped: []netip.AddrPort{pub6, pub},
 		},
 	}

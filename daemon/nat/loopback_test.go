@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wirelace/wirelace/api/vocab"
 	"github.com/wirelace/wirelace/relay/stunserver"
 )
 
@@ -201,8 +202,8 @@ func TestLoopbackOpen(t *testing.T) {
 
 	self := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	res, _ := classifyOK(t, c, []netip.AddrPort{s1.Addr(), s2.Addr()}, []netip.Addr{netip.MustParseAddr("127.0.0.1")})
-	if res.Type != Open {
-		t.Errorf("Type = %q, want %q", res.Type, Open)
+	if res.Type != vocab.NATOpen {
+		t.Errorf("Type = %q, want %q", res.Type, vocab.NATOpen)
 	}
 	if len(res.Mapped) != 1 || res.Mapped[0] != self {
 		t.Errorf("Mapped = %v, want [%s]", res.Mapped, self)
@@ -214,8 +215,8 @@ func TestLoopbackOpen(t *testing.T) {
 	// Without knowing its own address, the node sees what no NAT looks
 	// like from outside: a full cone.
 	res, _ = classifyOK(t, c, []netip.AddrPort{s1.Addr(), s2.Addr()}, nil)
-	if res.Type != ConeFull {
-		t.Errorf("without local addresses: Type = %q, want %q", res.Type, ConeFull)
+	if res.Type != vocab.NATCone {
+		t.Errorf("without local addresses: Type = %q, want %q", res.Type, vocab.NATCone)
 	}
 }
 
@@ -236,8 +237,8 @@ func TestLoopbackUDPBlocked(t *testing.T) {
 	receive(t, conn, c.HandlePacket, nil)
 
 	res, took := classifyOK(t, c, blackholes, []netip.Addr{netip.MustParseAddr("127.0.0.1")})
-	if res.Type != UDPBlocked || len(res.Mapped) != 0 {
-		t.Errorf("Type = %q, Mapped = %v; want %q and none", res.Type, res.Mapped, UDPBlocked)
+	if res.Type != vocab.NATUDPBlocked || len(res.Mapped) != 0 {
+		t.Errorf("Type = %q, Mapped = %v; want %q and none", res.Type, res.Mapped, vocab.NATUDPBlocked)
 	}
 	if took < bindingTimeout || took > bindingTimeout+slack {
 		t.Errorf("took %v, want about %v", took, bindingTimeout)
@@ -256,22 +257,22 @@ func TestLoopbackFakeNAT(t *testing.T) {
 		dependent   bool
 		filter      filtering
 		servers     []netip.AddrPort
-		want        Type
+		want        vocab.NATType
 		independent bool
 		tested      bool
 		reason      string
 	}{
-		{"full cone", false, endpointIndependent, both, ConeFull, true, true, "endpoint-independent filtering"},
-		{"restricted cone", false, addressDependent, both, ConeRestricted, true, true, "address-dependent filtering"},
-		{"port-restricted cone", false, addressAndPortDependent, both, ConePortRestricted, true, true, "address-and-port-dependent filtering"},
+		{"full cone", false, endpointIndependent, both, vocab.NATCone, true, true, "endpoint-independent filtering"},
+		{"restricted cone", false, addressDependent, both, vocab.NATConeRestricted, true, true, "address-dependent filtering"},
+		{"port-restricted cone", false, addressAndPortDependent, both, vocab.NATConePortRestricted, true, true, "address-and-port-dependent filtering"},
 		// Round one already shows it: no filtering test.
-		{"symmetric", true, addressAndPortDependent, both, Symmetric, false, false, "endpoint-dependent mapping"},
+		{"symmetric", true, addressAndPortDependent, both, vocab.NATSymmetric, false, false, "endpoint-dependent mapping"},
 		// One server: its OTHER-ADDRESS gives the second mapping, and the
 		// send there spoils the change-IP test (see permissionMemory).
-		{"one RFC 5780 server, port-restricted", false, addressAndPortDependent, only5780, ConePortRestricted, true, true, "address-and-port-dependent filtering"},
-		{"one RFC 5780 server, full cone seen as restricted", false, endpointIndependent, only5780, ConeRestricted, true, true, "may be less strict"},
-		{"one RFC 5780 server, symmetric", true, endpointIndependent, only5780, Symmetric, false, true, "endpoint-dependent mapping"},
-		{"one plain server", false, addressAndPortDependent, onlyPlain, Unknown, false, false, "needs two server IPs"},
+		{"one RFC 5780 server, port-restricted", false, addressAndPortDependent, only5780, vocab.NATConePortRestricted, true, true, "address-and-port-dependent filtering"},
+		{"one RFC 5780 server, full cone seen as restricted", false, endpointIndependent, only5780, vocab.NATConeRestricted, true, true, "may be less strict"},
+		{"one RFC 5780 server, symmetric", true, endpointIndependent, only5780, vocab.NATSymmetric, false, true, "endpoint-dependent mapping"},
+		{"one plain server", false, addressAndPortDependent, onlyPlain, vocab.NATUnknown, false, false, "needs two server IPs"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -306,12 +307,12 @@ func TestLoopbackPermissionMemory(t *testing.T) {
 	_, c := newFakeNAT(t, false, endpointIndependent)
 
 	res, _ := classifyOK(t, c, []netip.AddrPort{s1.Addr(), s2.Addr()}, nil)
-	if res.Type != ConeFull {
-		t.Fatalf("first run: Type = %q, want %q", res.Type, ConeFull)
+	if res.Type != vocab.NATCone {
+		t.Fatalf("first run: Type = %q, want %q", res.Type, vocab.NATCone)
 	}
 	classifyOK(t, c, []netip.AddrPort{s1.Addr()}, nil) // asks OTHER-ADDRESS
 	res, _ = classifyOK(t, c, []netip.AddrPort{s1.Addr(), s2.Addr()}, nil)
-	if res.Type != ConeRestricted || !strings.Contains(res.Reason, "proves nothing") {
-		t.Errorf("after a send to OTHER-ADDRESS: Type = %q (%s), want %q from a spoilt test", res.Type, res.Reason, ConeRestricted)
+	if res.Type != vocab.NATConeRestricted || !strings.Contains(res.Reason, "proves nothing") {
+		t.Errorf("after a send to OTHER-ADDRESS: Type = %q (%s), want %q from a spoilt test", res.Type, res.Reason, vocab.NATConeRestricted)
 	}
 }

@@ -3,7 +3,7 @@ package nat
 import (
 	"net/netip"
 
-	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/api/vocab"
 )
 
 // Sender sends one datagram from the node's WireGuard socket (daemon/bind's
@@ -12,23 +12,10 @@ type Sender interface {
 	SendTo(pkt []byte, to netip.AddrPort) error
 }
 
-// Type is a NAT behaviour as published in MeshNode.spec.natType.
-type Type = v1alpha1.NATType
-
-// The types, under this package's names (see v1alpha1 for what each means).
-const (
-	Open               = v1alpha1.NATOpen
-	ConeFull           = v1alpha1.NATCone
-	ConeRestricted     = v1alpha1.NATConeRestricted
-	ConePortRestricted = v1alpha1.NATConePortRestricted
-	Symmetric          = v1alpha1.NATSymmetric
-	UDPBlocked         = v1alpha1.NATUDPBlocked
-	Unknown            = v1alpha1.NATUnknown
-)
-
 // Result is one classification.
 type Result struct {
-	Type Type
+	// Type is what MeshNode spec.natType says.
+	Type vocab.NATType
 	// Mapped holds the server-reflexive addresses seen, deduplicated, in
 	// the order of the servers given to Classify; Mapped[0] is the one to
 	// publish as an endpoint candidate.

@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wirelace/wirelace/api/vocab"
 )
 
 // metrics are the daemon's Prometheus metrics. Gauges are read from the
@@ -26,7 +28,7 @@ func newMetrics(d *Daemon) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		pathChanges: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "wirelace_path_changes_total", Help: "Changes of the path (direct, relay, both) of any peer.",
+			Name: "wirelace_path_changes_total", Help: "Changes of the path (direct, relay, direct+relay) of any peer.",
 		}),
 		pings: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wirelace_probe_pings_sent_total", Help: "Path probes sent.",
@@ -75,7 +77,12 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descRelay, prometheus.GaugeValue, v, r.Addr)
 	}
-	byPath := map[string]float64{"direct": 0, "relay": 0, "direct+relay": 0}
+	// Every path is reported, zero included, so a dashboard's series do not
+	// come and go.
+	byPath := map[string]float64{}
+	for _, p := range vocab.Paths() {
+		byPath[string(p)] = 0
+	}
 	for _, p := range s.Peers {
 		if p.Path != "" {
 			byPath[p.Path]++

@@ -11,7 +11,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/api/vocab"
 	"github.com/wirelace/wirelace/daemon/bind"
 	"github.com/wirelace/wirelace/daemon/mesh"
 	"github.com/wirelace/wirelace/daemon/nat"
@@ -104,7 +104,7 @@ type paths struct {
 	mu       sync.Mutex
 	peers    map[wgtypes.Key]*peerPath // by WireGuard key
 	byCtl    map[wgtypes.Key]*peerPath // by control public key
-	localNAT v1alpha1.NATType
+	localNAT vocab.NATType
 	ownCands []netip.AddrPort
 	// routed is every prefix routed into the mesh: a probe or packet
 	// "from" one of them came through the tunnel, and is no direct path.
@@ -138,11 +138,11 @@ type peerPath struct {
 	name     string
 	wg       wgtypes.Key
 	ctl      wgtypes.Key
-	nat      string
+	nat      vocab.NATType
 	first    netip.AddrPort // first published candidate: a best guess while nothing is confirmed
 	sm       *path.Peer
 	route    bind.Route
-	path     string
+	path     vocab.Path
 	lastSend time.Time     // last direct send reported to sm
 	act      bind.Activity // the Bind's counters at the last look
 	hinted   uint64        // act.Recv at the last OnDirectHint
@@ -365,7 +365,7 @@ func (p *paths) wake() {
 }
 
 // setLocal records this node's NAT type and candidates (after STUN).
-func (p *paths) setLocal(t nat.Type, cands []netip.AddrPort) {
+func (p *paths) setLocal(t vocab.NATType, cands []netip.AddrPort) {
 	p.mu.Lock()
 	p.localNAT = t
 	p.ownCands = cands
@@ -405,7 +405,7 @@ func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 		if len(n.Endpoints) > 0 {
 			pp.first = n.Endpoints[0]
 		}
-		pp.sm.SetCandidates(path.MarkSameLAN(cands, own), p.localNAT, v1alpha1.NATType(n.NATType), now)
+		pp.sm.SetCandidates(path.MarkSameLAN(cands, own), p.localNAT, n.NATType, now)
 		n.WireGuardEndpoint = p.bind.PeerEndpoint(n.PublicKey)
 		// A route before WireGuard learns of the peer: its first handshake
 		// must not go nowhere.
@@ -752,11 +752,11 @@ func (p *paths) status(peers []netconf.PeerStatus) {
 			continue
 		}
 		st := pp.sm.Status(now)
-		peers[i].Path = st.Path
+		peers[i].Path = string(st.Path)
 		if st.Addr.IsValid() {
 			peers[i].PathAddr = st.Addr.String()
 		}
 		peers[i].PathReason = st.Reason
-		peers[i].NATType = pp.nat
+		peers[i].NATType = string(pp.nat)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/wirelace/wirelace/api/vocab"
 	"github.com/wirelace/wirelace/daemon/bind"
 	"github.com/wirelace/wirelace/daemon/mesh"
 	"github.com/wirelace/wirelace/daemon/path"
@@ -147,7 +148,7 @@ func (m *simMesh) topology() mesh.Topology {
 	for _, sp := range m.peers {
 		top.Peers = append(top.Peers, mesh.Node{
 			Name: sp.name, PublicKey: sp.wg, ControlKey: sp.ctl,
-			Endpoints: []netip.AddrPort{sp.addr}, EndpointKinds: []string{path.KindSTUN},
+			Endpoints: []netip.AddrPort{sp.addr}, EndpointKinds: []vocab.EndpointKind{vocab.EndpointSTUN},
 			NATType: "cone-port-restricted",
 		})
 	}

@@ -17,6 +17,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/wirelace/wirelace/api/vocab"
 	"github.com/wirelace/wirelace/daemon/bind"
 	"github.com/wirelace/wirelace/daemon/mesh"
 	"github.com/wirelace/wirelace/daemon/path"
@@ -173,7 +174,7 @@ func newHarness(t *testing.T, clk *fakeClock, peers ...*testPeer) *harness {
 	for _, tp := range peers {
 		top.Peers = append(top.Peers, mesh.Node{
 			Name: tp.name, PublicKey: tp.wg, ControlKey: tp.ctl.PublicKey(),
-			Endpoints: []netip.AddrPort{tp.addr}, EndpointKinds: []string{path.KindHost},
+			Endpoints: []netip.AddrPort{tp.addr}, EndpointKinds: []vocab.EndpointKind{vocab.EndpointHost},
 		})
 		tp.ring.SetMembers([]wgtypes.Key{h.ctl})
 	}
@@ -214,7 +215,7 @@ func newTestPeer(t *testing.T, name string, now func() time.Time) *testPeer {
 }
 
 // state returns the peer's path now.
-func (h *harness) state(tp *testPeer) string {
+func (h *harness) state(tp *testPeer) vocab.Path {
 	h.p.mu.Lock()
 	defer h.p.mu.Unlock()
 	name, _ := h.p.peers[tp.wg].sm.Path(h.p.now())
@@ -292,7 +293,7 @@ func TestSpoofedTrafficDoesNotKeepPathDirect(t *testing.T) {
 
 	// The path is confirmed by authenticated pongs.
 	peer.answer.Store(true)
-	for i := 0; h.state(peer) != path.PathDirect; i++ {
+	for i := 0; h.state(peer) != vocab.PathDirect; i++ {
 		if i > 400 {
 			t.Fatal("no direct path after 20 s")
 		}
@@ -308,7 +309,7 @@ func TestSpoofedTrafficDoesNotKeepPathDirect(t *testing.T) {
 		h.sendFrom(peer.conn, peer, transport(session, 96))
 		dev.authenticated(peer.wg, 96)
 		h.advance(50 * time.Millisecond)
-		if s := h.state(peer); s != path.PathDirect {
+		if s := h.state(peer); s != vocab.PathDirect {
 			t.Fatalf("authenticated traffic: path %s", s)
 		}
 	}
@@ -321,10 +322,10 @@ func TestSpoofedTrafficDoesNotKeepPathDirect(t *testing.T) {
 		h.sendFrom(peer.conn, peer, transport(session, 96))
 		h.advance(50 * time.Millisecond)
 		s := h.state(peer)
-		if s == path.PathRelay && left.IsZero() {
+		if s == vocab.PathRelay && left.IsZero() {
 			left = clk.now()
 		}
-		if !left.IsZero() && s != path.PathRelay {
+		if !left.IsZero() && s != vocab.PathRelay {
 			t.Fatalf("at %v: the spoofer brought the path back to %s", clk.now().Sub(silent), s)
 		}
 	}

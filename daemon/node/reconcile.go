@@ -54,7 +54,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		if mn.Name == self {
 			continue
 		}
-		n, err := mesh.FromMeshNode(mn)
+		n, err := mesh.ParseClaim(kube.MeshNodeClaim(mn))
 		if err != nil {
 			d.log.Warn("skipping invalid MeshNode", "peer", mn.Name, "err", err)
 			continue
@@ -255,7 +255,7 @@ func (d *Daemon) spec(host []netip.Prefix) (v1alpha1.MeshNodeSpec, error) {
 	d.mu.Lock()
 	res := d.nat
 	d.mu.Unlock()
-	spec.NATType = string(res.Type)
+	spec.NATType = res.Type
 	addrs := addrsOf(host)
 	port := uint16(d.bind.Port())
 	local := map[netip.Addr]bool{}

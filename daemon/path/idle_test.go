@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/api/vocab"
 )
 
 // newIdleWorld is a world without traffic: the peer is active for its first
 // IdleTimeout only (a new peer), and the direct path at stunA is up.
 func newIdleWorld(t *testing.T) *world {
 	t.Helper()
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATConePortRestricted, v1alpha1.NATConePortRestricted)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATConePortRestricted, vocab.NATConePortRestricted)
 	w.idle = true
 	w.up[stunA] = true
 	w.rtt[stunA] = 20 * time.Millisecond
@@ -36,7 +36,7 @@ func (w *world) wantSend(direct netip.AddrPort, relay bool) {
 func TestIdlePeerCostsNothing(t *testing.T) {
 	w := newIdleWorld(t)
 	w.run(IdleTimeout - time.Second)
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 	if !w.p.Active(w.now) {
 		t.Fatal("a new peer is not active for its first IdleTimeout")
 	}
@@ -56,7 +56,7 @@ func TestIdlePeerCostsNothing(t *testing.T) {
 	if !a.Next.IsZero() || len(a.Pings) != 0 || a.CallMeMaybe {
 		t.Fatalf("idle and settled, Tick still asks for %+v", a)
 	}
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 	w.wantSend(stunA, true)
 	w.run(3 * time.Hour)
 	if n := w.pingsTo(stunA, idleAt); n != 0 {
@@ -65,7 +65,7 @@ func TestIdlePeerCostsNothing(t *testing.T) {
 	if len(w.cmms) != 1 {
 		t.Fatalf("%d CallMeMaybes, want the first attempt's only", len(w.cmms))
 	}
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 	w.wantSend(stunA, true)
 	st := w.p.Status(w.now)
 	if st.Changes != 1 || !strings.HasPrefix(st.Reason, "direct: no traffic for 3h") || !st.NextAttempt.IsZero() {
@@ -137,7 +137,7 @@ func TestWakeFromStandby(t *testing.T) {
 	if len(a.Pings) != 1 || a.Pings[0].To != stunA {
 		t.Fatalf("woken: pings %+v, want the standby address at once", a.Pings)
 	}
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 	w.wantSend(stunA, true)
 	if st := w.p.Status(w.now); !strings.HasPrefix(st.Reason, "direct: traffic resumed, checking 198.18.0.5:51820") {
 		t.Fatalf("reason %q", st.Reason)
@@ -173,17 +173,17 @@ func TestWakeFromStandbyPathGone(t *testing.T) {
 	w.tick()
 	check := wake.Add(max(LivenessWait, 2*w.rtt[stunA]))
 	w.run(check.Add(-time.Millisecond).Sub(w.now))
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 	w.wantSend(stunA, true)
 	w.run(2 * time.Millisecond)
-	w.wantPath(PathBoth, stunA)
+	w.wantPath(vocab.PathBoth, stunA)
 	if len(w.cmms) != cmms+1 {
 		t.Fatalf("%d CallMeMaybes after the check failed, want %d", len(w.cmms), cmms+1)
 	}
 	w.run(check.Add(FallbackAfter - time.Millisecond).Sub(w.now))
-	w.wantPath(PathBoth, stunA)
+	w.wantPath(vocab.PathBoth, stunA)
 	w.run(2 * time.Millisecond)
-	w.wantPath(PathRelay, netip.AddrPort{})
+	w.wantPath(vocab.PathRelay, netip.AddrPort{})
 
 	// The path comes back while the traffic goes on: failback as usual.
 	w.sendEvery = 100 * time.Millisecond
@@ -198,15 +198,15 @@ func TestWakeFromStandbyPathGone(t *testing.T) {
 func TestIdleAfterLossIsRelay(t *testing.T) {
 	w := newIdleWorld(t)
 	w.run(20 * time.Second)
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 	w.cut(stunA)
 	w.run(IdleTimeout)
-	w.wantPath(PathRelay, netip.AddrPort{})
+	w.wantPath(vocab.PathRelay, netip.AddrPort{})
 	w.run(30 * time.Minute)
 	if w.p.Active(w.now) {
 		t.Fatal("active without traffic")
 	}
-	w.wantPath(PathRelay, netip.AddrPort{})
+	w.wantPath(vocab.PathRelay, netip.AddrPort{})
 	idle := w.now.Add(-29 * time.Minute)
 	if n := len(w.pings) - w.pingsTo(stunA, t0) + w.pingsTo(stunA, idle); n != 0 {
 		t.Fatalf("%d pings while idle", n)
@@ -225,13 +225,13 @@ func TestIdleAfterLossIsRelay(t *testing.T) {
 		t.Fatalf("woken on the relay: %+v, want an attempt at once", a)
 	}
 	w.run(w.rtt[stunA] + time.Millisecond)
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 }
 
 // A peer that can never be reached directly costs nothing once idle either:
 // its attempts stop (and are not counted as failures).
 func TestIdleStopsAttempts(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, v1alpha1.NATConePortRestricted, v1alpha1.NATSymmetric)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}, {Addr: hostA, Kind: vocab.EndpointHost}}, vocab.NATConePortRestricted, vocab.NATSymmetric)
 	w.idle = true
 	w.run(IdleTimeout)
 	n := len(w.pings)

@@ -70,7 +70,7 @@ package path
 
 import (
 	"crypto/rand"
-	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/api/vocab"
 	"net/netip"
 	"slices"
 	"time"
@@ -165,20 +165,12 @@ const (
 	maxOutstanding = 64
 )
 
-// Candidate kinds. The first three are what MeshNode publishes; "observed"
-// is an address learnt from the network (a pong's observed address, or an
-// address the peer's packets came from).
-const (
-	KindHost       = "host"
-	KindSTUN       = "stun"
-	KindConfigured = "configured"
-	KindObserved   = "observed"
-)
-
 // Candidate is one UDP endpoint at which a peer may be reachable.
 type Candidate struct {
 	Addr netip.AddrPort
-	Kind string // host|stun|configured|observed
+	// Kind is where the address came from: a published kind, or
+	// vocab.EndpointObserved for one learnt from the network.
+	Kind vocab.EndpointKind
 	// SameLAN marks a host candidate on one of this node's own subnets (the
 	// peer shares our site): it is tried whatever the NAT types say, and
 	// preferred. See MarkSameLAN.
@@ -189,7 +181,7 @@ type Candidate struct {
 // this node's own subnets, and returns c.
 func MarkSameLAN(c []Candidate, own []netip.Prefix) []Candidate {
 	for i := range c {
-		if c[i].Kind != KindHost {
+		if c[i].Kind != vocab.EndpointHost {
 			continue
 		}
 		a := c[i].Addr.Addr().Unmap()
@@ -224,18 +216,15 @@ type Actions struct {
 	Next time.Time
 }
 
-// Path names, as in Status.Path.
+// How the direct address was last confirmed (Status says which).
 const (
-	PathDirect  = "direct"
-	PathRelay   = "relay"
-	PathBoth    = "direct+relay"
 	confirmPong = "pong"
 	confirmData = "traffic"
 )
 
 type cand struct {
 	addr      netip.AddrPort
-	kind      string
+	kind      vocab.EndpointKind
 	sameLAN   bool
 	published bool // in the peer's MeshNode
 	learned   bool // seen at run time
@@ -257,7 +246,7 @@ type Peer struct {
 	name string
 
 	cands         []*cand
-	local, remote v1alpha1.NATType
+	local, remote vocab.NATType
 	prune         string // why NAT traversal is not attempted, "" if it is
 
 	// The direct path.
@@ -295,7 +284,7 @@ type Peer struct {
 	lastRTT  time.Duration
 
 	// Change accounting.
-	lastPath string
+	lastPath vocab.Path
 	lastAddr netip.AddrPort
 	changes  int
 }
@@ -308,7 +297,7 @@ func NewPeer(name string, now time.Time) *Peer {
 		backoff:     RetryMin,
 		nextAttempt: now,
 		pings:       map[[12]byte]outstanding{},
-		lastPath:    PathRelay,
+		lastPath:    vocab.PathRelay,
 		lastUpgrade: now,
 		// New to this node (it just started, or the peer just joined): about
 		// to be talked to, more often than not, so its direct path is looked
@@ -375,7 +364,7 @@ func (p *Peer) learn(a netip.AddrPort, now time.Time) *cand {
 	c := p.find(a)
 	if c == nil {
 		p.evictLearned()
-		c = &cand{addr: a, kind: KindObserved}
+		c = &cand{addr: a, kind: vocab.EndpointObserved}
 		p.cands = append(p.cands, c)
 	}
 	c.learned = true
@@ -427,7 +416,7 @@ func (p *Peer) remove(c *cand) {
 // they change and the peer is not direct, a new attempt starts at once with
 // the backoff reset; when it is direct, the new candidates are probed in case
 // they are better.
-func (p *Peer) SetCandidates(c []Candidate, local, remote v1alpha1.NATType, now time.Time) {
+func (p *Peer) SetCandidates(c []Candidate, local, remote vocab.NATType, now time.Time) {
 	before := p.eligibleAddrs()
 	beforePrune := p.prune
 
@@ -447,7 +436,7 @@ func (p *Peer) SetCandidates(c []Candidate, local, remote v1alpha1.NATType, now 
 			old = &cand{addr: a}
 		}
 		old.kind = x.Kind
-		old.sameLAN = x.SameLAN && x.Kind == KindHost
+		old.sameLAN = x.SameLAN && x.Kind == vocab.EndpointHost
 		old.published = true
 		keep = append(keep, old)
 	}
@@ -464,7 +453,7 @@ func (p *Peer) SetCandidates(c []Candidate, local, remote v1alpha1.NATType, now 
 			}
 		}
 		if old.learned {
-			old.kind = KindObserved
+			old.kind = vocab.EndpointObserved
 			keep = append(keep, old)
 		}
 	}
@@ -486,8 +475,8 @@ func (p *Peer) SetCandidates(c []Candidate, local, remote v1alpha1.NATType, now 
 	}
 }
 
-func pruneReason(local, remote v1alpha1.NATType) string {
-	lb, rb := local == v1alpha1.NATUDPBlocked, remote == v1alpha1.NATUDPBlocked
+func pruneReason(local, remote vocab.NATType) string {
+	lb, rb := local == vocab.NATUDPBlocked, remote == vocab.NATUDPBlocked
 	switch {
 	case lb && rb:
 		return "both sides have UDP blocked"
@@ -495,7 +484,7 @@ func pruneReason(local, remote v1alpha1.NATType) string {
 		return "UDP blocked on this node"
 	case rb:
 		return "UDP blocked at peer"
-	case local == v1alpha1.NATSymmetric && remote == v1alpha1.NATSymmetric:
+	case local == vocab.NATSymmetric && remote == vocab.NATSymmetric:
 		return "both sides symmetric NAT"
 	}
 	return ""
@@ -506,7 +495,7 @@ func (p *Peer) eligible(c *cand) bool {
 	switch {
 	case !c.published:
 		return c.learned // seen at run time: worth a try whatever the NAT types
-	case c.kind == KindConfigured, c.sameLAN, p.remote == v1alpha1.NATOpen:
+	case c.kind == vocab.EndpointConfigured, c.sameLAN, p.remote == vocab.NATOpen:
 		return true
 	case p.prune != "":
 		return false
@@ -531,9 +520,9 @@ func rank(c *cand) int {
 	switch {
 	case c.sameLAN:
 		return 0
-	case c.kind == KindHost:
+	case c.kind == vocab.EndpointHost:
 		return 1
-	case c.kind == KindConfigured:
+	case c.kind == vocab.EndpointConfigured:
 		return 2
 	}
 	return 3
@@ -637,16 +626,16 @@ func (p *Peer) Send(now time.Time) (direct netip.AddrPort, viaRelay bool) {
 // It is what Send says, except on standby: an idle peer's direct address
 // that did not fail (and, once traffic resumes, while it is being checked)
 // is its path, though the relay carries packets too until it answers.
-func (p *Peer) Path(now time.Time) (string, netip.AddrPort) { return p.pathName(now) }
+func (p *Peer) Path(now time.Time) (vocab.Path, netip.AddrPort) { return p.pathName(now) }
 
-func (p *Peer) pathName(now time.Time) (string, netip.AddrPort) {
+func (p *Peer) pathName(now time.Time) (vocab.Path, netip.AddrPort) {
 	switch p.state(now) {
 	case stateDirect, stateStandby:
-		return PathDirect, p.active
+		return vocab.PathDirect, p.active
 	case stateDegraded:
-		return PathBoth, p.active
+		return vocab.PathBoth, p.active
 	}
-	return PathRelay, netip.AddrPort{}
+	return vocab.PathRelay, netip.AddrPort{}
 }
 
 // observe counts changes of path or direct address.

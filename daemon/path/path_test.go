@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/api/vocab"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -62,7 +62,7 @@ type sent struct {
 	to netip.AddrPort
 }
 
-func newWorld(t *testing.T, cands []Candidate, local, remote v1alpha1.NATType) *world {
+func newWorld(t *testing.T, cands []Candidate, local, remote vocab.NATType) *world {
 	t.Helper()
 	w := &world{t: t, now: t0, next: t0, up: map[netip.AddrPort]bool{}, rtt: map[netip.AddrPort]time.Duration{}}
 	w.p = NewPeer("peer", t0)
@@ -175,7 +175,7 @@ func (w *world) cut(addr netip.AddrPort) {
 	w.inflight = keep
 }
 
-func (w *world) path() string {
+func (w *world) path() vocab.Path {
 	s, _ := w.p.pathName(w.now)
 	return s
 }
@@ -186,7 +186,7 @@ func (w *world) failback(addr netip.AddrPort) time.Duration {
 	w.t.Helper()
 	w.up[addr] = true
 	back := w.now
-	for w.path() != PathDirect {
+	for w.path() != vocab.PathDirect {
 		w.run(10 * time.Millisecond)
 	}
 	return w.now.Sub(back)
@@ -202,11 +202,11 @@ func (w *world) pingsTo(a netip.AddrPort, since time.Time) int {
 	return n
 }
 
-func (w *world) wantPath(want string, addr netip.AddrPort) {
+func (w *world) wantPath(want vocab.Path, addr netip.AddrPort) {
 	w.t.Helper()
 	d, r := w.p.Send(w.now)
 	got, _ := w.p.pathName(w.now)
-	if got != want || (want != PathRelay && d != addr) {
+	if got != want || (want != vocab.PathRelay && d != addr) {
 		w.t.Fatalf("at %v: path %s %v (relay %v), want %s %v; %s", w.now.Sub(t0), got, d, r, want, addr, w.p.Status(w.now).Reason)
 	}
 }
@@ -216,7 +216,7 @@ func TestNewPeerRelayAtOnce(t *testing.T) {
 	if d, r := p.Send(t0); d.IsValid() || !r {
 		t.Fatalf("new peer: direct %v relay %v, want relay only", d, r)
 	}
-	if st := p.Status(t0); st.Path != PathRelay || st.Reason != "relay: no direct candidates" || st.Changes != 0 {
+	if st := p.Status(t0); st.Path != vocab.PathRelay || st.Reason != "relay: no direct candidates" || st.Changes != 0 {
 		t.Fatalf("status %+v", st)
 	}
 	a := p.Tick(t0)
@@ -224,7 +224,7 @@ func TestNewPeerRelayAtOnce(t *testing.T) {
 		t.Fatalf("no candidates, yet %+v", a)
 	}
 
-	p.SetCandidates([]Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, v1alpha1.NATConePortRestricted, v1alpha1.NATConePortRestricted, t0)
+	p.SetCandidates([]Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}, {Addr: hostA, Kind: vocab.EndpointHost}}, vocab.NATConePortRestricted, vocab.NATConePortRestricted, t0)
 	if d, r := p.Send(t0); d.IsValid() || !r {
 		t.Fatal("not relay before any pong")
 	}
@@ -241,16 +241,16 @@ func TestNewPeerRelayAtOnce(t *testing.T) {
 }
 
 func TestPongGoesDirect(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATConePortRestricted)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATConePortRestricted)
 	w.up[stunA] = true
 	w.rtt[stunA] = 400 * time.Microsecond
 	w.run(0)
 	if len(w.pings) != 1 || len(w.cmms) != 1 {
 		t.Fatalf("pings %v cmms %v", w.pings, w.cmms)
 	}
-	w.wantPath(PathRelay, netip.AddrPort{})
+	w.wantPath(vocab.PathRelay, netip.AddrPort{})
 	w.run(time.Millisecond)
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 	d, r := w.p.Send(w.now)
 	if d != stunA || r {
 		t.Fatalf("Send %v %v, want direct only", d, r)
@@ -268,7 +268,7 @@ func TestPongGoesDirect(t *testing.T) {
 // late, does not count.
 func TestStalePongIgnored(t *testing.T) {
 	p := NewPeer("b", t0)
-	p.SetCandidates([]Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, v1alpha1.NATCone, v1alpha1.NATCone, t0)
+	p.SetCandidates([]Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}, {Addr: hostA, Kind: vocab.EndpointHost}}, vocab.NATCone, vocab.NATCone, t0)
 	a := p.Tick(t0)
 	var tx [12]byte
 	for _, pg := range a.Pings {
@@ -327,13 +327,13 @@ func TestSteadyStateNoFlapping(t *testing.T) {
 		{"one-way traffic wan", 10 * time.Millisecond, 150 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATConePortRestricted, v1alpha1.NATConePortRestricted)
+			w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATConePortRestricted, vocab.NATConePortRestricted)
 			w.up[stunA] = true
 			w.rtt[stunA] = tc.rtt
 			w.sendEvery = tc.sendEvery
 			w.run(10 * time.Minute)
 			st := w.p.Status(w.now)
-			if st.Changes != 1 || st.Path != PathDirect {
+			if st.Changes != 1 || st.Path != vocab.PathDirect {
 				t.Fatalf("status %+v, want direct with 1 change", st)
 			}
 			if w.everBoth || w.everRelayAfterDirect {
@@ -362,18 +362,18 @@ func TestSteadyStateNoFlapping(t *testing.T) {
 // FallbackAfter, then the relay alone.
 func TestLossFailover(t *testing.T) {
 	t.Run("idle: trust expiry", func(t *testing.T) {
-		w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
+		w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATCone)
 		w.up[stunA] = true
 		w.run(time.Minute)
-		w.wantPath(PathDirect, stunA)
+		w.wantPath(vocab.PathDirect, stunA)
 		w.cut(stunA)
 		lastPong := w.p.Status(w.now).LastPong
 		expire := lastPong.Add(TrustDirect)
 
 		w.run(expire.Add(-time.Millisecond).Sub(w.now))
-		w.wantPath(PathDirect, stunA)
+		w.wantPath(vocab.PathDirect, stunA)
 		w.run(2 * time.Millisecond)
-		w.wantPath(PathBoth, stunA)
+		w.wantPath(vocab.PathBoth, stunA)
 		if !strings.HasPrefix(w.p.Status(w.now).Reason, "direct+relay: 198.18.0.5:51820 unconfirmed for 5s") {
 			t.Fatalf("reason %q", w.p.Status(w.now).Reason)
 		}
@@ -383,27 +383,27 @@ func TestLossFailover(t *testing.T) {
 			t.Fatalf("%d CallMeMaybes, want 2", n)
 		}
 		w.run(expire.Add(FallbackAfter - time.Millisecond).Sub(w.now))
-		w.wantPath(PathBoth, stunA)
+		w.wantPath(vocab.PathBoth, stunA)
 		if w.pingsTo(stunA, expire) < int(FallbackAfter/HeartbeatRetry)-1 {
 			t.Fatalf("only %d pings to the doubted address", w.pingsTo(stunA, expire))
 		}
 		w.run(2 * time.Millisecond)
-		w.wantPath(PathRelay, netip.AddrPort{})
+		w.wantPath(vocab.PathRelay, netip.AddrPort{})
 		if st := w.p.Status(w.now); !strings.HasPrefix(st.Reason, "relay: direct path via 198.18.0.5:51820 lost") {
 			t.Fatalf("reason %q", st.Reason)
 		}
 	})
 	t.Run("busy: liveness ping", func(t *testing.T) {
-		w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
+		w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATCone)
 		w.up[stunA] = true
 		w.sendEvery = 50 * time.Millisecond // a 20/s ping, as in the failover target
 		w.run(time.Minute)
-		w.wantPath(PathDirect, stunA)
+		w.wantPath(vocab.PathDirect, stunA)
 		cut := w.now
 		w.cut(stunA)
 		// The gap: packets sent direct only after the cut, before the relay
 		// also carries them.
-		for w.path() == PathDirect {
+		for w.path() == vocab.PathDirect {
 			w.run(10 * time.Millisecond)
 		}
 		gap := w.now.Sub(cut)
@@ -411,26 +411,26 @@ func TestLossFailover(t *testing.T) {
 			t.Fatalf("failover gap %v", gap)
 		}
 		t.Logf("failover gap %v", gap)
-		w.wantPath(PathBoth, stunA)
+		w.wantPath(vocab.PathBoth, stunA)
 		both := w.now
 		w.run(FallbackAfter - 20*time.Millisecond)
-		w.wantPath(PathBoth, stunA)
+		w.wantPath(vocab.PathBoth, stunA)
 		w.run(40 * time.Millisecond)
-		w.wantPath(PathRelay, netip.AddrPort{})
+		w.wantPath(vocab.PathRelay, netip.AddrPort{})
 		_ = both
 	})
 	t.Run("blip: one lost pong while busy", func(t *testing.T) {
-		w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
+		w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATCone)
 		w.up[stunA] = true
 		w.sendEvery = 50 * time.Millisecond
 		w.run(time.Minute)
 		w.cut(stunA)
-		for w.path() == PathDirect {
+		for w.path() == vocab.PathDirect {
 			w.run(10 * time.Millisecond)
 		}
 		w.up[stunA] = true
 		w.run(HeartbeatRetry + 10*time.Millisecond)
-		w.wantPath(PathDirect, stunA)
+		w.wantPath(vocab.PathDirect, stunA)
 		if st := w.p.Status(w.now); st.Changes != 3 {
 			t.Fatalf("changes %d, want 3 (relay→direct→both→direct)", st.Changes)
 		}
@@ -443,12 +443,12 @@ func TestLossFailover(t *testing.T) {
 func TestFailback(t *testing.T) {
 	for _, outage := range []time.Duration{10 * time.Second, 45 * time.Second, 100 * time.Second} {
 		t.Run(fmt.Sprint(outage), func(t *testing.T) {
-			w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
+			w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATCone)
 			w.up[stunA] = true
 			w.run(time.Minute)
 			w.cut(stunA)
 			w.run(outage)
-			w.wantPath(PathRelay, netip.AddrPort{})
+			w.wantPath(vocab.PathRelay, netip.AddrPort{})
 			if d := w.failback(stunA); d > ProbeInterval+20*time.Millisecond {
 				t.Fatalf("failback took %v", d)
 			} else {
@@ -461,7 +461,7 @@ func TestFailback(t *testing.T) {
 // Full attempts back off: after each failed attempt (AttemptRounds rounds
 // of pings, ProbeInterval apart) the wait doubles from RetryMin to RetryMax.
 func TestBackoffSchedule(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, v1alpha1.NATConePortRestricted, v1alpha1.NATSymmetric)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}, {Addr: hostA, Kind: vocab.EndpointHost}}, vocab.NATConePortRestricted, vocab.NATSymmetric)
 	w.run(5 * time.Minute)
 	attempt := AttemptRounds * ProbeInterval
 	var want []time.Duration
@@ -483,12 +483,12 @@ func TestBackoffSchedule(t *testing.T) {
 		t.Fatalf("%d pings to %v, want %d", n, stunA, want)
 	}
 	st := w.p.Status(t0.Add(100 * time.Second))
-	if !strings.HasPrefix(st.Reason, "relay: ") || st.Path != PathRelay {
+	if !strings.HasPrefix(st.Reason, "relay: ") || st.Path != vocab.PathRelay {
 		t.Fatalf("status %+v", st)
 	}
 
 	// Waiting between attempts: the reason says when the next one is.
-	w2 := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}, {Addr: cfgA, Kind: KindConfigured}}, v1alpha1.NATCone, v1alpha1.NATSymmetric)
+	w2 := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}, {Addr: hostA, Kind: vocab.EndpointHost}, {Addr: cfgA, Kind: vocab.EndpointConfigured}}, vocab.NATCone, vocab.NATSymmetric)
 	w2.run(3*attempt + RetryMin + 2*RetryMin + 1*time.Second) // third wait (4s), 1s into it
 	st = w2.p.Status(w2.now)
 	if st.Reason != "relay: no answer from 3 candidates (peer behind symmetric NAT), retry in 3s" {
@@ -502,7 +502,7 @@ func TestBackoffSchedule(t *testing.T) {
 	// is found by the next attempt: within RetryMax plus one attempt.
 	w.up[stunA] = true
 	back := w.now
-	for w.path() != PathDirect {
+	for w.path() != vocab.PathDirect {
 		w.run(100 * time.Millisecond)
 		if w.now.Sub(back) > RetryMax+attempt {
 			t.Fatalf("no direct path %v after it appeared", w.now.Sub(back))
@@ -516,26 +516,26 @@ func TestBackoffSchedule(t *testing.T) {
 
 // Pruning by NAT types.
 func TestPruning(t *testing.T) {
-	all := []Candidate{{Addr: hostA, Kind: KindHost}, {Addr: stunA, Kind: KindSTUN}}
+	all := []Candidate{{Addr: hostA, Kind: vocab.EndpointHost}, {Addr: stunA, Kind: vocab.EndpointSTUN}}
 	for _, tc := range []struct {
 		name          string
 		cands         []Candidate
-		local, remote v1alpha1.NATType
+		local, remote vocab.NATType
 		want          []netip.AddrPort // probed
 		reason        string           // Status reason, if nothing is probed
 	}{
-		{"symmetric both", all, v1alpha1.NATSymmetric, v1alpha1.NATSymmetric, nil, "relay: both sides symmetric NAT"},
-		{"udp blocked here", all, v1alpha1.NATUDPBlocked, v1alpha1.NATCone, nil, "relay: UDP blocked on this node"},
-		{"udp blocked there", all, v1alpha1.NATCone, v1alpha1.NATUDPBlocked, nil, "relay: UDP blocked at peer"},
-		{"udp blocked both", all, v1alpha1.NATUDPBlocked, v1alpha1.NATUDPBlocked, nil, "relay: both sides have UDP blocked"},
-		{"symmetric here, cone there", all, v1alpha1.NATSymmetric, v1alpha1.NATConePortRestricted, []netip.AddrPort{hostA, stunA}, ""},
-		{"cone here, symmetric there", all, v1alpha1.NATConeRestricted, v1alpha1.NATSymmetric, []netip.AddrPort{hostA, stunA}, ""},
-		{"unknown", all, v1alpha1.NATUnknown, "", []netip.AddrPort{hostA, stunA}, ""},
-		{"configured always", append([]Candidate{{Addr: cfgA, Kind: KindConfigured}}, all...), v1alpha1.NATSymmetric, v1alpha1.NATSymmetric, []netip.AddrPort{cfgA}, ""},
-		{"configured even udp-blocked", append([]Candidate{{Addr: cfgA, Kind: KindConfigured}}, all...), v1alpha1.NATUDPBlocked, v1alpha1.NATCone, []netip.AddrPort{cfgA}, ""},
-		{"same LAN host always", []Candidate{{Addr: hostA, Kind: KindHost, SameLAN: true}, {Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATSymmetric, v1alpha1.NATSymmetric, []netip.AddrPort{hostA}, ""},
-		{"open peer always", all, v1alpha1.NATUDPBlocked, v1alpha1.NATOpen, []netip.AddrPort{hostA, stunA}, ""},
-		{"no candidates", nil, v1alpha1.NATCone, v1alpha1.NATCone, nil, "relay: no direct candidates"},
+		{"symmetric both", all, vocab.NATSymmetric, vocab.NATSymmetric, nil, "relay: both sides symmetric NAT"},
+		{"udp blocked here", all, vocab.NATUDPBlocked, vocab.NATCone, nil, "relay: UDP blocked on this node"},
+		{"udp blocked there", all, vocab.NATCone, vocab.NATUDPBlocked, nil, "relay: UDP blocked at peer"},
+		{"udp blocked both", all, vocab.NATUDPBlocked, vocab.NATUDPBlocked, nil, "relay: both sides have UDP blocked"},
+		{"symmetric here, cone there", all, vocab.NATSymmetric, vocab.NATConePortRestricted, []netip.AddrPort{hostA, stunA}, ""},
+		{"cone here, symmetric there", all, vocab.NATConeRestricted, vocab.NATSymmetric, []netip.AddrPort{hostA, stunA}, ""},
+		{"unknown", all, vocab.NATUnknown, "", []netip.AddrPort{hostA, stunA}, ""},
+		{"configured always", append([]Candidate{{Addr: cfgA, Kind: vocab.EndpointConfigured}}, all...), vocab.NATSymmetric, vocab.NATSymmetric, []netip.AddrPort{cfgA}, ""},
+		{"configured even udp-blocked", append([]Candidate{{Addr: cfgA, Kind: vocab.EndpointConfigured}}, all...), vocab.NATUDPBlocked, vocab.NATCone, []netip.AddrPort{cfgA}, ""},
+		{"same LAN host always", []Candidate{{Addr: hostA, Kind: vocab.EndpointHost, SameLAN: true}, {Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATSymmetric, vocab.NATSymmetric, []netip.AddrPort{hostA}, ""},
+		{"open peer always", all, vocab.NATUDPBlocked, vocab.NATOpen, []netip.AddrPort{hostA, stunA}, ""},
+		{"no candidates", nil, vocab.NATCone, vocab.NATCone, nil, "relay: no direct candidates"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, tc.cands, tc.local, tc.remote)
@@ -557,7 +557,7 @@ func TestPruning(t *testing.T) {
 					t.Fatalf("%d CallMeMaybes with nothing to try", len(w.cmms))
 				}
 				st := w.p.Status(w.now)
-				if st.Reason != tc.reason || st.Path != PathRelay || !st.NextAttempt.IsZero() {
+				if st.Reason != tc.reason || st.Path != vocab.PathRelay || !st.NextAttempt.IsZero() {
 					t.Fatalf("status %+v, want reason %q", st, tc.reason)
 				}
 			}
@@ -567,9 +567,9 @@ func TestPruning(t *testing.T) {
 
 func TestMarkSameLAN(t *testing.T) {
 	c := MarkSameLAN([]Candidate{
-		{Addr: hostA, Kind: KindHost},
-		{Addr: netip.MustParseAddrPort("10.1.0.2:51820"), Kind: KindHost},
-		{Addr: netip.MustParseAddrPort("10.0.0.9:51820"), Kind: KindSTUN},
+		{Addr: hostA, Kind: vocab.EndpointHost},
+		{Addr: netip.MustParseAddrPort("10.1.0.2:51820"), Kind: vocab.EndpointHost},
+		{Addr: netip.MustParseAddrPort("10.0.0.9:51820"), Kind: vocab.EndpointSTUN},
 	}, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")})
 	if !c[0].SameLAN || c[1].SameLAN || c[2].SameLAN {
 		t.Fatalf("%+v", c)
@@ -579,7 +579,7 @@ func TestMarkSameLAN(t *testing.T) {
 // A CallMeMaybe makes the next tick ping its addresses at once, even while
 // waiting between attempts, and never echoes a CallMeMaybe back.
 func TestCallMeMaybeImmediatePings(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATConePortRestricted, v1alpha1.NATConePortRestricted)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATConePortRestricted, vocab.NATConePortRestricted)
 	w.run(AttemptRounds*ProbeInterval + 500*time.Millisecond) // first attempt failed, waiting
 	if w.p.attempting {
 		t.Fatal("still attempting")
@@ -602,7 +602,7 @@ func TestCallMeMaybeImmediatePings(t *testing.T) {
 	w.up[x] = true
 	w.inflight = append(w.inflight, flight{w.now.Add(time.Millisecond), x, a.Pings[1].TxID})
 	w.run(2 * time.Millisecond)
-	w.wantPath(PathDirect, x)
+	w.wantPath(vocab.PathDirect, x)
 
 	// The confirmed address is not pinged again because the peer asked.
 	w.p.OnCallMeMaybe([]netip.AddrPort{x}, w.now)
@@ -623,7 +623,7 @@ func TestCallMeMaybeImmediatePings(t *testing.T) {
 // A ping from an address we do not use is answered by the daemon and also
 // pinged back, which completes a hole punch from our side.
 func TestOnPingPingsBack(t *testing.T) {
-	w := newWorld(t, nil, v1alpha1.NATCone, v1alpha1.NATSymmetric)
+	w := newWorld(t, nil, vocab.NATCone, vocab.NATSymmetric)
 	w.run(time.Second)
 	x := netip.MustParseAddrPort("198.18.0.9:3333")
 	w.p.OnPing(x, w.now)
@@ -634,7 +634,7 @@ func TestOnPingPingsBack(t *testing.T) {
 	w.up[x] = true
 	w.inflight = append(w.inflight, flight{w.now.Add(time.Millisecond), x, a.Pings[0].TxID})
 	w.run(2 * time.Millisecond)
-	w.wantPath(PathDirect, x)
+	w.wantPath(vocab.PathDirect, x)
 	// Its heartbeat pings from the confirmed address are not pinged back.
 	w.p.OnPing(x, w.now)
 	if a := w.tick(); len(a.Pings) != 0 {
@@ -645,24 +645,24 @@ func TestOnPingPingsBack(t *testing.T) {
 // Authenticated WireGuard traffic from a new source after a NAT rebind makes
 // that source the direct address.
 func TestDirectRecvRebinding(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATCone)
 	w.up[stunA] = true
 	w.run(30 * time.Second)
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 
 	// A report older than the last confirmation does not switch.
 	w.p.OnDirectRecv(newA, w.now.Add(-10*time.Second))
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 
 	w.cut(stunA) // the old mapping is gone
 	w.up[newA] = true
 	w.p.OnDirectRecv(newA, w.now)
-	w.wantPath(PathDirect, newA)
+	w.wantPath(vocab.PathDirect, newA)
 	if st := w.p.Status(w.now); st.Reason != "direct: traffic from 198.18.0.5:40001" || st.Addr != newA {
 		t.Fatalf("status %+v", st)
 	}
 	w.run(5 * time.Minute)
-	w.wantPath(PathDirect, newA)
+	w.wantPath(vocab.PathDirect, newA)
 	if w.everBoth || w.everRelayAfterDirect {
 		t.Fatal("rebinding went through the relay")
 	}
@@ -696,11 +696,11 @@ func TestBestAddressHysteresis(t *testing.T) {
 		{"similar on a LAN", 300 * time.Microsecond, 100 * time.Microsecond, hostA, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost, SameLAN: !tc.hostNotSameLAN}}, v1alpha1.NATCone, v1alpha1.NATCone)
+			w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}, {Addr: hostA, Kind: vocab.EndpointHost, SameLAN: !tc.hostNotSameLAN}}, vocab.NATCone, vocab.NATCone)
 			w.up[stunA], w.up[hostA] = true, true
 			w.rtt[stunA], w.rtt[hostA] = tc.rttStun, tc.rttHost
 			w.run(5 * time.Minute)
-			w.wantPath(PathDirect, tc.want)
+			w.wantPath(vocab.PathDirect, tc.want)
 			if st := w.p.Status(w.now); st.Changes > 2 {
 				t.Fatalf("%d changes", st.Changes)
 			}
@@ -710,72 +710,72 @@ func TestBestAddressHysteresis(t *testing.T) {
 	// Two addresses of the same kind within 30% of each other: the first
 	// confirmed stays, through many upgrade rounds.
 	a2 := netip.MustParseAddrPort("198.18.0.6:51820")
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: a2, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}, {Addr: a2, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATCone)
 	w.up[stunA], w.up[a2] = true, true
 	w.rtt[stunA], w.rtt[a2] = 10*time.Millisecond, 8*time.Millisecond
 	w.run(30 * time.Minute)
-	w.wantPath(PathDirect, a2) // the first pong wins (a2 answers first)...
+	w.wantPath(vocab.PathDirect, a2) // the first pong wins (a2 answers first)...
 	w.rtt[stunA] = 7 * time.Millisecond
 	w.run(30 * time.Minute) // ... and stunA, 12% faster now, does not take over
-	w.wantPath(PathDirect, a2)
+	w.wantPath(vocab.PathDirect, a2)
 	if st := w.p.Status(w.now); st.Changes != 1 {
 		t.Fatalf("%d changes", st.Changes)
 	}
 	w.rtt[stunA] = 2 * time.Millisecond // clearly faster: it does
 	w.run(UpgradeInterval + time.Second)
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 }
 
 // When the active address fails while another answered recently, that one
 // takes over at once, without waiting for the relay fallback.
 func TestFailoverToOtherConfirmedAddress(t *testing.T) {
 	a2 := netip.MustParseAddrPort("198.18.0.6:51820")
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: a2, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}, {Addr: a2, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATCone)
 	w.up[stunA], w.up[a2] = true, true
 	w.rtt[stunA], w.rtt[a2] = 10*time.Millisecond, 9*time.Millisecond
 	w.sendEvery = 50 * time.Millisecond
 	w.run(UpgradeInterval + 20*time.Millisecond) // just after an upgrade round answered
-	w.wantPath(PathDirect, a2)
+	w.wantPath(vocab.PathDirect, a2)
 	w.cut(a2)
-	for w.path() != PathDirect || w.p.active != stunA {
-		if w.path() == PathRelay {
+	for w.path() != vocab.PathDirect || w.p.active != stunA {
+		if w.path() == vocab.PathRelay {
 			t.Fatal("fell back to the relay")
 		}
 		w.run(10 * time.Millisecond)
 	}
 	w.run(time.Minute)
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 }
 
 // New candidates while waiting start an attempt at once, with the backoff
 // reset; the same candidates again change nothing.
 func TestSetCandidatesChange(t *testing.T) {
-	c := []Candidate{{Addr: stunA, Kind: KindSTUN}}
-	w := newWorld(t, c, v1alpha1.NATCone, v1alpha1.NATCone)
+	c := []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}
+	w := newWorld(t, c, vocab.NATCone, vocab.NATCone)
 	w.run(2 * time.Minute)
 	if w.p.backoff <= RetryMin {
 		t.Fatal("no backoff after failures")
 	}
 	n := len(w.cmms)
-	w.p.SetCandidates(c, v1alpha1.NATCone, v1alpha1.NATCone, w.now)
+	w.p.SetCandidates(c, vocab.NATCone, vocab.NATCone, w.now)
 	w.next = w.now // the daemon ticks after any change
 	w.run(time.Millisecond)
 	if len(w.cmms) != n {
 		t.Fatal("same candidates started an attempt")
 	}
-	w.p.SetCandidates(append(c, Candidate{Addr: cfgA, Kind: KindConfigured}), v1alpha1.NATCone, v1alpha1.NATCone, w.now)
+	w.p.SetCandidates(append(c, Candidate{Addr: cfgA, Kind: vocab.EndpointConfigured}), vocab.NATCone, vocab.NATCone, w.now)
 	w.up[cfgA] = true
 	w.next = w.now
 	w.run(2 * time.Millisecond)
 	if len(w.cmms) != n+1 {
 		t.Fatal("new candidates did not start an attempt")
 	}
-	w.wantPath(PathDirect, cfgA)
+	w.wantPath(vocab.PathDirect, cfgA)
 
 	// While direct, the address in use survives its removal from MeshNode.
-	w.p.SetCandidates(c, v1alpha1.NATCone, v1alpha1.NATCone, w.now)
+	w.p.SetCandidates(c, vocab.NATCone, vocab.NATCone, w.now)
 	w.run(time.Minute)
-	w.wantPath(PathDirect, cfgA)
+	w.wantPath(vocab.PathDirect, cfgA)
 }
 
 // Memory stays bounded whatever the peer sends.
@@ -800,9 +800,9 @@ func TestBounds(t *testing.T) {
 	}
 	var cands []Candidate
 	for _, a := range many {
-		cands = append(cands, Candidate{Addr: a, Kind: KindSTUN})
+		cands = append(cands, Candidate{Addr: a, Kind: vocab.EndpointSTUN})
 	}
-	p.SetCandidates(cands, v1alpha1.NATCone, v1alpha1.NATCone, now)
+	p.SetCandidates(cands, vocab.NATCone, vocab.NATCone, now)
 	if len(p.cands) > MaxCandidates+MaxLearned {
 		t.Fatalf("%d candidates", len(p.cands))
 	}
@@ -820,7 +820,7 @@ func TestBounds(t *testing.T) {
 		t.Fatalf("%d outstanding pings, want the bound %d", len(p.pings), maxOutstanding)
 	}
 	// Learnt addresses are forgotten after ForgetAfter.
-	p.SetCandidates(nil, v1alpha1.NATCone, v1alpha1.NATCone, now)
+	p.SetCandidates(nil, vocab.NATCone, vocab.NATCone, now)
 	p.Tick(now.Add(ForgetAfter + time.Second))
 	if len(p.cands) != 0 {
 		t.Fatalf("%d candidates after ForgetAfter", len(p.cands))
@@ -829,10 +829,10 @@ func TestBounds(t *testing.T) {
 
 // Once a path is confirmed, nothing goes through the relay as well.
 func TestNoDuplicateSendsWhenConfirmed(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, v1alpha1.NATCone, v1alpha1.NATCone)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}, {Addr: hostA, Kind: vocab.EndpointHost}}, vocab.NATCone, vocab.NATCone)
 	w.up[stunA] = true
 	w.run(10 * time.Millisecond)
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 	for range 6000 {
 		w.run(10 * time.Millisecond)
 		if d, r := w.p.Send(w.now); d != stunA || r {
@@ -907,7 +907,7 @@ func clone(p *Peer) *Peer {
 // at instants where a change is pending, between ticks), changes nothing,
 // not even the change count.
 func TestStatusReadOnly(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}, {Addr: hostA, Kind: KindHost}}, v1alpha1.NATCone, v1alpha1.NATCone)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}, {Addr: hostA, Kind: vocab.EndpointHost}}, vocab.NATCone, vocab.NATCone)
 	w.up[stunA] = true
 	look := func() {
 		t.Helper()
@@ -940,10 +940,10 @@ func TestStatusReadOnly(t *testing.T) {
 // hints every 100 ms), a path that went dead still falls back to the relay
 // on the same schedule as without them, and the hints only cause pings.
 func TestHintsNeverConfirm(t *testing.T) {
-	w := newWorld(t, []Candidate{{Addr: stunA, Kind: KindSTUN}}, v1alpha1.NATCone, v1alpha1.NATCone)
+	w := newWorld(t, []Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATCone)
 	w.up[stunA] = true
 	w.run(time.Minute)
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 	w.cut(stunA)
 	expire := w.p.Status(w.now).LastPong.Add(TrustDirect)
 	for end := expire.Add(FallbackAfter + time.Second); w.now.Before(end); {
@@ -951,7 +951,7 @@ func TestHintsNeverConfirm(t *testing.T) {
 		w.p.OnDirectHint(newA, w.now) // unknown: ignored
 		w.run(100 * time.Millisecond)
 	}
-	w.wantPath(PathRelay, netip.AddrPort{})
+	w.wantPath(vocab.PathRelay, netip.AddrPort{})
 	if n := w.pingsTo(newA, t0); n != 0 {
 		t.Fatalf("%d pings to an address only spoofed packets came from", n)
 	}
@@ -969,5 +969,5 @@ func TestHintsNeverConfirm(t *testing.T) {
 		t.Fatalf("hint did not ping %v: %+v", stunA, a.Pings)
 	}
 	w.run(10 * time.Millisecond)
-	w.wantPath(PathDirect, stunA)
+	w.wantPath(vocab.PathDirect, stunA)
 }

@@ -2,7 +2,7 @@ package path
 
 import (
 	"fmt"
-	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/api/vocab"
 	"math"
 	"net/netip"
 	"strconv"
@@ -11,8 +11,9 @@ import (
 
 // Status is a peer's path for `wirelacectl status` and the logs.
 type Status struct {
-	// Path is "direct", "relay" or "direct+relay".
-	Path string
+	// Path is where packets go: direct, relay, or both while the direct
+	// address is in doubt.
+	Path vocab.Path
 	// Addr is the direct address in use (zero when relay only).
 	Addr netip.AddrPort
 	// Reason is one line saying why, e.g.
@@ -48,12 +49,12 @@ func (p *Peer) Status(now time.Time) Status {
 	}
 	s := Status{Path: path, Addr: addr, LastPong: p.lastPong, RTT: p.lastRTT, Changes: changes}
 	active := p.find(p.active)
-	if path != PathRelay && active != nil && !active.lastPong.IsZero() {
+	if path != vocab.PathRelay && active != nil && !active.lastPong.IsZero() {
 		s.RTT = active.rtt
 	}
 	st := p.state(now)
 	switch path {
-	case PathDirect:
+	case vocab.PathDirect:
 		switch {
 		case st == stateStandby && !p.Active(now):
 			s.Reason = fmt.Sprintf("direct: no traffic for %s; %s is checked again when there is, the relay also carrying it meanwhile", fmtDur(now.Sub(p.lastActive)), addr)
@@ -64,7 +65,7 @@ func (p *Peer) Status(now time.Time) Status {
 		default:
 			s.Reason = fmt.Sprintf("direct: traffic from %s", addr)
 		}
-	case PathBoth:
+	case vocab.PathBoth:
 		since := "ever"
 		if !p.lastConfirm.IsZero() {
 			since = fmtDur(now.Sub(p.lastConfirm))
@@ -88,7 +89,7 @@ func (p *Peer) relayReason(now time.Time) string {
 		lost = fmt.Sprintf("direct path via %s lost %s ago, ", p.lastGood, fmtDur(now.Sub(p.lostAt)))
 	}
 	hint := ""
-	if p.remote == v1alpha1.NATSymmetric && p.local != v1alpha1.NATOpen {
+	if p.remote == vocab.NATSymmetric && p.local != vocab.NATOpen {
 		hint = " (peer behind symmetric NAT)"
 	}
 	switch {

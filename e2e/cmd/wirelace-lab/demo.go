@@ -227,7 +227,7 @@ func printMeshNodes(ctx context.Context, l *lab.Lab) error {
 			ep = mn.Spec.Endpoints[0].Address
 		}
 		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\n", mn.Name, strings.Join(mn.Spec.MeshIPs, ","), ep,
-			orDash(mn.Spec.NATType), mn.Spec.KeyPrefix, time.Since(mn.CreationTimestamp.Time).Round(time.Second))
+			orDash(string(mn.Spec.NATType)), mn.Spec.KeyPrefix, time.Since(mn.CreationTimestamp.Time).Round(time.Second))
 	}
 	return w.Flush()
 }
