@@ -88,29 +88,16 @@ type MeshNodeSpec struct {
 	AdvertisedCIDRs []string `json:"advertisedCIDRs,omitempty"`
 }
 
-// PeerCounts counts a node's peers by the path it uses to reach them.
-type PeerCounts struct {
-	Total  int `json:"total"`
-	Direct int `json:"direct"`
-	Relay  int `json:"relay"`
-}
-
-// MeshNodeStatus is observed state, written by the node itself.
-type MeshNodeStatus struct {
-	// +optional
-	// +listType=map
-	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
-	// +optional
-	Peers PeerCounts `json:"peers,omitempty"`
-}
-
 // MeshNode is one node's membership in the mesh. Its name is the node name
 // and its owner is the Node, so it goes when the Node goes.
 //
+// It has no status. What a node observes (each peer's path, its readiness)
+// changes with every path switch and matters on that node: writing it here
+// would turn every failover into API writes watched by every node. It is in
+// `wirelacectl status`, the daemon's metrics and its Lease instead.
+//
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=mn
-// +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Mesh IP",type=string,JSONPath=`.spec.meshIPs[0]`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.spec.endpoints[0].address`
 // +kubebuilder:printcolumn:name="NAT",type=string,JSONPath=`.spec.natType`
@@ -120,8 +107,7 @@ type MeshNode struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   MeshNodeSpec   `json:"spec"`
-	Status MeshNodeStatus `json:"status,omitempty"`
+	Spec MeshNodeSpec `json:"spec"`
 }
 
 // MeshNodeList is a list of MeshNodes.
