@@ -238,15 +238,15 @@ func TestIdleStopsAttempts(t *testing.T) {
 	if n == 0 || len(w.cmms) == 0 {
 		t.Fatal("no attempts while active")
 	}
-	failed := w.p.failed
+	failed := w.p.att.failed
 	w.run(time.Hour)
 	for _, p := range w.pings {
 		if p.at.After(t0.Add(IdleTimeout)) {
 			t.Fatalf("ping at %v, after going idle", p.at.Sub(t0))
 		}
 	}
-	if w.p.failed > failed+1 {
-		t.Fatalf("failures counted while idle: %d → %d", failed, w.p.failed)
+	if w.p.att.failed > failed+1 {
+		t.Fatalf("failures counted while idle: %d → %d", failed, w.p.att.failed)
 	}
 	if a := w.tick(); !a.Next.IsZero() {
 		t.Fatalf("idle relay peer asks for a tick at %v", a.Next.Sub(w.now))

@@ -2,11 +2,12 @@ package path
 
 import (
 	"fmt"
-	"github.com/wirelace/wirelace/api/vocab"
 	"math"
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/wirelace/wirelace/api/vocab"
 )
 
 // Status is a peer's path for `wirelacectl status` and the logs.
@@ -73,8 +74,8 @@ func (p *Peer) Status(now time.Time) Status {
 		s.Reason = fmt.Sprintf("direct+relay: %s unconfirmed for %s, sending on both paths", addr, since)
 	default:
 		s.Reason = p.relayReason(now)
-		if !p.attempting && len(p.eligibleAddrs()) > 0 && p.Active(now) {
-			s.NextAttempt = p.nextAttempt
+		if !p.att.on && len(p.eligibleAddrs()) > 0 && p.Active(now) {
+			s.NextAttempt = p.att.next
 		}
 	}
 	return s
@@ -93,23 +94,37 @@ func (p *Peer) relayReason(now time.Time) string {
 		hint = " (peer behind symmetric NAT)"
 	}
 	switch {
-	case len(elig) == 0 && p.prune != "":
-		return "relay: " + lost + p.prune
+	case len(elig) == 0 && p.prune != pruneNone:
+		return "relay: " + lost + p.prune.String()
 	case len(elig) == 0:
 		return "relay: " + lost + "no direct candidates"
 	case !p.Active(now):
 		return fmt.Sprintf("relay: %sno traffic for %s; direct attempts resume when there is", lost, fmtDur(now.Sub(p.lastActive)))
-	case p.attempting:
+	case p.att.on:
 		return fmt.Sprintf("relay: %sprobing %s%s", lost, plural(len(elig), "candidate"), hint)
-	case p.failed == 0:
+	case p.att.failed == 0:
 		// Not attempted yet: the first attempt starts at the next tick.
 		return fmt.Sprintf("relay: %sabout to probe %s", lost, plural(len(elig), "candidate"))
 	}
-	wait := p.nextAttempt.Sub(now)
+	wait := p.att.next.Sub(now)
 	if wait < 0 {
 		wait = 0
 	}
-	return fmt.Sprintf("relay: %sno answer from %s%s, retry in %s", lost, plural(p.lastTried, "candidate"), hint, fmtDur(wait))
+	return fmt.Sprintf("relay: %sno answer from %s%s, retry in %s", lost, plural(p.att.tried, "candidate"), hint, fmtDur(wait))
+}
+
+func (r pruning) String() string {
+	switch r {
+	case pruneBothBlocked:
+		return "both sides have UDP blocked"
+	case pruneLocalBlocked:
+		return "UDP blocked on this node"
+	case prunePeerBlocked:
+		return "UDP blocked at peer"
+	case pruneBothSymmetric:
+		return "both sides symmetric NAT"
+	}
+	return ""
 }
 
 func plural(n int, what string) string {
