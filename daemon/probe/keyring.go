@@ -8,6 +8,8 @@ import (
 
 	"golang.org/x/crypto/nacl/box"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirelace/wirelace/internal/curvekey"
 )
 
 // MaxClockSkew is how far the sealing time of a message may lie from the
@@ -43,11 +45,11 @@ type member struct {
 }
 
 // key returns the shared key with pub, computing it on first use. Members
-// whose key is unusable stay so: a bad key costs one X25519, not one per
-// packet.
+// whose key is unusable (a low-order point, whose shared key everyone knows)
+// stay so: a bad key costs one X25519, not one per packet.
 func (m *member) key(priv, pub wgtypes.Key) *[32]byte {
 	m.once.Do(func() {
-		m.shared, _ = sharedKey(priv, pub)
+		m.shared, _ = curvekey.Precompute(priv, pub)
 	})
 	return m.shared
 }

@@ -41,9 +41,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"golang.org/x/crypto/curve25519"
 	"golang.org/x/crypto/nacl/box"
-	"golang.org/x/crypto/salsa20/salsa"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
@@ -171,21 +169,6 @@ func canonical(k wgtypes.Key) bool {
 		}
 	}
 	return k[0] < 0xed
-}
-
-// sharedKey is box.Precompute, except that it refuses a public key of low
-// order (whose shared secret is all zeros and thus known to everyone) instead
-// of silently using it.
-func sharedKey(priv, pub wgtypes.Key) (*[32]byte, error) {
-	s, err := curve25519.X25519(priv[:], pub[:])
-	if err != nil {
-		return nil, fmt.Errorf("probe key agreement: %w", err)
-	}
-	var shared, key [32]byte
-	copy(shared[:], s)
-	var zeros [16]byte
-	salsa.HSalsa20(&key, &zeros, &shared, &salsa.Sigma)
-	return &key, nil
 }
 
 // encode is the plaintext of m, sealed at sent (unix nanoseconds).

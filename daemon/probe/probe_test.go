@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/nacl/box"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirelace/wirelace/internal/curvekey"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -243,9 +245,9 @@ func TestLowOrderSenderRefused(t *testing.T) {
 	}
 }
 
-func TestSharedKeyMatchesBox(t *testing.T) {
+func TestPrecomputedKeyMatchesBox(t *testing.T) {
 	a, b := newParty(t), newParty(t)
-	got, err := sharedKey(a.priv, b.pub)
+	got, err := curvekey.Precompute(a.priv, b.pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +255,7 @@ func TestSharedKeyMatchesBox(t *testing.T) {
 	pub, priv := [32]byte(b.pub), [32]byte(a.priv)
 	box.Precompute(&want, &pub, &priv)
 	if *got != want {
-		t.Fatal("sharedKey differs from box.Precompute")
+		t.Fatal("curvekey.Precompute differs from box.Precompute")
 	}
 	// And a message sealed with plain nacl/box opens with Open.
 	var nonce [24]byte
@@ -300,7 +302,7 @@ func TestSealRefuses(t *testing.T) {
 // sealRaw boxes an arbitrary plaintext, to test the strict decoder behind
 // a valid box.
 func sealRaw(t *testing.T, plain []byte, a, b party) []byte {
-	key, err := sharedKey(a.priv, b.pub)
+	key, err := curvekey.Precompute(a.priv, b.pub)
 	if err != nil {
 		t.Fatal(err)
 	}
