@@ -1,0 +1,258 @@
+// Package sendq is the queue between the goroutines that hand a relay
+// connection datagrams (the relay's readers of other clients; the daemon's
+// WireGuard senders) and the one goroutine that writes them onto its socket.
+//
+// It exists for throughput and for backpressure, which a channel of single
+// packets gives neither of:
+//
+//   - The writer takes everything queued at once (Take), writes it with one
+//     system call and releases it at once (Release): one lock, one wake-up and
+//     one write per batch rather than per datagram.
+//   - A producer that finds the queue full may wait, boundedly, for the
+//     writer to make room (Push with a wait) instead of dropping. Relayed
+//     WireGuard mostly carries TCP; a dropped datagram costs that TCP a
+//     retransmission and a halved window, while a short wait merely slows the
+//     producer to the pace the connection drains at, which is what TCP's own
+//     flow control would do. The wait is bounded (Options.Wait), and a queue
+//     whose wait ran out counts as stalled for Options.Holdoff, during which
+//     producers drop at once rather than wait again: a connection that stopped
+//     draining costs each producer at most one Wait per Holdoff, never a hang,
+//     and never more than a few percent of its time.
+//
+// Sizes are counted as buffer capacity (the memory a queued packet pins),
+// bounded by a byte limit and a packet limit.
+package sendq
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/wirelace/wirelace/relay/internal/packet"
+)
+
+// Options size a Queue and its backpressure.
+type Options struct {
+	// MaxLen and MaxBytes bound the packets queued and the buffer capacity
+	// queued or taken and not yet released.
+	MaxLen, MaxBytes int
+	// Wait is the longest a Push waits for room; 0 never waits.
+	Wait time.Duration
+	// Holdoff is how long a queue whose Wait ran out is treated as stalled:
+	// Pushes that do not fit then fail at once.
+	Holdoff time.Duration
+}
+
+// Queue is a bounded FIFO of packets with one consumer. Create it with New.
+type Queue struct {
+	opts Options
+
+	// ready has capacity 1: a send means "there is something to take", and
+	// a pending one coalesces any number of pushes into one wake-up.
+	ready chan struct{}
+	// timers are reused across waits: under sustained backpressure nearly
+	// every Push waits.
+	timers sync.Pool
+
+	mu     sync.Mutex
+	items  []*packet.Packet
+	bytes  int64 // capacity of the buffers queued or taken and not released
+	closed bool
+	// space is closed (and set to nil) when Release or Close frees room;
+	// producers waiting for room wait on it. nil while nobody waits.
+	space chan struct{}
+	// stalledUntil: until then a full queue fails Pushes without waiting.
+	stalledUntil time.Time
+	// releases counts Releases, so that a producer whose wait ran out can
+	// tell a stalled writer from one whose freed room others took first.
+	releases uint64
+}
+
+// New returns an empty queue.
+func New(opts Options) *Queue {
+	return &Queue{opts: opts, ready: make(chan struct{}, 1)}
+}
+
+// Ready is signalled when packets are waiting to be taken.
+func (q *Queue) Ready() <-chan struct{} { return q.ready }
+
+// fits reports whether a packet of n bytes fits now. Callers hold q.mu.
+func (q *Queue) fits(n int64) bool {
+	return len(q.items) < q.opts.MaxLen && q.bytes+n <= int64(q.opts.MaxBytes)
+}
+
+// TryPush queues p if it fits now and reports whether it did; a packet not
+// queued is still the caller's.
+func (q *Queue) TryPush(p *packet.Packet) bool {
+	n := int64(cap(p.Data))
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || !q.fits(n) {
+		return false
+	}
+	q.add(p, n)
+	return true
+}
+
+// add queues p and wakes the writer. Callers hold q.mu.
+func (q *Queue) add(p *packet.Packet, n int64) {
+	q.items = append(q.items, p)
+	q.bytes += n
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Push queues p, waiting up to Options.Wait in all for room when the queue
+// is full and not stalled. It returns false, leaving p the caller's, when p
+// did not fit in time, the queue is closed, or ctx ended.
+func (q *Queue) Push(ctx context.Context, p *packet.Packet) bool {
+	n := int64(cap(p.Data))
+	var (
+		deadline time.Time
+		timer    *time.Timer
+		released uint64
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+			q.timers.Put(timer)
+		}
+	}()
+	q.mu.Lock()
+	for {
+		if q.closed {
+			q.mu.Unlock()
+			return false
+		}
+		if q.fits(n) {
+			q.add(p, n)
+			q.mu.Unlock()
+			return true
+		}
+		now := time.Now()
+		if q.opts.Wait <= 0 || n > int64(q.opts.MaxBytes) || now.Before(q.stalledUntil) {
+			q.mu.Unlock()
+			return false
+		}
+		if deadline.IsZero() {
+			deadline, released = now.Add(q.opts.Wait), q.releases
+		}
+		left := deadline.Sub(now)
+		if left <= 0 {
+			if q.releases == released {
+				// The writer freed nothing in a whole Wait: stop
+				// making producers wait for it for a while.
+				q.stalledUntil = now.Add(q.opts.Holdoff)
+			}
+			q.mu.Unlock()
+			return false
+		}
+		if q.space == nil {
+			q.space = make(chan struct{})
+		}
+		space := q.space
+		q.mu.Unlock()
+		if timer == nil {
+			timer = q.timer(left)
+		} else {
+			timer.Reset(left)
+		}
+		select {
+		case <-space:
+		case <-timer.C:
+		case <-ctx.Done():
+			return false
+		}
+		q.mu.Lock()
+	}
+}
+
+// timer returns a running timer for d, reused when one is free.
+func (q *Queue) timer(d time.Duration) *time.Timer {
+	if t, ok := q.timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// Take moves queued packets into dst, oldest first, up to maxBytes of
+// datagram bytes (at least one packet) and maxItems packets, and returns
+// it. Their capacity stays counted until Release.
+func (q *Queue) Take(dst []*packet.Packet, maxItems, maxBytes int) []*packet.Packet {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k, size := 0, 0
+	for k < len(q.items) && k < maxItems {
+		size += len(q.items[k].Data)
+		if k > 0 && size > maxBytes {
+			break
+		}
+		k++
+	}
+	dst = append(dst, q.items[:k]...)
+	rest := copy(q.items, q.items[k:])
+	clear(q.items[rest:]) // no stale pointers keep packets alive
+	q.items = q.items[:rest]
+	if rest > 0 {
+		// More is waiting: make sure the writer comes back for it.
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+	return dst
+}
+
+// Release returns the capacity of packets taken and written (or discarded)
+// to the queue's allowance, and wakes producers waiting for room.
+func (q *Queue) Release(n int64) {
+	q.mu.Lock()
+	q.bytes -= n
+	q.releases++
+	q.wakeLocked()
+	q.mu.Unlock()
+}
+
+func (q *Queue) wakeLocked() {
+	if q.space != nil {
+		close(q.space)
+		q.space = nil
+	}
+}
+
+// Close makes every later push fail and wakes waiting producers, and
+// returns what was still queued (the caller releases it to its pool).
+func (q *Queue) Close() []*packet.Packet {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	q.wakeLocked()
+	left := q.items
+	q.items = nil
+	return left
+}
+
+// Closed reports whether Close was called.
+func (q *Queue) Closed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
+}
+
+// Len is the number of packets queued, and Bytes the buffer capacity they
+// and the packets being written hold.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// Bytes: see Len.
+func (q *Queue) Bytes() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
+}

@@ -1,0 +1,189 @@
+package sendq
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wirelace/wirelace/relay/internal/packet"
+)
+
+func newPacket(pool *packet.Pool, n int) *packet.Packet { return pool.Get(n) }
+
+// A full queue whose writer drains makes the producer wait, not drop:
+// every packet pushed arrives, in order.
+func TestPushWaitsForSlowWriter(t *testing.T) {
+	var pool packet.Pool
+	q := New(Options{MaxLen: 4, MaxBytes: 1 << 20, Wait: 5 * time.Second, Holdoff: time.Second})
+	const total = 200
+	var got []byte
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var batch []*packet.Packet
+		for len(got) < total {
+			<-q.Ready()
+			batch = q.Take(batch[:0], 2, 1<<20) // slower than the producer
+			var n int64
+			for _, p := range batch {
+				got = append(got, p.Data[0])
+				n += int64(cap(p.Data))
+			}
+			time.Sleep(100 * time.Microsecond)
+			q.Release(n)
+		}
+	}()
+	for i := range total {
+		p := newPacket(&pool, 1)
+		p.Data[0] = byte(i)
+		if !q.Push(context.Background(), p) {
+			t.Fatalf("packet %d dropped by a queue whose writer drains", i)
+		}
+	}
+	<-done
+	for i, b := range got {
+		if b != byte(i) {
+			t.Fatalf("packet %d arrived as %d: out of order", i, b)
+		}
+	}
+}
+
+// A writer that stopped draining costs a producer one bounded wait, and
+// then, for the holdoff, none: the queue counts as stalled.
+func TestPushStalledWriter(t *testing.T) {
+	var pool packet.Pool
+	const wait = time.Second
+	q := New(Options{MaxLen: 1, MaxBytes: 1 << 20, Wait: wait, Holdoff: time.Hour})
+	if !q.Push(context.Background(), newPacket(&pool, 1)) {
+		t.Fatal("first packet refused by an empty queue")
+	}
+	start := time.Now()
+	if q.Push(context.Background(), newPacket(&pool, 1)) {
+		t.Fatal("packet queued beyond MaxLen")
+	}
+	if waited := time.Since(start); waited < wait {
+		t.Fatalf("first push into a full queue waited %v, want Wait (%v)", waited, wait)
+	}
+	start = time.Now()
+	if q.Push(context.Background(), newPacket(&pool, 1)) {
+		t.Fatal("packet queued beyond MaxLen")
+	}
+	if waited := time.Since(start); waited >= wait/2 {
+		t.Fatalf("push into a stalled queue waited %v, want no wait", waited)
+	}
+	// Room still takes packets while stalled.
+	batch := q.Take(nil, 10, 1<<20)
+	q.Release(int64(cap(batch[0].Data)))
+	if !q.TryPush(newPacket(&pool, 1)) {
+		t.Fatal("a stalled queue with room refused a packet")
+	}
+}
+
+// Room freed but taken by another producer is progress, not a stall.
+func TestWaitRunsOutWithoutStallWhenWriterProgresses(t *testing.T) {
+	var pool packet.Pool
+	q := New(Options{MaxLen: 1, MaxBytes: 1 << 20, Wait: 30 * time.Millisecond, Holdoff: time.Hour})
+	q.TryPush(newPacket(&pool, 1))
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		time.Sleep(5 * time.Millisecond)
+		b := q.Take(nil, 1, 1<<20)
+		q.mu.Lock()
+		// Another producer takes the room before the waiter can.
+		q.items = append(q.items, newPacket(&pool, 1))
+		q.bytes += int64(cap(b[0].Data))
+		q.mu.Unlock()
+		q.Release(int64(cap(b[0].Data)))
+	})
+	if q.Push(context.Background(), newPacket(&pool, 1)) {
+		t.Fatal("packet queued beyond MaxLen")
+	}
+	wg.Wait()
+	q.mu.Lock()
+	stalled := time.Now().Before(q.stalledUntil)
+	q.mu.Unlock()
+	if stalled {
+		t.Fatal("queue marked stalled although its writer released room")
+	}
+}
+
+func TestNoWaitWhenWaitIsZero(t *testing.T) {
+	var pool packet.Pool
+	q := New(Options{MaxLen: 1, MaxBytes: 1 << 20})
+	q.TryPush(newPacket(&pool, 1))
+	start := time.Now()
+	if q.Push(context.Background(), newPacket(&pool, 1)) {
+		t.Fatal("packet queued beyond MaxLen")
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Fatalf("waited %v with Wait 0", waited)
+	}
+}
+
+// Close wakes a waiting producer and makes later pushes fail; it hands back
+// what was queued.
+func TestCloseWakesWaiters(t *testing.T) {
+	var pool packet.Pool
+	q := New(Options{MaxLen: 1, MaxBytes: 1 << 20, Wait: time.Hour, Holdoff: time.Hour})
+	q.TryPush(newPacket(&pool, 1))
+	res := make(chan bool)
+	go func() { res <- q.Push(context.Background(), newPacket(&pool, 1)) }()
+	time.Sleep(10 * time.Millisecond)
+	if left := q.Close(); len(left) != 1 {
+		t.Fatalf("Close returned %d packets, want 1", len(left))
+	}
+	select {
+	case ok := <-res:
+		if ok {
+			t.Fatal("push into a closed queue succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake the waiting producer")
+	}
+	if q.TryPush(newPacket(&pool, 1)) {
+		t.Fatal("TryPush into a closed queue succeeded")
+	}
+}
+
+// The byte limit counts buffer capacity, and a batch is bounded in bytes
+// but always holds at least one packet.
+func TestBytesAndBatches(t *testing.T) {
+	var pool packet.Pool
+	small := newPacket(&pool, 100)
+	q := New(Options{MaxLen: 100, MaxBytes: 3 * cap(small.Data)})
+	for range 3 {
+		if !q.TryPush(newPacket(&pool, 100)) {
+			t.Fatal("refused within the byte limit")
+		}
+	}
+	if q.TryPush(small) {
+		t.Fatal("queued beyond the byte limit")
+	}
+	b := q.Take(nil, 100, 150)
+	if len(b) != 1 {
+		t.Fatalf("batch of %d packets for 150 bytes of 100-byte packets, want 1", len(b))
+	}
+	if q.TryPush(small) {
+		t.Fatal("taken-but-unreleased capacity was freed early")
+	}
+	q.Release(int64(cap(b[0].Data)))
+	if !q.TryPush(small) {
+		t.Fatal("released capacity not reusable")
+	}
+	b = q.Take(b[:0], 2, 1<<20)
+	if len(b) != 2 || q.Len() != 1 {
+		t.Fatalf("Take(maxItems 2) took %d and left %d", len(b), q.Len())
+	}
+}
+
+func TestContextEndsWait(t *testing.T) {
+	var pool packet.Pool
+	q := New(Options{MaxLen: 1, MaxBytes: 1 << 20, Wait: time.Hour, Holdoff: time.Hour})
+	q.TryPush(newPacket(&pool, 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(10*time.Millisecond, cancel)
+	if q.Push(ctx, newPacket(&pool, 1)) {
+		t.Fatal("packet queued beyond MaxLen")
+	}
+}

@@ -1,0 +1,110 @@
+package protocol
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// BatchWriter writes a batch of frames with as few system calls as the
+// connection allows. On a plain TCP connection the whole batch leaves in
+// one writev (net.Buffers): the headers from a small arena, the datagrams
+// straight from the caller's buffers, uncopied. Anything else (TLS, a pipe
+// in tests) gets the frames copied into a bufio.Writer flushed once per
+// batch, since net.Buffers would make each buffer a Write of its own (a TLS
+// record each). Payloads passed to Add* must stay unchanged until Flush
+// returns. It is not safe for concurrent use.
+type BatchWriter struct {
+	w        io.Writer
+	vectored bool
+	bw       *bufio.Writer // when not vectored
+
+	hdrs   []byte   // headers (and keys) of the batch, back to back
+	frames []frame  // the batch, in order
+	iov    [][]byte // scratch for building the writev
+}
+
+// frame is one frame of a batch: its header's place in hdrs, and its
+// payload (the part after the header and key).
+type frame struct {
+	hdrOff, hdrLen int
+	payload        []byte
+}
+
+// NewBatchWriter writes to conn; bufSize sizes the copy buffer used when
+// conn cannot take vectored writes.
+func NewBatchWriter(conn io.Writer, bufSize int) *BatchWriter {
+	b := &BatchWriter{w: conn}
+	switch conn.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		b.vectored = true
+	default:
+		b.bw = bufio.NewWriterSize(conn, bufSize)
+	}
+	return b
+}
+
+// AddFrame adds a frame with the given payload to the batch.
+func (b *BatchWriter) AddFrame(t Type, payload []byte) error {
+	if len(payload) > MaxPayloadLen {
+		return fmt.Errorf("write %v frame of %d bytes: %w", t, len(payload), ErrFrameTooLarge)
+	}
+	off := len(b.hdrs)
+	b.hdrs = binary.BigEndian.AppendUint32(append(b.hdrs, byte(t)), uint32(len(payload)))
+	b.frames = append(b.frames, frame{hdrOff: off, hdrLen: HeaderLen, payload: payload})
+	return nil
+}
+
+// AddPacket adds a SendPacket or RecvPacket frame: the peer's key, then the
+// datagram.
+func (b *BatchWriter) AddPacket(t Type, key wgtypes.Key, pkt []byte) error {
+	if len(pkt) > MaxPacketLen {
+		return fmt.Errorf("write %v of %d bytes (limit %d): %w", t, len(pkt), MaxPacketLen, ErrFrameTooLarge)
+	}
+	off := len(b.hdrs)
+	b.hdrs = binary.BigEndian.AppendUint32(append(b.hdrs, byte(t)), uint32(KeyLen+len(pkt)))
+	b.hdrs = append(b.hdrs, key[:]...)
+	b.frames = append(b.frames, frame{hdrOff: off, hdrLen: HeaderLen + KeyLen, payload: pkt})
+	return nil
+}
+
+// Len is the number of frames in the batch.
+func (b *BatchWriter) Len() int { return len(b.frames) }
+
+// Flush writes the batch out and starts a new one; the payloads are free
+// again once it returns, whether or not it failed.
+func (b *BatchWriter) Flush() error {
+	defer b.reset()
+	if len(b.frames) == 0 {
+		return nil
+	}
+	if !b.vectored {
+		for _, f := range b.frames {
+			b.bw.Write(b.hdrs[f.hdrOff : f.hdrOff+f.hdrLen])
+			b.bw.Write(f.payload)
+		}
+		return b.bw.Flush() // a failed Write is sticky and reported here
+	}
+	iov := b.iov[:0]
+	for _, f := range b.frames {
+		iov = append(iov, b.hdrs[f.hdrOff:f.hdrOff+f.hdrLen])
+		if len(f.payload) > 0 {
+			iov = append(iov, f.payload)
+		}
+	}
+	b.iov = iov
+	bufs := net.Buffers(iov) // WriteTo consumes its receiver: iov stays ours
+	_, err := bufs.WriteTo(b.w)
+	return err
+}
+
+func (b *BatchWriter) reset() {
+	clear(b.frames) // drop references to the caller's payloads
+	b.frames = b.frames[:0]
+	b.hdrs = b.hdrs[:0]
+	clear(b.iov)
+}
