@@ -16,6 +16,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/wirelace/wirelace/relay/internal/packet"
+	"github.com/wirelace/wirelace/relay/internal/sendq"
 	"github.com/wirelace/wirelace/relay/protocol"
 )
 
@@ -43,7 +44,8 @@ type clientConn struct {
 	s      *Server
 	conn   net.Conn
 	r      *protocol.Reader
-	w      *protocol.Writer
+	w      *protocol.Writer // the handshake's; a session writes through bw
+	bw     *protocol.BatchWriter
 	remote string
 	log    *slog.Logger
 
@@ -57,12 +59,11 @@ type clientConn struct {
 	key, ctl    wgtypes.Key // bound identity
 	connectedAt time.Time
 	limiter     *rate.Limiter // nil when unlimited
-	// out is never closed: senders on other goroutines may still hold c
-	// after it ends, and a send to a dead queue must not panic.
-	out chan *packet.Packet
-	// queued is the buffer capacity of the packets in out and in the
-	// writer's hands, held to Config.QueueBytes by enqueue.
-	queued     atomic.Int64
+	// out holds what other clients' readers forward to this client until
+	// the write loop takes it; bounded by Config.QueueDepth and QueueBytes.
+	// Readers of other sessions may still hold c after it ends: pushes to
+	// a closed queue fail, they do not panic.
+	out        *sendq.Queue
 	queueDrops atomic.Uint64
 }
 
@@ -91,8 +92,13 @@ func (c *clientConn) bind(id identity) {
 	c.log = c.log.With("peer", shortKey(c.key))
 	c.connectedAt = time.Now()
 	c.r = protocol.NewReader(bufio.NewReaderSize(c.conn, readBufSize))
-	c.w = protocol.NewWriter(bufio.NewWriterSize(c.conn, writeBufSize))
-	c.out = make(chan *packet.Packet, c.s.cfg.QueueDepth)
+	c.bw = protocol.NewBatchWriter(c.conn, writeBufSize)
+	c.out = sendq.New(sendq.Options{
+		MaxLen:   c.s.cfg.QueueDepth,
+		MaxBytes: c.s.cfg.QueueBytes,
+		Wait:     c.s.cfg.forwardWait,
+		Holdoff:  c.s.cfg.stallHoldoff,
+	})
 	if c.s.cfg.Rate != Unlimited {
 		c.limiter = rate.NewLimiter(rate.Limit(c.s.cfg.Rate), c.s.cfg.Burst)
 	}
@@ -127,6 +133,10 @@ func (c *clientConn) run() {
 	c.cancel(c.readLoop())
 	<-writerDone
 	c.s.unregister(c)
+	// Wakes readers waiting for room here; what was queued is dropped.
+	for _, p := range c.out.Close() {
+		c.s.pool.Put(p)
+	}
 
 	cause := context.Cause(c.ctx)
 	if errors.Is(cause, context.Canceled) {
@@ -213,7 +223,10 @@ func (c *clientConn) throttle(n int) error {
 	return nil
 }
 
-// forward queues pkt for dst without ever blocking: a full queue drops it.
+// forward queues pkt for dst. When dst's queue is full it waits, boundedly,
+// for dst's writer to make room: backpressure (see the package comment and
+// forwardWait). A full queue whose writer freed nothing within forwardWait
+// drops, as a congested UDP path would.
 func (c *clientConn) forward(dst wgtypes.Key, pkt []byte, told map[wgtypes.Key]time.Time) {
 	d, ok := c.s.lookup(dst)
 	if !ok {
@@ -226,37 +239,15 @@ func (c *clientConn) forward(dst wgtypes.Key, pkt []byte, told map[wgtypes.Key]t
 	// The source is the key this connection authenticated, never anything
 	// the client sent: receivers rely on it to tell peers apart.
 	p.Key = c.key
-	if !d.enqueue(p) {
+	if d.out.TryPush(p) {
+		return
+	}
+	c.s.metrics.backpressure.Inc()
+	if !d.out.Push(c.ctx, p) {
+		c.s.pool.Put(p)
 		d.queueDrops.Add(1)
 		c.s.metrics.dropFull.Inc()
 	}
-}
-
-// enqueue queues p for c unless c's queue is full in packets or in bytes,
-// and reports whether it did; a packet not queued is back in the pool.
-// Bytes are counted as buffer capacity, the memory a queued packet holds.
-func (c *clientConn) enqueue(p *packet.Packet) bool {
-	n := int64(cap(p.Data))
-	if c.queued.Add(n) > int64(c.s.cfg.QueueBytes) {
-		c.queued.Add(-n)
-		c.s.pool.Put(p)
-		return false
-	}
-	select {
-	case c.out <- p:
-		return true
-	default:
-		c.queued.Add(-n)
-		c.s.pool.Put(p)
-		return false
-	}
-}
-
-// dequeued returns a written packet's bytes to c's queue allowance and its
-// buffer to the pool.
-func (c *clientConn) dequeued(p *packet.Packet) {
-	c.queued.Add(-int64(cap(p.Data)))
-	c.s.pool.Put(p)
 }
 
 // peerGone tells the client that dst is not connected, so it can stop
@@ -272,43 +263,36 @@ func (c *clientConn) peerGone(dst wgtypes.Key, told map[wgtypes.Key]time.Time) {
 	told[dst] = now
 	p := c.s.pool.Get(0)
 	p.Kind, p.Key = packet.PeerGone, dst
-	c.enqueue(p) // advisory: when the queue is full, drop it with the rest
+	// Advisory: when the queue is full, drop it rather than wait.
+	if !c.out.TryPush(p) {
+		c.s.pool.Put(p)
+	}
 }
 
-// writeLoop drains the queue onto the socket, flushing whenever the queue
-// runs dry so that bursts share system calls, and keeps a quiet connection
-// alive. It closes the connection when it ends.
+// writeLoop drains the queue onto the socket a batch at a time (one write
+// deadline, one vectored write, one release of queue room per batch), and
+// keeps a quiet connection alive. It closes the connection when it ends.
 func (c *clientConn) writeLoop() {
 	defer c.conn.Close()
 	ka := time.NewTicker(c.s.keepAlive)
 	defer ka.Stop()
 
 	var (
-		wrote         bool
-		frames, bytes int
+		wrote bool
+		batch []*packet.Packet
 	)
 	fail := func(err error) {
 		c.cancel(&connError{reason: closeWriteError, err: err})
 	}
-	flush := func() error {
-		if frames > 0 {
-			c.s.metrics.frames.Add(float64(frames))
-			c.s.metrics.bytes.Add(float64(bytes))
-			frames, bytes = 0, 0
-		}
-		return c.w.Flush()
-	}
 	for {
 		select {
-		case p := <-c.out:
-			if p.Kind == packet.Data {
-				frames++
-				bytes += len(p.Data)
+		case <-c.out.Ready():
+			batch = c.out.Take(batch[:0], maxBatchFrames, maxBatchBytes)
+			if len(batch) == 0 {
+				continue
 			}
-			err := c.writeQueued(p)
-			if err == nil && len(c.out) == 0 {
-				err = flush()
-			}
+			err := c.writeBatch(batch)
+			clear(batch) // the pool has them back; keep no references
 			if err != nil {
 				fail(err)
 				return
@@ -318,10 +302,10 @@ func (c *clientConn) writeLoop() {
 			if !wrote {
 				err := c.armWrite()
 				if err == nil {
-					err = c.w.WriteFrame(protocol.TypeKeepAlive, nil)
+					err = c.bw.AddFrame(protocol.TypeKeepAlive, nil)
 				}
 				if err == nil {
-					err = flush()
+					err = c.bw.Flush()
 				}
 				if err != nil {
 					fail(err)
@@ -330,30 +314,56 @@ func (c *clientConn) writeLoop() {
 			}
 			wrote = false
 		case <-c.ctx.Done():
-			c.goodbye(flush)
+			c.goodbye()
 			return
 		}
 	}
 }
 
-// writeQueued buffers one item from the queue under its own write deadline,
-// and releases it.
-func (c *clientConn) writeQueued(p *packet.Packet) error {
-	defer c.dequeued(p)
-	if err := c.armWrite(); err != nil {
-		return err
+// writeBatch writes batch under one write deadline, then returns its room
+// to the queue and its buffers to the pool, whether or not the write
+// succeeded.
+func (c *clientConn) writeBatch(batch []*packet.Packet) error {
+	var (
+		room          int64
+		frames, bytes int
+		err           error
+	)
+	err = c.armWrite()
+	for _, p := range batch {
+		room += int64(cap(p.Data))
+		if err != nil {
+			continue
+		}
+		if p.Kind == packet.PeerGone {
+			err = c.bw.AddFrame(protocol.TypePeerGone, p.Key[:])
+			continue
+		}
+		frames++
+		bytes += len(p.Data)
+		err = c.bw.AddPacket(protocol.TypeRecvPacket, p.Key, p.Data)
 	}
-	if p.Kind == packet.PeerGone {
-		return c.w.WriteFrame(protocol.TypePeerGone, p.Key[:])
+	if err == nil {
+		err = c.bw.Flush()
+	} else {
+		c.bw.Flush() // only to let go of the payloads; the session is over
 	}
-	return c.w.WritePacket(protocol.TypeRecvPacket, p.Key, p.Data)
+	for _, p := range batch {
+		c.s.pool.Put(p)
+	}
+	c.out.Release(room)
+	if err == nil {
+		c.s.metrics.frames.Add(float64(frames))
+		c.s.metrics.bytes.Add(float64(bytes))
+	}
+	return err
 }
 
-// armWrite gives the next frame WriteTimeout from now to leave. Every frame,
-// KeepAlives included, gets its own deadline: one left from an earlier
-// write would expire under a later one (a KeepAlive a while after the last
-// packet) and drop a healthy quiet session. Once the session is ending the
-// goodbye deadline stands instead.
+// armWrite gives the next batch WriteTimeout from now to leave. Every
+// batch, KeepAlives included, gets its own deadline: one left from an
+// earlier write would expire under a later one (a KeepAlive a while after
+// the last packet) and drop a healthy quiet session. Once the session is
+// ending the goodbye deadline stands instead.
 func (c *clientConn) armWrite() error {
 	if c.ctx.Err() != nil {
 		return nil
@@ -363,7 +373,7 @@ func (c *clientConn) armWrite() error {
 
 // goodbye tells the client why the relay is closing the session, when that
 // is worth telling, so its log says more than "connection reset".
-func (c *clientConn) goodbye(flush func() error) {
+func (c *clientConn) goodbye() {
 	cause := context.Cause(c.ctx)
 	if errors.Is(cause, context.Canceled) {
 		cause = errShutdown
@@ -373,7 +383,7 @@ func (c *clientConn) goodbye(flush func() error) {
 		return
 	}
 	c.conn.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
-	if c.w.WriteFrame(protocol.TypeServerClose, protocol.AppendReason(nil, ce.err.Error())) == nil {
-		flush()
+	if c.bw.AddFrame(protocol.TypeServerClose, protocol.AppendReason(nil, ce.err.Error())) == nil {
+		c.bw.Flush()
 	}
 }

@@ -54,6 +54,7 @@ type metrics struct {
 	authFailures  *prometheus.CounterVec
 	disconnects   *prometheus.CounterVec
 	rateLimited   prometheus.Counter
+	backpressure  prometheus.Counter
 	replaced      prometheus.Counter
 	handshakeTime prometheus.Histogram
 
@@ -100,6 +101,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "wirelace", Subsystem: "relay", Name: "rate_limited_frames_total",
 			Help: "Frames whose reading was delayed by the sender's rate limit.",
 		}),
+		backpressure: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "wirelace", Subsystem: "relay", Name: "backpressure_waits_total",
+			Help: "Packets whose destination's queue was full, so the sender's reader waited for room (and the sender's stream slowed) rather than drop at once. Those still dropped count in dropped_packets_total.",
+		}),
 		replaced: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "wirelace", Subsystem: "relay", Name: "replaced_connections_total",
 			Help: "Connections closed because the same WireGuard key authenticated again. A steady rise means two daemons share a key.",
@@ -126,7 +131,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.clients, m.handshakes, m.refused, m.frames, m.bytes, m.drops, m.authFailures, m.disconnects, m.rateLimited, m.replaced, m.handshakeTime} {
+	for _, c := range []prometheus.Collector{m.clients, m.handshakes, m.refused, m.frames, m.bytes, m.drops, m.authFailures, m.disconnects, m.rateLimited, m.backpressure, m.replaced, m.handshakeTime} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

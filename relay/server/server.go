@@ -4,9 +4,25 @@
 //
 // Every client gets a reader goroutine, which forwards what the client sends,
 // and a writer goroutine, which drains the client's bounded queue onto its
-// socket under write deadlines. Readers never block on another client: a full
-// queue drops the packet, as a congested UDP path would. So a client that
-// stops reading costs only its own packets, never the relay or other clients.
+// socket, a batch per vectored write, under write deadlines.
+//
+// Backpressure, and why it is bounded. The datagrams are mostly WireGuard
+// carrying TCP, and every datagram dropped here costs that TCP a
+// retransmission and a halved window. So when a destination's queue is
+// full, the reader forwarding to it waits for the destination's writer to
+// make room (forwardWait at most) instead of dropping: the sender's relay
+// stream then slows to the pace its destination drains at, through TCP's
+// own flow control, and the sender's node slows its WireGuard sends in turn
+// (relay/client applies the same backpressure). The price is head-of-line
+// blocking within one sender's stream: while it waits for a slow
+// destination, its packets for other destinations wait too, since one TCP
+// stream can only be slowed as a whole. That is what keeps it bounded: a
+// destination whose writer frees nothing for a whole forwardWait counts as
+// stalled for stallHoldoff, and packets for it are then dropped at once, as
+// a congested UDP path would. So a client that stops reading, or reads far
+// slower than it is sent to, costs each of its senders at most one
+// forwardWait per stallHoldoff, and other clients nothing; the write
+// deadline closes it if it accepts nothing at all.
 //
 // Whoever can reach the relay can open connections, so what an
 // unauthenticated one costs is bounded too: handshakes in progress are
@@ -44,13 +60,18 @@ const (
 	DefaultRate = 100e6
 	// DefaultBurst is the per-client token bucket size in bytes.
 	DefaultBurst = 4 << 20
-	// DefaultQueueDepth is the per-client send queue length in packets.
-	DefaultQueueDepth = 256
+	// DefaultQueueDepth is the per-client send queue length in packets:
+	// as many 1500-MTU datagrams (2 KiB buffers) as DefaultQueueBytes
+	// holds, so that for ordinary traffic the byte limit is the one that
+	// counts. (256 here, 360 KB of datagrams, was under 3 ms at 1 Gbit/s:
+	// every burst of a TCP flow overflowed it.)
+	DefaultQueueDepth = 2048
 	// DefaultQueueBytes bounds the memory one client's queue holds,
-	// counted as the capacity of the queued buffers: a full queue
-	// (DefaultQueueDepth) of packets fits even at a 9000-byte jumbo MTU
-	// (9 KiB buffers), but only 64 maximum datagrams do, where the packet
-	// count alone let a sender pin 16 MiB per destination.
+	// counted as the capacity of the queued buffers. It is sized to the
+	// bandwidth-delay product of a relayed flow: 1 Gbit/s for 33 ms, or
+	// 100 Mbit/s across a 330 ms path, so one TCP flow can keep the path
+	// full. Only 64 maximum datagrams fit, where a packet count alone
+	// would let a sender pin 128 MiB per destination.
 	DefaultQueueBytes = 4 << 20
 	// DefaultMaxSessions is one session for each node of the largest
 	// cluster Kubernetes supports (5000 nodes).
@@ -87,9 +108,26 @@ const (
 	// readBufSize and writeBufSize are a session's socket buffers,
 	// allocated once it has authenticated. Before that a connection reads
 	// without a buffer and writes through handshakeBufSize.
-	readBufSize      = 32 << 10
-	writeBufSize     = 32 << 10
+	readBufSize      = 64 << 10
+	writeBufSize     = 64 << 10
 	handshakeBufSize = protocol.HeaderLen + protocol.MaxHandshakePayloadLen
+	// maxBatchFrames and maxBatchBytes bound what the write loop takes from
+	// the queue for one vectored write: 512 frames are 1024 iovecs, the
+	// kernel's limit for one writev, and 256 KiB leaves at 1 Gbit/s in
+	// 2 ms, the granularity at which waiting senders get room back.
+	maxBatchFrames = 512
+	maxBatchBytes  = 256 << 10
+	// forwardWait is the longest a reader waits for room in a full
+	// destination queue before it drops the packet (see the package
+	// comment). A destination that is draining frees room within one batch
+	// write, a few milliseconds at any useful rate; one that freed nothing
+	// for this long is stalled, or far slower than its senders.
+	forwardWait = 20 * time.Millisecond
+	// stallHoldoff is how long a destination whose queue did not drain
+	// within forwardWait gets drops without waiting, so that a stalled
+	// client costs its senders at most forwardWait/stallHoldoff (4%) of
+	// their time, not a wait per packet.
+	stallHoldoff = 500 * time.Millisecond
 	// goodbyeTimeout bounds the ServerClose frame written to a client the
 	// relay closes, so a stuck client cannot hold up shutdown.
 	goodbyeTimeout = time.Second
@@ -136,6 +174,11 @@ type Config struct {
 	// RefusalLogInterval is the least time between log lines for the same
 	// kind of refusal.
 	RefusalLogInterval time.Duration
+
+	// forwardWait and stallHoldoff, when set, replace the constants of
+	// the same names: tests stretch them so that a slow test machine
+	// cannot turn backpressure into drops.
+	forwardWait, stallHoldoff time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -162,6 +205,8 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.AuthTimeout, DefaultAuthTimeout)
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.RefusalLogInterval, DefaultRefusalLogInterval)
+	setDefault(&c.forwardWait, forwardWait)
+	setDefault(&c.stallHoldoff, stallHoldoff)
 	if c.Rate != Unlimited && c.Burst < protocol.MaxFrameLen {
 		return fmt.Errorf("burst of %d bytes is below the largest frame (%d bytes), which could then never pass", c.Burst, protocol.MaxFrameLen)
 	}
@@ -456,7 +501,7 @@ type ClientInfo struct {
 	QueueLen   int
 	QueueBytes int
 	// Dropped counts packets for it that were dropped because its queue
-	// was full: a client that reads too slowly.
+	// was full and did not drain in time: a client that reads too slowly.
 	Dropped uint64
 }
 
@@ -469,8 +514,8 @@ func (s *Server) Clients() []ClientInfo {
 			Key:         c.key,
 			RemoteAddr:  c.remote,
 			ConnectedAt: c.connectedAt,
-			QueueLen:    len(c.out),
-			QueueBytes:  int(c.queued.Load()),
+			QueueLen:    c.out.Len(),
+			QueueBytes:  int(c.out.Bytes()),
 			Dropped:     c.queueDrops.Load(),
 		})
 		return true
