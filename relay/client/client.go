@@ -2,11 +2,21 @@
 // authenticated session to one wirelace-relay, reconnecting with back-off
 // whenever it drops, and moves WireGuard datagrams through it.
 //
-// The datagram path is built for the data plane: Send copies the packet into
-// a pooled buffer and queues it without blocking (a full queue is an error
-// the caller treats as a drop, as UDP would), and one writer goroutine drains
-// the queue, flushing once per burst. Received packets are handed to a
-// callback straight from the read buffer, without a copy.
+// The datagram path is built for the data plane: Send (or SendBatch, for a
+// whole batch of wireguard-go's at once) copies the packets into pooled
+// buffers and queues them, and one writer goroutine takes everything queued
+// at a time and writes it with one vectored write. Received packets are
+// handed to a callback straight from the read buffer, without a copy.
+//
+// A full queue pushes back rather than drops, as a UDP socket with a full
+// send buffer blocks its writer: Send waits, up to sendWait, for the writer
+// to make room. The caller is wireguard-go's per-peer sender, so the wait
+// slows WireGuard, and the TCP inside it, to the pace the relay connection
+// carries, where a drop would cost that TCP a retransmission and half its
+// window. A session whose writer freed nothing for a whole sendWait (a
+// relay that stopped reading) counts as stalled for stallHoldoff, and Send
+// then drops at once, returning ErrQueueFull: a stalled relay costs the
+// node at most one sendWait per stallHoldoff, never a hang.
 package client
 
 import (
@@ -26,8 +36,26 @@ import (
 	"github.com/wirelace/wirelace/relay/protocol"
 )
 
-// DefaultQueueDepth is the default length of the send queue, in packets.
-const DefaultQueueDepth = 512
+// DefaultQueueDepth is the default length of the send queue, in packets:
+// queueBytes of 1500-MTU datagrams.
+const DefaultQueueDepth = 2048
+
+// Send queue sizing and backpressure (see the package comment).
+const (
+	// queueBytes bounds the buffer memory of the send queue: about the
+	// bandwidth-delay product of a relayed flow (1 Gbit/s for 33 ms), so
+	// that the queue absorbs the bursts of WireGuard's batches.
+	queueBytes = 4 << 20
+	// sendWait is the longest Send waits for room in a full queue.
+	sendWait = 20 * time.Millisecond
+	// stallHoldoff is how long a queue that freed nothing within sendWait
+	// makes Send drop without waiting.
+	stallHoldoff = 500 * time.Millisecond
+	// maxBatchFrames and maxBatchBytes bound one vectored write: 1024
+	// iovecs (the kernel's limit per writev), and 256 KiB.
+	maxBatchFrames = 512
+	maxBatchBytes  = 256 << 10
+)
 
 // Timeouts and reconnect back-off.
 const (
@@ -58,7 +86,10 @@ const (
 	// moved; moving it for every frame would cost a timer update each.
 	deadlineRefresh = time.Second
 	readBufSize     = 64 << 10
-	writeBufSize    = 64 << 10
+	writeBufSize    = 64 << 10 // used only where writev is not (TLS)
+	// handshakeBufSize is the writer's buffer for the handshake, which
+	// sends one small frame.
+	handshakeBufSize = protocol.HeaderLen + protocol.MaxHandshakePayloadLen
 )
 
 // Errors from Send. Each means the packet was dropped.
@@ -122,7 +153,8 @@ type Config struct {
 	OnState func(State)
 	// Logger receives the client's logs; nil discards them.
 	Logger *slog.Logger
-	// QueueDepth is the send queue length; 0 means DefaultQueueDepth.
+	// QueueDepth is the send queue length in packets; 0 means
+	// DefaultQueueDepth. The queue also holds at most 4 MiB of buffers.
 	QueueDepth int
 	// Dial, if set, makes the TCP connection (through a proxy, or from
 	// another network namespace); nil dials directly.
@@ -170,26 +202,55 @@ func (c *Client) Addr() string { return c.cfg.Addr }
 // Connected reports whether a session is established now.
 func (c *Client) Connected() bool { return c.session.Load() != nil }
 
-// Send queues a WireGuard datagram for the peer with WireGuard key dst. It
-// never blocks; an error means the packet was dropped.
+// Send queues a WireGuard datagram for the peer with WireGuard key dst.
+// When the queue is full it waits, up to sendWait, for room (see the
+// package comment); an error means the packet was dropped. Safe for
+// concurrent use.
 func (c *Client) Send(dst wgtypes.Key, pkt []byte) error {
+	if err := checkSize(pkt); err != nil {
+		return err
+	}
+	_, err := c.SendBatch(dst, [][]byte{pkt})
+	return err
+}
+
+func checkSize(pkt []byte) error {
 	if len(pkt) == 0 || len(pkt) > protocol.MaxPacketLen {
 		return fmt.Errorf("%w: %d bytes", ErrPacketSize, len(pkt))
 	}
+	return nil
+}
+
+// SendBatch queues datagrams for dst, in order, as Send does, and returns
+// how many it queued: the first sent of them. It stops at the first that
+// cannot be queued and returns why; a datagram of a wrong size is skipped
+// and reported after the rest are queued. A whole batch of wireguard-go's
+// costs one session lookup and wakes the writer once.
+func (c *Client) SendBatch(dst wgtypes.Key, pkts [][]byte) (int, error) {
 	s := c.session.Load()
 	if s == nil {
-		return ErrNotConnected
+		return 0, ErrNotConnected
 	}
-	p := c.pool.Get(len(pkt))
-	copy(p.Data, pkt)
-	p.Key = dst
-	select {
-	case s.out <- p:
-		return nil
-	default:
-		c.pool.Put(p)
-		return ErrQueueFull
+	var bad error
+	sent := 0
+	for _, pkt := range pkts {
+		if err := checkSize(pkt); err != nil {
+			bad = err
+			continue
+		}
+		p := c.pool.Get(len(pkt))
+		copy(p.Data, pkt)
+		p.Key = dst
+		if !s.out.Push(context.Background(), p) {
+			c.pool.Put(p)
+			if s.out.Closed() {
+				return sent, ErrNotConnected
+			}
+			return sent, ErrQueueFull
+		}
+		sent++
 	}
+	return sent, bad
 }
 
 // Run connects to the relay and keeps reconnecting, with back-off, until ctx

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wirelace/wirelace/relay/internal/packet"
+	"github.com/wirelace/wirelace/relay/internal/sendq"
 	"github.com/wirelace/wirelace/relay/protocol"
 )
 
@@ -20,7 +21,7 @@ import (
 // the Client, so packets queued for a session that died are never sent on
 // the next one: they would only be stale.
 type session struct {
-	out chan *packet.Packet
+	out *sendq.Queue
 }
 
 // connect runs one connection from dial to end. It returns how long the
@@ -32,7 +33,7 @@ func (c *Client) connect(ctx context.Context) (time.Duration, error) {
 	}
 	defer conn.Close()
 	r := protocol.NewReader(bufio.NewReaderSize(conn, readBufSize))
-	w := protocol.NewWriter(bufio.NewWriterSize(conn, writeBufSize))
+	w := protocol.NewWriter(bufio.NewWriterSize(conn, handshakeBufSize))
 	announced, err := c.handshake(ctx, conn, r, w)
 	if err != nil {
 		return 0, err
@@ -48,17 +49,27 @@ func (c *Client) connect(ctx context.Context) (time.Duration, error) {
 	stop := context.AfterFunc(sctx, func() { conn.Close() })
 	defer stop()
 
-	s := &session{out: make(chan *packet.Packet, c.cfg.QueueDepth)}
+	s := &session{out: sendq.New(sendq.Options{
+		MaxLen:   c.cfg.QueueDepth,
+		MaxBytes: queueBytes,
+		Wait:     sendWait,
+		Holdoff:  stallHoldoff,
+	})}
 	start := time.Now()
 	c.session.Store(s)
 	c.log.Info("relay connected", "remote", conn.RemoteAddr().String())
 	c.notify(State{Connected: true})
 
 	var wg sync.WaitGroup
-	wg.Go(func() { cancel(c.writeLoop(sctx, s, conn, w, idle/keepAliveDivisor)) })
+	bw := protocol.NewBatchWriter(conn, writeBufSize)
+	wg.Go(func() { cancel(c.writeLoop(sctx, s, conn, bw, idle/keepAliveDivisor)) })
 	cancel(c.readLoop(conn, r, idle))
 	wg.Wait()
 	c.session.Store(nil)
+	// Wakes senders waiting for room; what was queued is stale now.
+	for _, p := range s.out.Close() {
+		c.pool.Put(p)
+	}
 	return time.Since(start), context.Cause(sctx)
 }
 
@@ -190,32 +201,35 @@ func (c *Client) readLoop(conn net.Conn, r *protocol.Reader, idle time.Duration)
 	}
 }
 
-// writeLoop drains the session's queue, flushing whenever it runs dry, and
-// sends a KeepAlive when nothing else went out for a keepalive interval.
-func (c *Client) writeLoop(ctx context.Context, s *session, conn net.Conn, w *protocol.Writer, keepAlive time.Duration) error {
+// writeLoop drains the session's queue a batch at a time, one vectored
+// write each, and sends a KeepAlive when nothing else went out for a
+// keepalive interval.
+func (c *Client) writeLoop(ctx context.Context, s *session, conn net.Conn, bw *protocol.BatchWriter, keepAlive time.Duration) error {
 	ka := time.NewTicker(keepAlive)
 	defer ka.Stop()
 	refresh := min(deadlineRefresh, writeTimeout/8)
 	var (
 		deadlineSet time.Time
 		wrote       bool
+		batch       []*packet.Packet
 	)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case p := <-s.out:
+		case <-s.out.Ready():
+			batch = s.out.Take(batch[:0], maxBatchFrames, maxBatchBytes)
+			if len(batch) == 0 {
+				continue
+			}
 			if now := time.Now(); now.Sub(deadlineSet) >= refresh {
 				if err := conn.SetWriteDeadline(now.Add(writeTimeout)); err != nil {
 					return fmt.Errorf("write to relay: %w", err)
 				}
 				deadlineSet = now
 			}
-			err := w.WritePacket(protocol.TypeSendPacket, p.Key, p.Data)
-			c.pool.Put(p)
-			if err == nil && len(s.out) == 0 {
-				err = w.Flush()
-			}
+			err := c.writeBatch(s, bw, batch)
+			clear(batch)
 			if err != nil {
 				return fmt.Errorf("write to relay: %w", err)
 			}
@@ -225,14 +239,38 @@ func (c *Client) writeLoop(ctx context.Context, s *session, conn net.Conn, w *pr
 				if err := conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
 					return fmt.Errorf("write to relay: %w", err)
 				}
-				if err := w.WriteFrame(protocol.TypeKeepAlive, nil); err != nil {
+				deadlineSet = time.Now()
+				if err := bw.AddFrame(protocol.TypeKeepAlive, nil); err != nil {
 					return fmt.Errorf("write to relay: %w", err)
 				}
-				if err := w.Flush(); err != nil {
+				if err := bw.Flush(); err != nil {
 					return fmt.Errorf("write to relay: %w", err)
 				}
 			}
 			wrote = false
 		}
 	}
+}
+
+// writeBatch writes batch, then returns its room to the queue and its
+// buffers to the pool, whether or not the write succeeded.
+func (c *Client) writeBatch(s *session, bw *protocol.BatchWriter, batch []*packet.Packet) error {
+	var (
+		room int64
+		err  error
+	)
+	for _, p := range batch {
+		room += int64(cap(p.Data))
+		if err == nil {
+			err = bw.AddPacket(protocol.TypeSendPacket, p.Key, p.Data)
+		}
+	}
+	if ferr := bw.Flush(); err == nil {
+		err = ferr
+	}
+	for _, p := range batch {
+		c.pool.Put(p)
+	}
+	s.out.Release(room)
+	return err
 }
