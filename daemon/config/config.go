@@ -55,6 +55,11 @@ type Config struct {
 	// network). Peers route them only inside a RouteGrant an operator
 	// wrote for this node.
 	AdvertiseCIDRs []string `json:"advertiseCIDRs"`
+	// AdvertiseGrantedCIDRs also advertises whatever the RouteGrants naming
+	// this node grant it. A DaemonSet gives every node the same flags, so
+	// there the operator makes a node a gateway with one object, the
+	// RouteGrant, which is also what lets peers accept the claim.
+	AdvertiseGrantedCIDRs bool `json:"advertiseGrantedCIDRs"`
 	// NodeIPRoutes routes other nodes' InternalIPs through the mesh (when
 	// they are not on this node's own networks), so that traffic between
 	// node addresses crosses NATs: a primary CNI's overlay (Cilium VXLAN

@@ -69,6 +69,7 @@ func flagSet(c *Config, configFile *string) *flag.FlagSet {
 	fs.DurationVar(&c.IPAMReleaseGrace.Duration, "ipam-release-grace", c.IPAMReleaseGrace.Duration, "how long a pod's address outlives its pod in the API without a CNI DEL")
 	fs.BoolVar(&c.Masquerade, "masquerade", c.Masquerade, "masquerade pod traffic leaving the cluster")
 	fs.Var((*list)(&c.AdvertiseCIDRs), "advertise-cidrs", "comma-separated prefixes this node routes for the mesh as a gateway; peers need a RouteGrant for it")
+	fs.BoolVar(&c.AdvertiseGrantedCIDRs, "advertise-granted-cidrs", c.AdvertiseGrantedCIDRs, "also advertise the prefixes RouteGrants grant this node (a gateway made by one RouteGrant)")
 	fs.BoolVar(&c.NodeIPRoutes, "node-ip-routes", c.NodeIPRoutes, "route other nodes' InternalIPs through the mesh (for a primary CNI's overlay, kubelet exec/logs across NATs)")
 	fs.IntVar(&c.RouteTable, "route-table", c.RouteTable, "routing table for node-IP routes")
 	fs.IntVar(&c.FwMark, "fwmark", c.FwMark, "firewall mark on WireGuard's and the relays' own packets, which skip the node-IP table")

@@ -225,6 +225,13 @@ func (d *Daemon) spec(host []netip.Prefix) (v1alpha1.MeshNodeSpec, error) {
 	if err != nil {
 		return spec, err
 	}
+	if d.cfg.AdvertiseGrantedCIDRs {
+		for _, g := range d.watcher.Grants(d.cfg.NodeName) {
+			if !slices.Contains(advertised, g) {
+				advertised = append(advertised, g)
+			}
+		}
+	}
 	spec.AdvertisedCIDRs = prefixStrings(advertised)
 	if len(advertised) == 0 {
 		spec.AdvertisedCIDRs = nil

@@ -79,10 +79,10 @@ seLinuxOptions:
 {{- define "wirelace.cniVolumes" -}}
 - name: cni-bin
   hostPath:
-    path: /opt/cni/bin
+    path: {{ .Values.cni.binDir }}
     type: DirectoryOrCreate
 - name: cni-conf
   hostPath:
-    path: /etc/cni/net.d
+    path: {{ .Values.cni.confDir }}
     type: DirectoryOrCreate
 {{- end -}}
