@@ -36,7 +36,7 @@ func newLabWith(t *testing.T, opts lab.Options) *lab.Lab {
 	}
 	// A lab with kubelets starts more and, on a cold cache, builds more.
 	setup := 10 * time.Minute
-	if opts.Kubelets {
+	if opts.Helm {
 		setup = 20 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), setup)

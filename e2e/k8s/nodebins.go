@@ -37,12 +37,15 @@ type NodeBinaries struct {
 	Kubelet, Containerd, Shim, Ctr string
 	// Loopback is the CNI plugin containerd's CRI runs for every pod's lo.
 	Loopback string
+	// Kubectl is what a user of the lab's cluster runs.
+	Kubectl string
 }
 
 const (
 	kubeletPkg           = "k8s.io/kubernetes/cmd/kubelet"
 	controllerManagerPkg = "k8s.io/kubernetes/cmd/kube-controller-manager"
 	schedulerPkg         = "k8s.io/kubernetes/cmd/kube-scheduler"
+	kubectlPkg           = "k8s.io/kubernetes/cmd/kubectl"
 	kubeNodeWrapModule   = "wirelace.lab/kube-node-build"
 
 	containerdModule     = "github.com/containerd/containerd/v2"
@@ -68,7 +71,7 @@ func (t buildTarget) name() string { return filepath.Base(t.pkg) }
 // nodeStampText and runtimeStampText identify complete builds (see
 // stampText for the scheme).
 func nodeStampText() string {
-	return fmt.Sprintf("wirelace e2e/k8s node binaries v1\nkubernetes %s\nplatform %s/%s\ncgo 0\n",
+	return fmt.Sprintf("wirelace e2e/k8s node binaries v2\nkubernetes %s\nplatform %s/%s\ncgo 0\n",
 		KubernetesVersion, runtime.GOOS, runtime.GOARCH)
 }
 
@@ -98,6 +101,7 @@ func EnsureNodeBinaries(ctx context.Context, cacheDir string, progress io.Writer
 		Kubelet:           filepath.Join(kubeBin, "kubelet"),
 		ControllerManager: filepath.Join(kubeBin, "kube-controller-manager"),
 		Scheduler:         filepath.Join(kubeBin, "kube-scheduler"),
+		Kubectl:           filepath.Join(kubeBin, "kubectl"),
 		Containerd:        filepath.Join(rtBin, "containerd"),
 		Shim:              filepath.Join(rtBin, "containerd-shim-runc-v2"),
 		Ctr:               filepath.Join(rtBin, "ctr"),
@@ -111,8 +115,8 @@ func EnsureNodeBinaries(ctx context.Context, cacheDir string, progress io.Writer
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		p := newProgressWriter(progress, "[kubelet-build] ")
-		return ensureGroup(gctx, kubeRoot, nodeStampText(), []string{b.Kubelet, b.ControllerManager, b.Scheduler}, p,
-			"kubelet, kube-controller-manager and kube-scheduler "+KubernetesVersion, buildKubeNode)
+		return ensureGroup(gctx, kubeRoot, nodeStampText(), []string{b.Kubelet, b.ControllerManager, b.Scheduler, b.Kubectl}, p,
+			"kubelet, kube-controller-manager, kube-scheduler and kubectl "+KubernetesVersion, buildKubeNode)
 	})
 	g.Go(func() error {
 		p := newProgressWriter(progress, "[containerd-build] ")
@@ -217,12 +221,14 @@ func buildKubeNode(ctx context.Context, root, binDir string, p *progressWriter) 
 		{pkg: kubeletPkg, versionArgs: []string{"--version"}, want: KubernetesVersion},
 		{pkg: controllerManagerPkg, versionArgs: []string{"--version"}, want: KubernetesVersion},
 		{pkg: schedulerPkg, versionArgs: []string{"--version"}, want: KubernetesVersion},
+		// The lab's users' tool: kubectl logs/exec through the API server.
+		{pkg: kubectlPkg, versionArgs: []string{"version", "--client"}, want: KubernetesVersion},
 	}
 	p.Printf("step 3/4: resolve dependencies")
 	if err := runGo(ctx, srcDir, p, nil, append([]string{"get"}, versioned(targets, KubernetesVersion)...)...); err != nil {
 		return err
 	}
-	p.Printf("step 4/4: go build kubelet, kube-controller-manager, kube-scheduler (cold: ~8 min on 2 cores)")
+	p.Printf("step 4/4: go build kubelet, kube-controller-manager, kube-scheduler, kubectl (cold: ~8 min on 2 cores)")
 	return buildTargets(ctx, srcDir, binDir, targets, kubeLdflags(), "", p)
 }
 

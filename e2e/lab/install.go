@@ -27,7 +27,19 @@ const (
 	Namespace           = "wirelace-system"
 	serviceAccount      = "wirelace"
 	relayServiceAccount = "wirelace-relay"
+	// With Options.Helm the chart owns the names above; the lab's relays
+	// (processes, not the chart's StatefulSet) get their own.
+	helmLabNamespace = "wirelace-lab"
+	helmLabRelayRole = "wirelace-lab-relay"
 )
+
+// relayIdentity is the namespace and ServiceAccount of the lab's relays.
+func (l *Lab) relayIdentity() (namespace, serviceAccount string) {
+	if l.opts.Helm {
+		return helmLabNamespace, relayServiceAccount
+	}
+	return Namespace, relayServiceAccount
+}
 
 // roles are the ClusterRoles in install/rbac and the ServiceAccount each is
 // bound to.
@@ -39,6 +51,17 @@ var roles = []struct{ file, serviceAccount string }{
 var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 func (l *Lab) install(ctx context.Context) error {
+	if err := l.installCRDs(ctx); err != nil {
+		return err
+	}
+	if l.opts.Helm {
+		return l.installRelayIdentity(ctx)
+	}
+	return l.installManifests(ctx)
+}
+
+// installCRDs creates install/crds and waits until they are served.
+func (l *Lab) installCRDs(ctx context.Context) error {
 	crds, err := filepath.Glob(filepath.Join(l.opts.Root, "install", "crds", "*.yaml"))
 	if err != nil || len(crds) == 0 {
 		return fmt.Errorf("no CRDs under %s/install/crds (run make generate)", l.opts.Root)
@@ -52,6 +75,50 @@ func (l *Lab) install(ctx context.Context) error {
 			return fmt.Errorf("create CRD from %s: %w", f, err)
 		}
 	}
+	// A CRD is usable once the API server serves its resource.
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		for _, r := range []schema.GroupVersionResource{v1alpha1.MeshNodeResource, v1alpha1.IPClaimResource, v1alpha1.RouteGrantResource} {
+			if _, err := l.Dynamic.Resource(r).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+				return false, nil // not served yet
+			}
+		}
+		return true, nil
+	})
+}
+
+// installRelayIdentity gives the lab's relays a ServiceAccount bound to
+// the relay ClusterRole's rules under a name of the lab's own.
+func (l *Lab) installRelayIdentity(ctx context.Context) error {
+	ns, sa := l.relayIdentity()
+	if _, err := l.Core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create namespace: %w", err)
+	}
+	var role rbacv1.ClusterRole
+	if err := readYAML(filepath.Join(l.opts.Root, "install", "rbac", "relay-clusterrole.yaml"), &role); err != nil {
+		return err
+	}
+	role.ObjectMeta = metav1.ObjectMeta{Name: helmLabRelayRole}
+	if _, err := l.Core.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create ClusterRole %s: %w", role.Name, err)
+	}
+	if _, err := l.Core.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create service account %s: %w", sa, err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: helmLabRelayRole},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: helmLabRelayRole},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}},
+	}
+	if _, err := l.Core.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create ClusterRoleBinding %s: %w", binding.Name, err)
+	}
+	return nil
+}
+
+// installManifests installs what install/ holds besides the CRDs, as an
+// operator applying the manifests would (the lab's daemons are processes,
+// so not the DaemonSet).
+func (l *Lab) installManifests(ctx context.Context) error {
 	if _, err := l.Core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create namespace: %w", err)
 	}
@@ -90,15 +157,7 @@ func (l *Lab) install(ctx context.Context) error {
 	if _, err := l.Core.RbacV1().RoleBindings(Namespace).Create(ctx, leaseBinding, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create RoleBinding %s: %w", leaseBinding.Name, err)
 	}
-	// A CRD is usable once the API server serves its resource.
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		for _, r := range []schema.GroupVersionResource{v1alpha1.MeshNodeResource, v1alpha1.IPClaimResource, v1alpha1.RouteGrantResource} {
-			if _, err := l.Dynamic.Resource(r).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
-				return false, nil // not served yet
-			}
-		}
-		return true, nil
-	})
+	return nil
 }
 
 // installKinds maps the kinds install/ ships, other than CRDs and the

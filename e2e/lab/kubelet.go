@@ -20,7 +20,7 @@ import (
 	"github.com/wirelace/wirelace/e2e/proc"
 )
 
-// A kubelet node (WithKubelet) is a lab node that is a real Kubernetes node,
+// A kubelet node (WithDaemonSet) is a lab node that is a real Kubernetes node,
 // as users run Wirelace: a kubelet registers its Node and runs pods through
 // containerd and runc, and containerd runs the CNI plugins it finds in the
 // node's CNI conf dir, in the node's network namespace, as on a machine.
@@ -44,11 +44,8 @@ type KubeletNode struct {
 	// CNIConfDir and CNIBinDir are the node's /etc/cni/net.d and
 	// /opt/cni/bin: containerd loads the network from the first and runs
 	// plugins from the second. The conf dir starts empty, so the node is
-	// NotReady until a CNI config is installed (InstallCNI).
+	// NotReady until a CNI config is installed (the chart's installer).
 	CNIConfDir, CNIBinDir string
-	// InstallStatusFile is where wirelace-install reports and wirelaced
-	// reads it from.
-	InstallStatusFile string
 	// RootDir holds the node's own /var/lib and /var/log.
 	RootDir string
 	// ContainerdSocket is containerd's API (kubelet's CRI endpoint, ctr's).
@@ -61,13 +58,6 @@ type KubeletNode struct {
 	cgroup     string // the node's cgroup parent, below every hierarchy's root
 	containerd *proc.Process
 	kubelet    *proc.Process
-}
-
-// WithKubelet makes the node a real Kubernetes node: containerd and a
-// kubelet that registers the Node itself. The lab must have been made with
-// Options.Kubelets.
-func WithKubelet() NodeOption {
-	return func(o *nodeOptions) { o.kubelet = true }
 }
 
 // Timeouts of a kubelet node's start.
@@ -93,12 +83,10 @@ func RequireRunc() error {
 // checkKubeletOptions rejects what a kubelet node cannot do.
 func (l *Lab) checkKubeletOptions(o nodeOptions) error {
 	switch {
-	case !l.opts.Kubelets:
-		return errors.New("kubelet nodes need a lab made with Options.Kubelets (controllers, node credentials)")
+	case !l.opts.Helm:
+		return errors.New("a node WithDaemonSet needs a lab made with Options.Helm (controllers, the chart)")
 	case o.obj.Spec.PodCIDRs != nil:
 		return errors.New("a kubelet node gets its pod CIDRs from kube-controller-manager; WithPodCIDRs does not apply")
-	case o.primary != "":
-		return errors.New("kubelet nodes with a stand-in primary CNI are not supported yet")
 	}
 	return nil
 }
@@ -106,14 +94,13 @@ func (l *Lab) checkKubeletOptions(o nodeOptions) error {
 // newKubeletNode fills in the paths of n's Kubernetes side.
 func newKubeletNode(n *Node) *KubeletNode {
 	k := &KubeletNode{
-		CNIConfDir:        filepath.Dir(n.confListPath()),
-		CNIBinDir:         filepath.Join(n.Dir, "cni", "bin"),
-		InstallStatusFile: filepath.Join(n.Dir, "install-status.json"),
-		RootDir:           filepath.Join(n.Dir, "root"),
-		ContainerdSocket:  filepath.Join(n.Dir, "containerd.sock"),
-		Kubeconfig:        filepath.Join(n.Dir, "kubelet.kubeconfig"),
-		ContainerdLog:     filepath.Join(n.Dir, "containerd.log"),
-		KubeletLog:        filepath.Join(n.Dir, "kubelet.log"),
+		CNIConfDir:       filepath.Dir(n.confListPath()),
+		CNIBinDir:        filepath.Join(n.Dir, "cni", "bin"),
+		RootDir:          filepath.Join(n.Dir, "root"),
+		ContainerdSocket: filepath.Join(n.Dir, "containerd.sock"),
+		Kubeconfig:       filepath.Join(n.Dir, "kubelet.kubeconfig"),
+		ContainerdLog:    filepath.Join(n.Dir, "containerd.log"),
+		KubeletLog:       filepath.Join(n.Dir, "kubelet.log"),
 		// The netns name: unique per run and node, and swept by prefix.
 		cgroup: n.NetNS,
 	}
@@ -126,7 +113,8 @@ func newKubeletNode(n *Node) *KubeletNode {
 // start). n.Kubelet is set first, so that Close cleans up whatever started.
 func (l *Lab) startKubelet(ctx context.Context, n *Node) (*corev1.Node, error) {
 	k := n.Kubelet
-	for _, d := range []string{k.CNIConfDir, k.CNIBinDir, filepath.Join(k.RootDir, "var", "lib"), filepath.Join(k.RootDir, "var", "log")} {
+	for _, d := range []string{k.CNIConfDir, k.CNIBinDir, filepath.Join(k.RootDir, "var", "lib"), filepath.Join(k.RootDir, "var", "log"),
+		l.HostCNIConfDir(), l.HostCNIBinDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -136,6 +124,11 @@ func (l *Lab) startKubelet(ctx context.Context, n *Node) (*corev1.Node, error) {
 	}
 	if err := makeCgroups(k.cgroup); err != nil {
 		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	// What kubeadm's preflight asks of a node, and what wirelaced cannot
+	// do itself in an unprivileged container (/proc/sys is read-only).
+	if _, err := run(ctx, "ip", "netns", "exec", n.NetNS, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"); err != nil {
+		return nil, fmt.Errorf("node %s: forwarding: %w", n.Name, err)
 	}
 	if err := l.CP.WriteNodeKubeconfig(k.Kubeconfig, n.Name); err != nil {
 		return nil, err
@@ -193,8 +186,24 @@ func (n *Node) nodeMountScript() string {
 		"mount --bind " + shellQuote(filepath.Join(root, "var", "log")) + " /var/log\n" +
 		// containerd imports /etc/containerd/conf.d/*.toml by default: a
 		// host's containerd configuration is not the node's.
-		"if [ -d /etc/containerd ]; then mount -t tmpfs -o mode=0755 wirelace-lab /etc/containerd; fi\n"
+		"if [ -d /etc/containerd ]; then mount -t tmpfs -o mode=0755 wirelace-lab /etc/containerd; fi\n" +
+		// One path for every node's CNI dirs, as /etc/cni/net.d is on
+		// machines: a DaemonSet's hostPath is the same on all nodes.
+		"mount --bind " + shellQuote(n.Kubelet.CNIConfDir) + " " + shellQuote(n.lab.HostCNIConfDir()) + "\n" +
+		"mount --bind " + shellQuote(n.Kubelet.CNIBinDir) + " " + shellQuote(n.lab.HostCNIBinDir()) + "\n"
 }
+
+// HostCNIConfDir and HostCNIBinDir are where every kubelet node sees its
+// own CNI conf and bin dirs (its /etc/cni/net.d and /opt/cni/bin): one
+// path for all nodes, bind-mounted in each node's mount namespace, so that
+// the chart's cni.confDir and cni.binDir fit every node. (The host's real
+// /etc/cni/net.d is never touched.)
+func (l *Lab) HostCNIConfDir() string {
+	return filepath.Join(l.Dir, "node-paths", "etc", "cni", "net.d")
+}
+
+// HostCNIBinDir: see HostCNIConfDir.
+func (l *Lab) HostCNIBinDir() string { return filepath.Join(l.Dir, "node-paths", "opt", "cni", "bin") }
 
 // joinCgroupScript moves the shell into the node's "system" cgroups before
 // it execs the daemon, so that the daemon and everything it starts (shims,
@@ -344,26 +353,6 @@ func (n *Node) waitRegistered(ctx context.Context) (*corev1.Node, error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// InstallCNI installs Wirelace's standalone CNI config into the node's conf
-// dir with the real wirelace-install, as the DaemonSet's init container
-// does: it copies the plugins from bin/ into the node's bin dir and writes
-// the conflist naming the node's daemon socket.
-func (n *Node) InstallCNI(ctx context.Context) error {
-	k := n.Kubelet
-	if k == nil {
-		return fmt.Errorf("node %s is not a kubelet node", n.Name)
-	}
-	root := n.lab.opts.Root
-	out, err := exec.CommandContext(ctx, filepath.Join(root, "bin", "wirelace-install"),
-		"--mode", "standalone", "--once",
-		"--conf-dir", k.CNIConfDir, "--bin-dir", k.CNIBinDir, "--bin-src-dir", filepath.Join(root, "bin"),
-		"--socket", n.Socket, "--status-file", k.InstallStatusFile).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("wirelace-install on %s: %v: %s", n.Name, err, out)
-	}
-	return nil
 }
 
 // NodeReady returns the Ready condition the kubelet reports for the node:

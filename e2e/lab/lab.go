@@ -37,11 +37,16 @@ type Options struct {
 	CacheDir string
 	// Log receives progress lines (default io.Discard).
 	Log io.Writer
-	// Kubelets makes a cluster that real Kubernetes nodes can join
-	// (WithKubelet): kube-controller-manager and kube-scheduler run, and
-	// kubelet, containerd and the controllers are built into CacheDir first
-	// (make k8s does that ahead of tests). runc must be installed.
-	Kubelets bool
+	// Helm makes a real cluster that gets Wirelace from its Helm chart
+	// (HelmInstall): kube-controller-manager and kube-scheduler run, real
+	// Kubernetes nodes can join (WithDaemonSet), and kubelet, containerd,
+	// kubectl and the controllers are built into CacheDir first (make
+	// lab-bins does that ahead of tests; runc must be installed). The lab
+	// creates only the CRDs, which its relays watch from the start and
+	// which helm then leaves as they are, and its relays' own identity
+	// (namespace wirelace-lab), so that nothing the lab made collides with
+	// what the chart owns.
+	Helm bool
 }
 
 // Lab is one running lab. Close it, always.
@@ -67,8 +72,10 @@ type Lab struct {
 	primaries int
 	relays    []*Relay
 	closers   []func() error
+	// vpcAddr: the API server's ControlPlaneNetwork address is set up.
+	vpcAddr bool
 
-	// With Options.Kubelets: the node binaries, and the image archives
+	// With Options.Helm: the node binaries, and the image archives
 	// (built on first use).
 	nodeBins   k8s.NodeBinaries
 	imagesMu   sync.Mutex
@@ -127,7 +134,7 @@ func New(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, fmt.Errorf("kube-apiserver and etcd: %w", err)
 	}
 	var controllers *k8s.Controllers
-	if opts.Kubelets {
+	if opts.Helm {
 		if err := RequireRunc(); err != nil {
 			return nil, err
 		}

@@ -40,11 +40,12 @@ type Node struct {
 	Socket     string
 	Kubeconfig string
 	LogPath    string
-	// Kubelet is set on a real Kubernetes node (WithKubelet): its kubelet,
+	// Kubelet is set on a real Kubernetes node (WithDaemonSet): its kubelet,
 	// containerd and CNI dirs.
 	Kubelet *KubeletNode
 
-	lab *Lab
+	lab       *Lab
+	daemonSet bool
 
 	mu   sync.Mutex
 	proc *proc.Process
@@ -54,10 +55,21 @@ type Node struct {
 type NodeOption func(*nodeOptions)
 
 type nodeOptions struct {
-	obj     *corev1.Node
-	site    *Site
-	primary PrimaryCNI
-	kubelet bool
+	obj       *corev1.Node
+	site      *Site
+	primary   PrimaryCNI
+	kubelet   bool
+	daemonSet bool
+}
+
+// WithDaemonSet makes a kubelet node whose Wirelace comes from the chart's
+// DaemonSet (Lab.HelmInstall), as on a user's cluster: the lab never
+// starts wirelaced there, and Socket is the daemon's socket as the host
+// sees it inside the node's mount namespace. With WithPrimary, the
+// primary's conflist is written once the Node has its pod CIDRs, and the
+// chart is installed in chained mode.
+func WithDaemonSet() NodeOption {
+	return func(o *nodeOptions) { o.kubelet, o.daemonSet = true, true }
 }
 
 // WithPodCIDRs sets Node.spec.podCIDRs, as a cluster that allocates node
@@ -101,9 +113,10 @@ func (l *Lab) AddNode(ctx context.Context, name string, opts ...NodeOption) (*No
 		Site:    o.site,
 		Primary: o.primary,
 	}
-	if o.primary != "" {
+	if o.primary != "" && !o.daemonSet {
 		n.PrimaryRanges = l.nextPrimaryRanges()
 	}
+	n.daemonSet = o.daemonSet
 	n.StateDir = filepath.Join(n.Dir, "state")
 	n.Socket = filepath.Join(n.Dir, "wirelaced.sock")
 	n.Kubeconfig = filepath.Join(n.Dir, "kubeconfig")
@@ -115,7 +128,7 @@ func (l *Lab) AddNode(ctx context.Context, name string, opts ...NodeOption) (*No
 		return nil, err
 	}
 	if o.kubelet {
-		// Its CNI config is installed later, as on a real node (InstallCNI).
+		// Its CNI config comes later, from the chart's installer.
 		n.Kubelet = newKubeletNode(n)
 	} else if err := n.writeConfList(ctx); err != nil {
 		return nil, err
@@ -144,6 +157,15 @@ func (l *Lab) AddNode(ctx context.Context, name string, opts ...NodeOption) (*No
 		}
 	} else if node, err = l.registerNode(ctx, n, o.obj); err != nil {
 		return nil, err
+	}
+	if n.daemonSet {
+		// The daemon's credentials are its pod's; its socket is in the
+		// node's own /run.
+		n.Socket = n.InNode("/run/wirelace/wirelaced.sock")
+		if n.Primary != "" {
+			return n, n.writeKubeletPrimary(node)
+		}
+		return n, nil
 	}
 	if err := l.writeNodeKubeconfig(ctx, n, node); err != nil {
 		return nil, err
@@ -194,9 +216,6 @@ func (n *Node) Args() []string {
 		"--install-status-file", filepath.Join(n.Dir, "install-status.json"),
 		"--log-level", "debug",
 	}, n.lab.relayArgs()...)
-	if n.Kubelet != nil {
-		args = append(args, "--install-status-file", n.Kubelet.InstallStatusFile)
-	}
 	return args
 }
 
@@ -213,6 +232,9 @@ func (n *Node) Argv(bin string, args ...string) []string {
 func (n *Node) Start(extra ...string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.daemonSet {
+		return fmt.Errorf("node %s: wirelaced runs as the DaemonSet's pod here, not as a lab process", n.Name)
+	}
 	if n.proc != nil && !n.proc.Exited() {
 		return fmt.Errorf("node %s: daemon already running", n.Name)
 	}
@@ -327,6 +349,15 @@ func (n *Node) Spawn(name string, argv ...string) (*proc.Process, error) {
 // ExecIn runs a command in the network and mount namespaces of p.
 func ExecIn(ctx context.Context, p *proc.Process, argv ...string) (string, error) {
 	return run(ctx, append([]string{"nsenter", "-t", strconv.Itoa(p.Pid), "-m", "-n", "--"}, argv...)...)
+}
+
+// InNode is path as the node's processes see it (its mount namespace has
+// its own /run, /var/lib and /var/log), as a path the host can open.
+func (n *Node) InNode(path string) string {
+	if n.Kubelet == nil || n.Kubelet.containerd == nil {
+		return path
+	}
+	return filepath.Join("/proc", strconv.Itoa(n.Kubelet.containerd.Pid), "root", path)
 }
 
 // Lab is the lab the node belongs to.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -68,6 +69,25 @@ func (n *Node) primaryConfList() []byte {
 	out, _ := json.MarshalIndent(conf, "", "  ")
 	return out
 }
+
+// writeKubeletPrimary installs the primary CNI on a kubelet node as its
+// agent would once the node has its pod CIDRs (Cilium with
+// ipam.mode=kubernetes): host-local on Node.spec.podCIDRs, in
+// 05-primary.conflist, which the chart's installer then extends.
+func (n *Node) writeKubeletPrimary(node *corev1.Node) error {
+	n.PrimaryRanges = nil
+	for _, c := range node.Spec.PodCIDRs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return fmt.Errorf("node %s: pod CIDR %q: %w", n.Name, c, err)
+		}
+		n.PrimaryRanges = append(n.PrimaryRanges, p)
+	}
+	return os.WriteFile(filepath.Join(n.Kubelet.CNIConfDir, PrimaryConfFile), n.primaryConfList(), 0o644)
+}
+
+// PrimaryConfFile is the primary CNI's conflist on kubelet nodes.
+const PrimaryConfFile = "05-primary.conflist"
 
 // installChained writes the primary's conflist and runs the real
 // wirelace-install on the node's CNI directory, as the DaemonSet's install

@@ -53,7 +53,8 @@ func (l *Lab) AddRelay(ctx context.Context, name string, extra ...string) (*Rela
 	if _, err := run(ctx, "ip", "-n", r.NetNS, "addr", "add", netip.PrefixFrom(r.AltIP, internetPrefix.Bits()).String(), "dev", "eth0"); err != nil {
 		return nil, err
 	}
-	tr, err := l.Core.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, relayServiceAccount, &authv1.TokenRequest{
+	ns, sa := l.relayIdentity()
+	tr, err := l.Core.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authv1.TokenRequest{
 		Spec: authv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(24 * 3600))},
 	}, metav1.CreateOptions{})
 	if err != nil {

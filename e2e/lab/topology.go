@@ -43,10 +43,6 @@ type TopoNode struct {
 	// Primary is a stand-in primary CNI ("bridge" or "ptp", with
 	// host-local) that wirelace is chained after; empty: standalone.
 	Primary PrimaryCNI `json:"primary"`
-	// Kubelet makes the node a real Kubernetes node (WithKubelet), with
-	// Wirelace's CNI config installed by wirelace-install. The lab must be
-	// made with Options.Kubelets (see Topology.Kubelets).
-	Kubelet bool `json:"kubelet"`
 }
 
 // LoadTopology reads a topology file; unknown keys and NAT kinds are errors.
@@ -78,22 +74,8 @@ func LoadTopology(path string) (Topology, error) {
 		if n.PortForward != 0 && n.Site == "" {
 			return t, fmt.Errorf("topology %s: node %s has a port-forward but no site", path, name)
 		}
-		if n.Kubelet && n.Primary != "" {
-			return t, fmt.Errorf("topology %s: node %s: kubelet nodes with a primary CNI are not supported yet", path, name)
-		}
 	}
 	return t, nil
-}
-
-// Kubelets reports whether any node is a kubelet node, i.e. whether the lab
-// must be made with Options.Kubelets.
-func (t Topology) Kubelets() bool {
-	for _, n := range t.Nodes {
-		if n.Kubelet {
-			return true
-		}
-	}
-	return false
 }
 
 // Built is what Build made, by name.
@@ -131,9 +113,6 @@ func (l *Lab) Build(ctx context.Context, t Topology) (*Built, error) {
 		if p := t.Nodes[name].Primary; p != "" {
 			opts = append(opts, WithPrimary(p))
 		}
-		if t.Nodes[name].Kubelet {
-			opts = append(opts, WithKubelet())
-		}
 		n, err := l.AddNode(ctx, name, opts...)
 		if err != nil {
 			return nil, err
@@ -162,18 +141,6 @@ func (l *Lab) Build(ctx context.Context, t Topology) (*Built, error) {
 	for _, name := range names {
 		if err := b.Nodes[name].WaitReady(ctx, 30*time.Second); err != nil {
 			return nil, err
-		}
-	}
-	// A kubelet node gets its CNI config once its daemon serves, as from
-	// the DaemonSet, and then turns Ready.
-	for _, name := range names {
-		if n := b.Nodes[name]; n.Kubelet != nil {
-			if err := n.InstallCNI(ctx); err != nil {
-				return nil, err
-			}
-			if err := n.WaitNodeReady(ctx, 60*time.Second); err != nil {
-				return nil, err
-			}
 		}
 	}
 	return b, nil

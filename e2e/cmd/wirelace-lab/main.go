@@ -48,7 +48,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	run := func() error { return demo(ctx, abs, *keep) }
+	// The demo: the mesh and pods through libcni, then a real cluster.
+	run := func() error {
+		if err := demo(ctx, abs, *keep); err != nil {
+			return err
+		}
+		return demoCluster(ctx, abs, *keep)
+	}
 	switch verb {
 	case "bench":
 		run = func() error { return bench(ctx, abs, *wgGo) }
@@ -59,7 +65,7 @@ func main() {
 				return err
 			}
 			// kubelet, containerd and the controllers for labs with real
-			// Kubernetes nodes (lab.Options.Kubelets).
+			// Kubernetes nodes (lab.Options.Helm).
 			if _, err := k8s.EnsureNodeBinaries(ctx, cache, os.Stderr); err != nil {
 				return err
 			}

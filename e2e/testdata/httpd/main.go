@@ -6,6 +6,11 @@
 //	httpd -get URL [-get URL ...]    fetch every URL, retrying until each
 //	                                 answered or -timeout passed; exit 1
 //	                                 if any did not
+//	httpd -stream URL [-for D]       hold one connection to URL/stream
+//	                                 open, reading the server's ticks, and
+//	                                 report "ok lines=N maxgap=G" each
+//	                                 second; exit 1 as soon as it breaks,
+//	                                 0 after D
 //	httpd -pause                     the pod sandbox's pause process
 package main
 
@@ -33,10 +38,14 @@ func main() {
 	flag.Var(&gets, "get", "client mode: fetch this URL (repeatable) instead of serving")
 	timeout := flag.Duration("timeout", 30*time.Second, "client mode: how long to keep retrying the URLs that did not answer")
 	pause := flag.Bool("pause", false, "be a pod sandbox's pause process")
+	stream := flag.String("stream", "", "client mode: hold one connection to this base URL's /stream open")
+	streamFor := flag.Duration("for", 10*time.Minute, "stream mode: how long to hold the connection")
 	flag.Parse()
 	switch {
 	case *pause:
 		pauseMain()
+	case *stream != "":
+		os.Exit(streamFrom(*stream, *streamFor))
 	case len(gets) > 0:
 		os.Exit(getAll(gets, *timeout))
 	default:
@@ -51,6 +60,29 @@ func serve(listen string) {
 	host, _ := os.Hostname()
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "host=%s remote=%s\n", host, r.RemoteAddr)
+	})
+	// /stream writes a line every streamTick on one response until the
+	// client goes away: a long-lived TCP connection for tests that must
+	// show a connection surviving something (a daemon restart).
+	http.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		fl, ok := w.(http.Flusher)
+		if !ok {
+			http.Error(w, "no streaming", http.StatusInternalServerError)
+			return
+		}
+		t := time.NewTicker(streamTick)
+		defer t.Stop()
+		for i := 0; ; i++ {
+			if _, err := fmt.Fprintf(w, "tick %d host=%s\n", i, host); err != nil {
+				return
+			}
+			fl.Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-t.C:
+			}
+		}
 	})
 	fmt.Println("httpd: serving on", listen)
 	if err := http.ListenAndServe(listen, nil); err != nil {
@@ -118,6 +150,62 @@ func get(client *http.Client, url string) (string, error) {
 		return "", fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
 	}
 	return string(b), nil
+}
+
+// streamTick is how often /stream writes.
+const streamTick = 100 * time.Millisecond
+
+// streamFrom reads base+"/stream" on one connection for d, printing once a
+// second how many lines arrived and the longest wait between two. Any
+// error (a reset, an EOF) ends it with exit 1: the connection did not
+// survive. It dials once: no retry may hide a broken connection.
+func streamFrom(base string, d time.Duration) int {
+	resp, err := http.Get(strings.TrimSuffix(base, "/") + "/stream")
+	if err != nil {
+		fmt.Printf("BROKEN connect: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	lines := make(chan error)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := resp.Body.Read(buf)
+			if n > 0 {
+				lines <- nil
+			}
+			if err != nil {
+				lines <- err
+				return
+			}
+		}
+	}()
+	fmt.Printf("connected to %s\n", base)
+	var count int
+	var maxGap time.Duration
+	last := time.Now()
+	report := time.NewTicker(time.Second)
+	defer report.Stop()
+	end := time.After(d)
+	for {
+		select {
+		case err := <-lines:
+			if err != nil {
+				fmt.Printf("BROKEN after %d reads (max gap %s): %v\n", count, maxGap.Round(time.Millisecond), err)
+				return 1
+			}
+			if g := time.Since(last); g > maxGap {
+				maxGap = g
+			}
+			last = time.Now()
+			count++
+		case <-report.C:
+			fmt.Printf("ok reads=%d maxgap=%s\n", count, maxGap.Round(time.Millisecond))
+		case <-end:
+			fmt.Printf("done reads=%d maxgap=%s\n", count, maxGap.Round(time.Millisecond))
+			return 0
+		}
+	}
 }
 
 // pauseMain is what the pause image's process does: hold the pod's
