@@ -103,7 +103,9 @@ e2e: deps build-race cni-plugins lab-bins
 
 test: fmt vet unit fuzz e2e
 
-demo: deps build k8s
+# The demo's second part is a real cluster (kubelet nodes, helm): it needs
+# the node binaries too; its first part runs as soon as they are built.
+demo: deps build lab-bins
 	$(BIN)/wirelace-lab demo
 
 # Stock wireguard-go (default Bind), from the same module version the daemon
