@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"golang.org/x/mod/modfile"
 )
 
 // k8s.io/kubernetes cannot be built with `go install pkg@version`: its go.mod
@@ -16,54 +18,6 @@ import (
 // kubernetes' go.mod text into that wrapper go.mod; they are pure so they can
 // be unit tested without the network.
 
-// directive is one go.mod directive with its block verb resolved, e.g.
-// {verb: "replace", args: ["k8s.io/api", "=>", "./staging/src/k8s.io/api"]}.
-type directive struct {
-	verb string
-	args []string
-	line int
-}
-
-// parseGoModDirectives splits go.mod text into directives. It understands
-// comments, single-line directives and `verb ( ... )` blocks, which is all
-// the structure the go.mod grammar has; quoted paths are not used by
-// kubernetes and are rejected rather than misread.
-func parseGoModDirectives(gomod []byte) ([]directive, error) {
-	var out []directive
-	block := ""
-	for i, raw := range strings.Split(string(gomod), "\n") {
-		lineNo := i + 1
-		line := raw
-		if j := strings.Index(line, "//"); j >= 0 {
-			line = line[:j]
-		}
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
-		if strings.ContainsAny(line, "\"`") {
-			return nil, fmt.Errorf("go.mod line %d: quoted strings are not supported: %q", lineNo, raw)
-		}
-		if block != "" {
-			if len(fields) == 1 && fields[0] == ")" {
-				block = ""
-				continue
-			}
-			out = append(out, directive{verb: block, args: fields, line: lineNo})
-			continue
-		}
-		if len(fields) == 2 && fields[1] == "(" {
-			block = fields[0]
-			continue
-		}
-		out = append(out, directive{verb: fields[0], args: fields[1:], line: lineNo})
-	}
-	if block != "" {
-		return nil, fmt.Errorf("go.mod: unterminated %q block", block)
-	}
-	return out, nil
-}
-
 // stagingVersion maps a kubernetes release (v1.37.2) to the version its
 // staging modules are published under (v0.37.2).
 func stagingVersion(kubeVersion string) (string, error) {
@@ -72,13 +26,6 @@ func stagingVersion(kubeVersion string) (string, error) {
 		return "", fmt.Errorf("kubernetes version %q does not look like v1.X.Y", kubeVersion)
 	}
 	return "v0." + rest, nil
-}
-
-// isLocalPath reports whether a replace target is a directory rather than a
-// module path, using the same rule as cmd/go.
-func isLocalPath(p string) bool {
-	return strings.HasPrefix(p, "./") || strings.HasPrefix(p, "../") || strings.HasPrefix(p, "/") ||
-		p == "." || p == ".."
 }
 
 // replaceLines converts kubernetes' replace directives into lines for the
@@ -90,28 +37,16 @@ func isLocalPath(p string) bool {
 //     wrapper pins exactly what upstream builds with;
 //   - any other directory replacement is an error, as nothing on the module
 //     proxy could stand in for it.
-func replaceLines(dirs []directive, stagingVer string) ([]string, error) {
+func replaceLines(replaces []*modfile.Replace, stagingVer string) ([]string, error) {
 	var out []string
-	for _, d := range dirs {
-		if d.verb != "replace" {
-			continue
-		}
-		arrow := -1
-		for i, a := range d.args {
-			if a == "=>" {
-				arrow = i
-			}
-		}
-		if arrow < 1 || arrow > 2 || len(d.args)-arrow-1 < 1 || len(d.args)-arrow-1 > 2 {
-			return nil, fmt.Errorf("go.mod line %d: malformed replace %q", d.line, strings.Join(d.args, " "))
-		}
-		from, target := d.args[0], d.args[arrow+1]
-		if !isLocalPath(target) {
-			out = append(out, strings.Join(d.args, " "))
+	for _, r := range replaces {
+		from, target := r.Old.Path, r.New.Path
+		if !modfile.IsDirectoryPath(target) {
+			out = append(out, strings.TrimSpace(fmt.Sprintf("%s %s => %s %s", from, r.Old.Version, target, r.New.Version)))
 			continue
 		}
 		if path.Clean(target) != path.Clean("./staging/src/"+from) || !strings.HasPrefix(from, "k8s.io/") {
-			return nil, fmt.Errorf("go.mod line %d: replace %s => %s points at a directory that is not a staging module", d.line, from, target)
+			return nil, fmt.Errorf("go.mod line %d: replace %s => %s points at a directory that is not a staging module", r.Syntax.Start.Line, from, target)
 		}
 		if strings.HasPrefix(path.Base(from), "sample-") {
 			continue
@@ -130,30 +65,21 @@ func wrapperGoMod(module string, kubeGoMod []byte, kubeVersion string) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	dirs, err := parseGoModDirectives(kubeGoMod)
+	f, err := modfile.Parse("go.mod", kubeGoMod, nil)
 	if err != nil {
 		return nil, fmt.Errorf("parse kubernetes go.mod: %w", err)
 	}
-	goVersion := ""
-	var godebug []string
-	for _, d := range dirs {
-		switch d.verb {
-		case "module":
-			if len(d.args) != 1 || d.args[0] != "k8s.io/kubernetes" {
-				return nil, fmt.Errorf("go.mod line %d: expected module k8s.io/kubernetes, got %q", d.line, strings.Join(d.args, " "))
-			}
-		case "go":
-			if len(d.args) == 1 {
-				goVersion = d.args[0]
-			}
-		case "godebug":
-			godebug = append(godebug, strings.Join(d.args, " "))
+	if f.Module == nil || f.Module.Mod.Path != "k8s.io/kubernetes" {
+		got := ""
+		if f.Module != nil {
+			got = f.Module.Mod.Path
 		}
+		return nil, fmt.Errorf("go.mod: expected module k8s.io/kubernetes, got %q", got)
 	}
-	if goVersion == "" {
+	if f.Go == nil {
 		return nil, fmt.Errorf("kubernetes go.mod has no go directive")
 	}
-	replaces, err := replaceLines(dirs, sv)
+	replaces, err := replaceLines(f.Replace, sv)
 	if err != nil {
 		return nil, err
 	}
@@ -163,11 +89,11 @@ func wrapperGoMod(module string, kubeGoMod []byte, kubeVersion string) ([]byte, 
 
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "// Generated by github.com/wirelace/wirelace/e2e/k8s; do not edit.\n")
-	fmt.Fprintf(&b, "module %s\n\ngo %s\n\n", module, goVersion)
-	for _, g := range godebug {
-		fmt.Fprintf(&b, "godebug %s\n", g)
+	fmt.Fprintf(&b, "module %s\n\ngo %s\n\n", module, f.Go.Version)
+	for _, g := range f.Godebug {
+		fmt.Fprintf(&b, "godebug %s=%s\n", g.Key, g.Value)
 	}
-	if len(godebug) > 0 {
+	if len(f.Godebug) > 0 {
 		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "require k8s.io/kubernetes %s\n\nreplace (\n", kubeVersion)

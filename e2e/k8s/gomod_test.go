@@ -63,7 +63,7 @@ func TestWrapperGoModErrors(t *testing.T) {
 		"no go line":      {"module k8s.io/kubernetes\nreplace k8s.io/api => ./staging/src/k8s.io/api\n", "v1.37.2", "no go directive"},
 		"other module":    {"module example.com/other\ngo 1.26\n", "v1.37.2", "expected module k8s.io/kubernetes"},
 		"unclosed block":  {"module k8s.io/kubernetes\ngo 1.26\nreplace (\n", "v1.37.2", "unterminated"},
-		"malformed arrow": {"module k8s.io/kubernetes\ngo 1.26\nreplace k8s.io/api ./staging/src/k8s.io/api\n", "v1.37.2", "malformed replace"},
+		"malformed arrow": {"module k8s.io/kubernetes\ngo 1.26\nreplace k8s.io/api ./staging/src/k8s.io/api\n", "v1.37.2", "usage: replace"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := wrapperGoMod("wirelace.lab/x", []byte(tc.gomod), tc.version)
