@@ -12,6 +12,8 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirelace/wirelace/internal/netipx"
 )
 
 // Handler is called for packets that are not WireGuard, on the receive
@@ -159,7 +161,7 @@ func (b *Bind) SendTo(pkt []byte, to netip.AddrPort) error {
 	}
 	// Unmap so that an IPv4 destination written as ::ffff:a.b.c.d leaves from
 	// the IPv4 socket, where StdNetBind expects it.
-	ep := &conn.StdNetEndpoint{AddrPort: netip.AddrPortFrom(to.Addr().Unmap(), to.Port())}
+	ep := &conn.StdNetEndpoint{AddrPort: netipx.UnmapAddrPort(to)}
 	if err := b.std.Send([][]byte{pkt}, ep); err != nil {
 		return fmt.Errorf("send to %s: %w", to, err)
 	}

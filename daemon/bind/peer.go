@@ -12,6 +12,8 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirelace/wirelace/internal/netipx"
 )
 
 // Path selection lives in the Bind, per peer, in the way of Tailscale's
@@ -100,7 +102,7 @@ func (b *Bind) SetRoute(key wgtypes.Key, r Route) error {
 		return fmt.Errorf("set route: unknown peer %s", key)
 	}
 	if r.Direct.IsValid() {
-		d := netip.AddrPortFrom(r.Direct.Addr().Unmap(), r.Direct.Port())
+		d := netipx.UnmapAddrPort(r.Direct)
 		if cur := e.direct.Load(); cur == nil || cur.AddrPort != d {
 			e.direct.Store(&conn.StdNetEndpoint{AddrPort: d})
 		}

@@ -13,3 +13,11 @@ func LastAddr(p netip.Prefix) netip.Addr {
 	a, _ := netip.AddrFromSlice(b)
 	return a
 }
+
+// UnmapAddrPort returns ap with an IPv4-mapped IPv6 address (::ffff:a.b.c.d)
+// as plain IPv4. Dual-stack sockets report IPv4 peers that way, and
+// netip.AddrPort has no Unmap of its own, so without it the same peer would
+// compare unequal to itself.
+func UnmapAddrPort(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
