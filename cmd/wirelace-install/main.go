@@ -21,11 +21,10 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/wirelace/wirelace/install/cniinstall"
 	"github.com/wirelace/wirelace/internal/cli"
+	"github.com/wirelace/wirelace/internal/kubeconfig"
 	"github.com/wirelace/wirelace/netconf"
 )
 
@@ -166,17 +165,14 @@ func eventRecorder(o options, log *slog.Logger) (cniinstall.EventRecorder, error
 		log.Info("no --node-name or $NODE_NAME: a conflict will not be recorded as a Kubernetes Event")
 		return nil, nil
 	}
-	var cfg *rest.Config
-	var err error
-	if o.kubeconfig != "" {
-		if cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig); err != nil {
-			return nil, fmt.Errorf("--kubeconfig %s: %w", o.kubeconfig, err)
-		}
-	} else if cfg, err = rest.InClusterConfig(); err != nil {
+	cfg, err := kubeconfig.Load(o.kubeconfig, "wirelace-install")
+	switch {
+	case errors.Is(err, kubeconfig.ErrNotInCluster):
 		log.Info("no --kubeconfig and not in a cluster: a conflict will not be recorded as a Kubernetes Event", "err", err)
 		return nil, nil
+	case err != nil:
+		return nil, err
 	}
-	cfg.UserAgent = "wirelace-install"
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)

@@ -140,7 +140,7 @@ func TestRunWatchesUntilCancelled(t *testing.T) {
 	}
 
 	o.kubeconfig = filepath.Join(t.TempDir(), "missing")
-	if err := run(ctx, o, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "--kubeconfig") {
+	if err := run(ctx, o, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "load kubeconfig "+o.kubeconfig) {
 		t.Errorf("a --kubeconfig that does not load: %v", err)
 	}
 }

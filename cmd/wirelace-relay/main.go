@@ -26,9 +26,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/wirelace/wirelace/internal/kubeconfig"
 	"github.com/wirelace/wirelace/relay/membership"
 	"github.com/wirelace/wirelace/relay/server"
 	"github.com/wirelace/wirelace/relay/stunserver"
@@ -192,17 +191,11 @@ func serveHTTP(ctx context.Context, ln net.Listener, reg *prometheus.Registry, r
 }
 
 // connectKube builds the membership from the cluster's MeshNodes and Nodes.
-func connectKube(ctx context.Context, kubeconfig string, log *slog.Logger) (server.Members, func(), error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig == "" {
-		if cfg, err = rest.InClusterConfig(); err != nil {
-			return nil, nil, fmt.Errorf("no --kubeconfig given and not running in a cluster: %w", err)
-		}
-	} else if cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig); err != nil {
-		return nil, nil, fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
+func connectKube(ctx context.Context, path string, log *slog.Logger) (server.Members, func(), error) {
+	cfg, err := kubeconfig.Load(path, "wirelace-relay")
+	if err != nil {
+		return nil, nil, err
 	}
-	cfg.UserAgent = "wirelace-relay"
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dynamic client: %w", err)

@@ -12,7 +12,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/wirelace/wirelace/internal/kubeconfig"
 )
 
 // Clients are the API clients the daemon uses.
@@ -26,23 +27,13 @@ type Clients struct {
 // at the wrong server fails fast with a clear error instead of hanging.
 const connectTimeout = 10 * time.Second
 
-// Connect builds clients from a kubeconfig (or in-cluster credentials when
-// kubeconfig is empty) and checks that the server answers.
-func Connect(ctx context.Context, kubeconfig string) (Clients, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig == "" {
-		cfg, err = rest.InClusterConfig()
-		if err != nil {
-			return Clients{}, fmt.Errorf("no --kubeconfig given and not running in a cluster: %w", err)
-		}
-	} else {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-		if err != nil {
-			return Clients{}, fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
-		}
+// Connect builds clients from the kubeconfig at path (or in-cluster
+// credentials when path is empty) and checks that the server answers.
+func Connect(ctx context.Context, path string) (Clients, error) {
+	cfg, err := kubeconfig.Load(path, "wirelaced")
+	if err != nil {
+		return Clients{}, err
 	}
-	cfg.UserAgent = "wirelaced"
 	// The daemon makes few, small requests; watches are long-lived and do
 	// not count against these limits.
 	cfg.QPS, cfg.Burst = 20, 40
