@@ -89,6 +89,13 @@ func TestSendToStalledRelayDropsAfterBoundedWait(t *testing.T) {
 	const wait = time.Second
 	c, _ := startSession(t, sendq.Options{MaxLen: 4, MaxBytes: 1 << 20, Wait: wait, Holdoff: time.Hour})
 	pkt := make([]byte, 200)
+	// The writer takes a first packet and blocks writing it.
+	if err := c.Send(wgtypes.Key{9}, pkt); err != nil {
+		t.Fatal(err)
+	}
+	for c.session.Load().out.Len() > 0 {
+		time.Sleep(time.Millisecond)
+	}
 	var err error
 	start := time.Now()
 	for range 100 {

@@ -9,14 +9,14 @@
 // handed to a callback straight from the read buffer, without a copy.
 //
 // A full queue pushes back rather than drops, as a UDP socket with a full
-// send buffer blocks its writer: Send waits, up to sendWait, for the writer
-// to make room. The caller is wireguard-go's per-peer sender, so the wait
+// send buffer blocks its writer: Send waits, up to sendWait (50 ms), for
+// the writer to make room. The caller is wireguard-go's per-peer sender, so the wait
 // slows WireGuard, and the TCP inside it, to the pace the relay connection
 // carries, where a drop would cost that TCP a retransmission and half its
-// window. A session whose writer freed nothing for a whole sendWait (a
-// relay that stopped reading) counts as stalled for stallHoldoff, and Send
-// then drops at once, returning ErrQueueFull: a stalled relay costs the
-// node at most one sendWait per stallHoldoff, never a hang.
+// window. A session whose socket took nothing for a whole sendWait (a
+// relay that stopped reading) counts as stalled for stallHoldoff (1 s), and
+// Send then drops at once, returning ErrQueueFull: a stalled relay costs
+// the node at most one sendWait per stallHoldoff, never a hang.
 package client
 
 import (
@@ -46,11 +46,13 @@ const (
 	// bandwidth-delay product of a relayed flow (1 Gbit/s for 33 ms), so
 	// that the queue absorbs the bursts of WireGuard's batches.
 	queueBytes = 4 << 20
-	// sendWait is the longest Send waits for room in a full queue.
-	sendWait = 20 * time.Millisecond
-	// stallHoldoff is how long a queue that freed nothing within sendWait
-	// makes Send drop without waiting.
-	stallHoldoff = 500 * time.Millisecond
+	// sendWait is the longest Send waits for room in a full queue: the
+	// relay's forwardWait, for the same reasons.
+	sendWait = 50 * time.Millisecond
+	// stallHoldoff is how long a queue whose connection took nothing
+	// within sendWait makes Send drop without waiting: at most 5% of a
+	// sender's time goes to waiting for a stalled relay.
+	stallHoldoff = time.Second
 	// maxBatchFrames and maxBatchBytes bound one vectored write: 1024
 	// iovecs (the kernel's limit per writev), and 256 KiB.
 	maxBatchFrames = 512

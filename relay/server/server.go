@@ -10,16 +10,17 @@
 // carrying TCP, and every datagram dropped here costs that TCP a
 // retransmission and a halved window. So when a destination's queue is
 // full, the reader forwarding to it waits for the destination's writer to
-// make room (forwardWait at most) instead of dropping: the sender's relay
+// make room (forwardWait, 50 ms, at most) instead of dropping: the sender's relay
 // stream then slows to the pace its destination drains at, through TCP's
 // own flow control, and the sender's node slows its WireGuard sends in turn
 // (relay/client applies the same backpressure). The price is head-of-line
 // blocking within one sender's stream: while it waits for a slow
 // destination, its packets for other destinations wait too, since one TCP
 // stream can only be slowed as a whole. That is what keeps it bounded: a
-// destination whose writer frees nothing for a whole forwardWait counts as
-// stalled for stallHoldoff, and packets for it are then dropped at once, as
-// a congested UDP path would. So a client that stops reading, or reads far
+// destination whose socket took nothing for a whole forwardWait (its
+// writer stuck in one write) counts as stalled for stallHoldoff (1 s), and
+// packets for it that do not fit are then dropped at once, as a congested
+// UDP path would. So a client that stops reading, or reads far
 // slower than it is sent to, costs each of its senders at most one
 // forwardWait per stallHoldoff, and other clients nothing; the write
 // deadline closes it if it accepts nothing at all.
@@ -119,15 +120,18 @@ const (
 	maxBatchBytes  = 256 << 10
 	// forwardWait is the longest a reader waits for room in a full
 	// destination queue before it drops the packet (see the package
-	// comment). A destination that is draining frees room within one batch
-	// write, a few milliseconds at any useful rate; one that freed nothing
-	// for this long is stalled, or far slower than its senders.
-	forwardWait = 20 * time.Millisecond
-	// stallHoldoff is how long a destination whose queue did not drain
-	// within forwardWait gets drops without waiting, so that a stalled
-	// client costs its senders at most forwardWait/stallHoldoff (4%) of
-	// their time, not a wait per packet.
-	stallHoldoff = 500 * time.Millisecond
+	// comment). A destination that is reading frees room within one batch
+	// write, a few milliseconds at any useful rate; one whose socket took
+	// nothing for this long has stopped reading, or reads far slower than
+	// it is sent to. Not much shorter: a node whose CPU is busy can leave
+	// its relay connection unread for tens of milliseconds, and that
+	// should cost a wait, not stallHoldoff of drops.
+	forwardWait = 50 * time.Millisecond
+	// stallHoldoff is how long a destination that took nothing within
+	// forwardWait gets drops without waiting, so that a stalled client
+	// costs its senders at most forwardWait/stallHoldoff (5%) of their
+	// time, not a wait per packet.
+	stallHoldoff = time.Second
 	// goodbyeTimeout bounds the ServerClose frame written to a client the
 	// relay closes, so a stuck client cannot hold up shutdown.
 	goodbyeTimeout = time.Second

@@ -14,7 +14,8 @@
 //     retransmission and a halved window, while a short wait merely slows the
 //     producer to the pace the connection drains at, which is what TCP's own
 //     flow control would do. The wait is bounded (Options.Wait), and a queue
-//     whose wait ran out counts as stalled for Options.Holdoff, during which
+//     whose writer spent a whole Wait inside one write (its connection is not
+//     taking data) counts as stalled for Options.Holdoff, during which
 //     producers drop at once rather than wait again: a connection that stopped
 //     draining costs each producer at most one Wait per Holdoff, never a hang,
 //     and never more than a few percent of its time.
@@ -63,9 +64,9 @@ type Queue struct {
 	space chan struct{}
 	// stalledUntil: until then a full queue fails Pushes without waiting.
 	stalledUntil time.Time
-	// releases counts Releases, so that a producer whose wait ran out can
-	// tell a stalled writer from one whose freed room others took first.
-	releases uint64
+	// writingSince is when the writer took the batch it has not released
+	// yet; zero while it holds none.
+	writingSince time.Time
 }
 
 // New returns an empty queue.
@@ -109,11 +110,10 @@ func (q *Queue) add(p *packet.Packet, n int64) {
 // did not fit in time, the queue is closed, or ctx ended.
 func (q *Queue) Push(ctx context.Context, p *packet.Packet) bool {
 	n := int64(cap(p.Data))
-	var (
-		deadline time.Time
-		timer    *time.Timer
-		released uint64
-	)
+	// One timer for the whole wait, however many wake-ups it takes: when
+	// it fires, Wait has passed. (time.Now is not free on every machine,
+	// and under backpressure nearly every Push waits.)
+	var timer *time.Timer
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -131,21 +131,7 @@ func (q *Queue) Push(ctx context.Context, p *packet.Packet) bool {
 			q.mu.Unlock()
 			return true
 		}
-		now := time.Now()
-		if q.opts.Wait <= 0 || n > int64(q.opts.MaxBytes) || now.Before(q.stalledUntil) {
-			q.mu.Unlock()
-			return false
-		}
-		if deadline.IsZero() {
-			deadline, released = now.Add(q.opts.Wait), q.releases
-		}
-		left := deadline.Sub(now)
-		if left <= 0 {
-			if q.releases == released {
-				// The writer freed nothing in a whole Wait: stop
-				// making producers wait for it for a while.
-				q.stalledUntil = now.Add(q.opts.Holdoff)
-			}
+		if timer == nil && (q.opts.Wait <= 0 || n > int64(q.opts.MaxBytes) || q.stalled()) {
 			q.mu.Unlock()
 			return false
 		}
@@ -155,17 +141,52 @@ func (q *Queue) Push(ctx context.Context, p *packet.Packet) bool {
 		space := q.space
 		q.mu.Unlock()
 		if timer == nil {
-			timer = q.timer(left)
-		} else {
-			timer.Reset(left)
+			timer = q.timer(q.opts.Wait)
 		}
 		select {
 		case <-space:
 		case <-timer.C:
+			q.mu.Lock()
+			if !q.closed && q.fits(n) {
+				q.add(p, n)
+				q.mu.Unlock()
+				return true
+			}
+			q.waitExpired()
+			q.mu.Unlock()
+			return false
 		case <-ctx.Done():
 			return false
 		}
 		q.mu.Lock()
+	}
+}
+
+// stalled reports whether the queue is in its holdoff. Callers hold q.mu.
+func (q *Queue) stalled() bool {
+	if q.stalledUntil.IsZero() {
+		return false
+	}
+	if time.Now().Before(q.stalledUntil) {
+		return true
+	}
+	q.stalledUntil = time.Time{}
+	return false
+}
+
+// waitExpired is a producer's whole Wait gone by without room. When the
+// writer has been inside one write all that time, the connection is not
+// taking data (its reader stopped, or reads far slower than it is sent
+// to): the queue counts as stalled for the holdoff. A writer that was
+// merely not scheduled, on a busy machine, or whose freed room other
+// producers took first, is no reason to. Callers hold q.mu.
+func (q *Queue) waitExpired() {
+	if q.writingSince.IsZero() {
+		return
+	}
+	now := time.Now()
+	if now.Sub(q.writingSince) >= q.opts.Wait {
+		q.stalledUntil = now.Add(q.opts.Holdoff)
 	}
 }
 
@@ -192,6 +213,9 @@ func (q *Queue) Take(dst []*packet.Packet, maxItems, maxBytes int) []*packet.Pac
 		}
 		k++
 	}
+	if k > 0 && q.writingSince.IsZero() {
+		q.writingSince = time.Now()
+	}
 	dst = append(dst, q.items[:k]...)
 	rest := copy(q.items, q.items[k:])
 	clear(q.items[rest:]) // no stale pointers keep packets alive
@@ -207,11 +231,12 @@ func (q *Queue) Take(dst []*packet.Packet, maxItems, maxBytes int) []*packet.Pac
 }
 
 // Release returns the capacity of packets taken and written (or discarded)
-// to the queue's allowance, and wakes producers waiting for room.
+// to the queue's allowance, and wakes producers waiting for room. The
+// writer calls it once per Take, after the write.
 func (q *Queue) Release(n int64) {
 	q.mu.Lock()
 	q.bytes -= n
-	q.releases++
+	q.writingSince = time.Time{}
 	q.wakeLocked()
 	q.mu.Unlock()
 }
