@@ -162,13 +162,18 @@ func (c *Client) handshake(ctx context.Context, conn net.Conn, r *protocol.Reade
 // that sends nothing, not even a KeepAlive, for its own idle timeout is gone.
 func (c *Client) readLoop(conn net.Conn, r *protocol.Reader, idle time.Duration) error {
 	refresh := min(deadlineRefresh, idle/8)
-	var deadlineSet time.Time
+	var (
+		deadlineSet time.Time
+		unchecked   int // frames read since the clock was last looked at
+	)
 	for {
-		if now := time.Now(); now.Sub(deadlineSet) >= refresh {
-			if err := conn.SetReadDeadline(now.Add(idle)); err != nil {
-				return fmt.Errorf("read from relay: %w", err)
+		if protocol.DeadlineCheckDue(r, &unchecked) {
+			if now := time.Now(); now.Sub(deadlineSet) >= refresh {
+				if err := conn.SetReadDeadline(now.Add(idle)); err != nil {
+					return fmt.Errorf("read from relay: %w", err)
+				}
+				deadlineSet = now
 			}
-			deadlineSet = now
 		}
 		typ, p, err := r.ReadFrame()
 		if err != nil {

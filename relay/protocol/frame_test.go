@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -181,5 +182,42 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A read loop looks at the clock only when the next read may block, and
+// at least every deadlineCheckEvery frames.
+func TestDeadlineCheckDue(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(bufio.NewWriter(&buf))
+	const keepAlives = 2*deadlineCheckEvery + 10
+	for range keepAlives {
+		must(t, w.WriteFrame(TypeKeepAlive, nil))
+	}
+	must(t, w.WritePacket(TypeSendPacket, wgtypes.Key{}, []byte("partly buffered")))
+	must(t, w.Flush())
+	stream := buf.Bytes()
+	// The last frame's final bytes arrive only after a further read.
+	cut := len(stream) - 3
+	r := NewReader(bufio.NewReaderSize(io.MultiReader(bytes.NewReader(stream[:cut]), bytes.NewReader(stream[cut:])), 64<<10))
+
+	var unchecked int
+	if !DeadlineCheckDue(r, &unchecked) {
+		t.Fatal("no check before the first read (nothing buffered)")
+	}
+	var checks []int
+	for i := 1; i <= keepAlives; i++ {
+		if _, _, err := r.ReadFrame(); err != nil {
+			t.Fatal(err)
+		}
+		if DeadlineCheckDue(r, &unchecked) {
+			checks = append(checks, i)
+		}
+	}
+	// After frames 64 and 128 (the bound), and before the partly buffered
+	// frame, whose read will block.
+	want := []int{deadlineCheckEvery, 2 * deadlineCheckEvery, keepAlives}
+	if fmt.Sprint(checks) != fmt.Sprint(want) {
+		t.Fatalf("clock checks after frames %v, want %v", checks, want)
 	}
 }

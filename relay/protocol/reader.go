@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -35,6 +36,20 @@ func NewReader(br io.Reader) *Reader {
 // n is clamped to MaxPayloadLen.
 func (r *Reader) SetMaxPayload(n int) {
 	r.max = min(n, MaxPayloadLen)
+}
+
+// nextBuffered reports whether the whole next frame is already in the
+// stream's bufio.Reader, so that ReadFrame will not read the stream.
+func (r *Reader) nextBuffered() bool {
+	b, ok := r.br.(*bufio.Reader)
+	if !ok || b.Buffered() < HeaderLen {
+		return false
+	}
+	hdr, err := b.Peek(HeaderLen) // within what is buffered: never reads
+	if err != nil {
+		return false
+	}
+	return uint64(b.Buffered()) >= HeaderLen+uint64(binary.BigEndian.Uint32(hdr[1:]))
 }
 
 // BytesRead is the number of bytes of complete frames read so far.
@@ -73,4 +88,23 @@ func (r *Reader) ReadFrame() (Type, []byte, error) {
 	}
 	r.readLen += int64(HeaderLen) + int64(n)
 	return t, p, nil
+}
+
+// deadlineCheckEvery bounds the frames read between two looks at the clock
+// by DeadlineCheckDue.
+const deadlineCheckEvery = 64
+
+// DeadlineCheckDue reports whether a read loop should look at the clock to
+// refresh its read deadline before the next ReadFrame: when that read may
+// block on the stream (the next frame is not all buffered), and at least
+// every deadlineCheckEvery frames. Reading the time for every frame is a
+// good part of a relayed packet's cost, and a deadline matters only when a
+// read blocks. *unchecked counts the frames in between.
+func DeadlineCheckDue(r *Reader, unchecked *int) bool {
+	*unchecked++
+	if *unchecked < deadlineCheckEvery && r.nextBuffered() {
+		return false
+	}
+	*unchecked = 0
+	return true
 }

@@ -158,14 +158,19 @@ func (c *clientConn) run() {
 // readLoop reads the client's frames and forwards its packets until the
 // connection fails or the session ends.
 func (c *clientConn) readLoop() error {
-	var deadlineSet time.Time
+	var (
+		deadlineSet time.Time
+		unchecked   int // frames read since the clock was last looked at
+	)
 	told := make(map[wgtypes.Key]time.Time) // PeerGone notices sent, by destination
 	for {
-		if now := time.Now(); now.Sub(deadlineSet) >= c.s.readRefresh {
-			if err := c.conn.SetReadDeadline(now.Add(c.s.cfg.IdleTimeout)); err != nil {
-				return &connError{reason: closeReadError, err: err}
+		if protocol.DeadlineCheckDue(c.r, &unchecked) {
+			if now := time.Now(); now.Sub(deadlineSet) >= c.s.readRefresh {
+				if err := c.conn.SetReadDeadline(now.Add(c.s.cfg.IdleTimeout)); err != nil {
+					return &connError{reason: closeReadError, err: err}
+				}
+				deadlineSet = now
 			}
-			deadlineSet = now
 		}
 		typ, p, err := c.r.ReadFrame()
 		if err != nil {
