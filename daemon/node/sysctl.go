@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"syscall"
+
+	"github.com/wirelace/wirelace/internal/sysctl"
 )
 
 // enableForwarding turns on forwarding for the address families the node
@@ -19,26 +19,16 @@ func enableForwarding(prefixes []netip.Prefix) error {
 		v4 = v4 || p.Addr().Unmap().Is4()
 		v6 = v6 || !p.Addr().Unmap().Is4()
 	}
-	for _, f := range []struct {
-		on         bool
-		path, name string
-	}{
-		{v4, "/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward"},
-		{v6, "/proc/sys/net/ipv6/conf/all/forwarding", "net.ipv6.conf.all.forwarding"},
-	} {
-		if !f.on {
-			continue
-		}
-		if b, err := os.ReadFile(f.path); err == nil && len(b) > 0 && b[0] == '1' {
-			continue
-		}
-		err := os.WriteFile(f.path, []byte("1"), 0o644)
-		switch {
-		case errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-			return fmt.Errorf("%s is off and this container may not change it: set %s=1 on the node (sysctl.d), or run wirelaced privileged", f.name, f.name)
-		case err != nil:
-			return fmt.Errorf("enable forwarding (%s): %w", f.name, err)
-		}
+	err := sysctl.EnableForwarding(v4, v6)
+	var se *sysctl.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se) && se.Denied():
+		return fmt.Errorf("%s is off and this container may not change it: set %s=1 on the node (sysctl.d), or run wirelaced privileged", se.Name, se.Name)
+	case errors.As(err, &se):
+		return fmt.Errorf("enable forwarding (%s): %w", se.Name, se.Err)
+	default:
+		return fmt.Errorf("enable forwarding: %w", err)
 	}
-	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
@@ -129,7 +130,7 @@ func hasRoute(link netlink.Link, dst *net.IPNet, gw net.IP) bool {
 		if r.LinkIndex != link.Attrs().Index || (gw != nil && !r.Gw.Equal(gw)) {
 			continue
 		}
-		if isDefault(dst) && isDefault(r.Dst) {
+		if ip.IsIPNetZero(dst) && ip.IsIPNetZero(r.Dst) {
 			return true
 		}
 		if r.Dst != nil && r.Dst.String() == dst.String() {

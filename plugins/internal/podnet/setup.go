@@ -4,17 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/wirelace/wirelace/internal/sysctl"
 )
 
 // Attachment is one pod interface to make or check.
@@ -111,23 +112,23 @@ func ensureVeth(a Attachment) (netlink.Link, bool, error) {
 		return nil, false, err
 	}
 
-	// Made from the host netns with the peer placed straight into the pod's:
-	// one netlink request, so no half-made pair can be left in either netns.
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = name
-	attrs.MTU = a.MTU
-	veth := &netlink.Veth{
-		LinkAttrs:     attrs,
-		PeerName:      a.IfName,
-		PeerNamespace: netlink.NsFd(int(a.NetNS.Fd())),
+	// Made from the pod netns with the host end placed straight into the
+	// host's: one netlink request, so no half-made pair can be left in
+	// either netns. Do hands the callback the netns it was called from.
+	err = a.NetNS.Do(func(hostNS ns.NetNS) error {
+		_, _, err := ip.SetupVethWithName(a.IfName, name, a.MTU, "", hostNS)
+		return err
+	})
+	if err == nil {
+		link, err = netlinksafe.LinkByName(name)
 	}
-	if err := netlink.LinkAdd(veth); err != nil {
-		return nil, false, fmt.Errorf("create veth pair %s (host) / %s (pod) with MTU %d: %w", name, a.IfName, a.MTU, err)
-	}
-	link, err = netlinksafe.LinkByName(name)
 	if err != nil {
-		_ = netlink.LinkDel(veth)
-		return nil, false, fmt.Errorf("look up new veth %s: %w", name, err)
+		// The name was free above, so a link by that name now is the pair
+		// just made, left by a step after its creation that failed.
+		if l, lookupErr := netlinksafe.LinkByName(name); lookupErr == nil {
+			_ = netlink.LinkDel(l)
+		}
+		return nil, false, fmt.Errorf("create veth pair %s (host) / %s (pod) with MTU %d: %w", name, a.IfName, a.MTU, err)
 	}
 	return link, false, nil
 }
@@ -161,20 +162,20 @@ func configureHost(a Attachment, host netlink.Link) error {
 		// wait of up to 0.8 s) covers a pod whose neighbour table was
 		// flushed. It needs a host route to 169.254.1.1 that does not go
 		// back out of this veth, such as the node's default route.
-		if err := setSysctl(filepath.Join("net/ipv4/conf", name, "proxy_arp"), "1"); err != nil {
+		if err := sysctl.Set(filepath.Join("net/ipv4/conf", name, "proxy_arp"), "1"); err != nil {
 			return err
 		}
-		if err := setSysctl(filepath.Join("net/ipv4/neigh", name, "proxy_delay"), "0"); err != nil {
+		if err := sysctl.Set(filepath.Join("net/ipv4/neigh", name, "proxy_delay"), "0"); err != nil {
 			return err
 		}
 	}
 	if v6 {
-		if err := setSysctl(filepath.Join("net/ipv6/conf", name, "disable_ipv6"), "0"); err != nil {
+		if err := sysctl.Set(filepath.Join("net/ipv6/conf", name, "disable_ipv6"), "0"); err != nil {
 			return fmt.Errorf("wirelaced gave the pod an IPv6 address but IPv6 is unavailable in the host netns: %w", err)
 		}
 		// A router port: it must not pick up addresses or routes from
 		// whatever a pod advertises.
-		if err := setSysctl(filepath.Join("net/ipv6/conf", name, "accept_ra"), "0"); err != nil {
+		if err := sysctl.Set(filepath.Join("net/ipv6/conf", name, "accept_ra"), "0"); err != nil {
 			return err
 		}
 	}
@@ -203,17 +204,7 @@ func configureHost(a Attachment, host netlink.Link) error {
 		}
 	}
 	// The host routes the pod's traffic to the mesh and beyond.
-	if v4 {
-		if err := setSysctl("net/ipv4/ip_forward", "1"); err != nil {
-			return err
-		}
-	}
-	if v6 {
-		if err := setSysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
-			return err
-		}
-	}
-	return nil
+	return sysctl.EnableForwarding(v4, v6)
 }
 
 // configurePod sets up the pod end, from inside the pod netns: addresses as
@@ -226,7 +217,7 @@ func configurePod(a Attachment, hostMAC net.HardwareAddr) (netlink.Link, error) 
 	}
 	v4, v6 := families(a.IPs)
 	if v6 {
-		if err := setSysctl(filepath.Join("net/ipv6/conf", a.IfName, "disable_ipv6"), "0"); err != nil {
+		if err := sysctl.Set(filepath.Join("net/ipv6/conf", a.IfName, "disable_ipv6"), "0"); err != nil {
 			return nil, fmt.Errorf("wirelaced gave the pod an IPv6 address but IPv6 is disabled in the pod netns: %w", err)
 		}
 	}
@@ -280,8 +271,7 @@ func configurePod(a Attachment, hostMAC net.HardwareAddr) (netlink.Link, error) 
 // default route that goes elsewhere: that belongs to another network of the
 // pod, and Wirelace standalone must be the pod's primary network.
 func addDefaultRoute(link netlink.Link, gw net.IP) error {
-	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: defaultDst(gw), Gw: gw}
-	err := netlink.RouteAdd(r)
+	err := ip.AddDefaultRoute(gw, link)
 	if err == nil || !errors.Is(err, syscall.EEXIST) {
 		if err != nil {
 			return fmt.Errorf("add default route via %s dev %s: %w", gw, link.Attrs().Name, err)
@@ -306,19 +296,11 @@ func hasDefaultRoute(link netlink.Link, gw net.IP) (bool, error) {
 		return false, fmt.Errorf("list routes of %s: %w", link.Attrs().Name, err)
 	}
 	for _, r := range routes {
-		if isDefault(r.Dst) && r.Gw.Equal(gw) && r.LinkIndex == link.Attrs().Index {
+		if ip.IsIPNetZero(r.Dst) && r.Gw.Equal(gw) && r.LinkIndex == link.Attrs().Index {
 			return true, nil
 		}
 	}
 	return false, nil
-}
-
-func isDefault(dst *net.IPNet) bool {
-	if dst == nil {
-		return true
-	}
-	ones, _ := dst.Mask.Size()
-	return ones == 0
 }
 
 // result is the CNI result of a made attachment: the host veth (interface
@@ -341,19 +323,6 @@ func result(a Attachment, host, pod netlink.Link) *types100.Result {
 		}
 	}
 	return res
-}
-
-// setSysctl writes value to /proc/sys/<name> unless it is already there,
-// so that repeated ADDs write nothing.
-func setSysctl(name, value string) error {
-	path := filepath.Join("/proc/sys", name)
-	if cur, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(cur)) == value {
-		return nil
-	}
-	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
-		return fmt.Errorf("set %s=%s: %w", strings.ReplaceAll(name, "/", "."), value, err)
-	}
-	return nil
 }
 
 func isNotFound(err error) bool {
