@@ -20,7 +20,7 @@ import (
 // contenders so that drifting machine load hits them alike.
 const (
 	benchDuration = 8 * time.Second
-	benchRounds   = 2
+	benchRounds   = 3
 )
 
 // iperfResult is what one iperf3 run measured.
@@ -162,11 +162,21 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 	say("Ratios (targets: direct ≥ 0.95× stock, CPU per Gbit/s ≤ 1.1× stock, relay ≥ 0.7× direct with retransmits < 1%% of segments)")
 	fmt.Printf("  direct / stock throughput        %.2f\n", w.Gbps/s.Gbps)
 	fmt.Printf("  direct / stock CPU per Gbit      %.2f\n", w.CPUPerGbit/s.CPUPerGbit)
-	fmt.Printf("  relay / direct throughput        %.2f\n", rl.Gbps/w.Gbps)
+	fmt.Printf("  relay / direct throughput        %.2f (per round: %s)\n", rl.Gbps/w.Gbps, roundRatios(relay, wl))
 	fmt.Printf("  relay process CPU per Gbit       %.2f s\n", rl.RelayCPUPerGbit)
 	fmt.Printf("  retransmits per run: direct %d (%.2f%%), stock %d (%.2f%%), relay %d (%.2f%%)\n",
 		w.Retransmits, w.RetransmitPct(), s.Retransmits, s.RetransmitPct(), rl.Retransmits, rl.RetransmitPct())
 	return nil
+}
+
+// roundRatios is a/b for each round: the machine's load drifts, so the
+// spread of ratios measured side by side says more than one mean.
+func roundRatios(a, b []iperfResult) string {
+	var out []string
+	for i := range min(len(a), len(b)) {
+		out = append(out, fmt.Sprintf("%.2f", a[i].Gbps/b[i].Gbps))
+	}
+	return strings.Join(out, " ")
 }
 
 func mean(rs []iperfResult) iperfResult {
