@@ -251,6 +251,8 @@ func (c *Client) writeLoop(ctx context.Context, s *session, conn net.Conn, bw *p
 				if err := bw.Flush(); err != nil {
 					return fmt.Errorf("write to relay: %w", err)
 				}
+				bw.Idle() // quiet: no batch memory needed meanwhile
+				batch = nil
 			}
 			wrote = false
 		}

@@ -21,7 +21,8 @@ import (
 type BatchWriter struct {
 	w        io.Writer
 	vectored bool
-	bw       *bufio.Writer // when not vectored
+	bufSize  int
+	bw       *bufio.Writer // when not vectored; made on demand
 
 	hdrs   []byte   // headers (and keys) of the batch, back to back
 	frames []frame  // the batch, in order
@@ -38,12 +39,10 @@ type frame struct {
 // NewBatchWriter writes to conn; bufSize sizes the copy buffer used when
 // conn cannot take vectored writes.
 func NewBatchWriter(conn io.Writer, bufSize int) *BatchWriter {
-	b := &BatchWriter{w: conn}
+	b := &BatchWriter{w: conn, bufSize: bufSize}
 	switch conn.(type) {
 	case *net.TCPConn, *net.UnixConn:
 		b.vectored = true
-	default:
-		b.bw = bufio.NewWriterSize(conn, bufSize)
 	}
 	return b
 }
@@ -83,6 +82,9 @@ func (b *BatchWriter) Flush() error {
 		return nil
 	}
 	if !b.vectored {
+		if b.bw == nil {
+			b.bw = bufio.NewWriterSize(b.w, b.bufSize)
+		}
 		for _, f := range b.frames {
 			b.bw.Write(b.hdrs[f.hdrOff : f.hdrOff+f.hdrLen])
 			b.bw.Write(f.payload)
@@ -107,4 +109,12 @@ func (b *BatchWriter) reset() {
 	b.frames = b.frames[:0]
 	b.hdrs = b.hdrs[:0]
 	clear(b.iov)
+}
+
+// Idle lets go of the memory that batches use (header arena, iovecs, copy
+// buffer); the next batch allocates it again. A connection calls it when
+// it has gone quiet, so that a relay's thousands of idle sessions hold no
+// more than their read buffers. Call it only between batches.
+func (b *BatchWriter) Idle() {
+	b.hdrs, b.frames, b.iov, b.bw = nil, nil, nil, nil
 }

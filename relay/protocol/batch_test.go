@@ -27,6 +27,7 @@ func checkBatchRoundTrip(t *testing.T, w io.Writer, rd io.Reader) {
 		t.Fatalf("Len = %d, want 4", bw.Len())
 	}
 	must(t, bw.Flush())
+	bw.Idle() // a quiet spell: the next batch must not miss its memory
 	must(t, bw.AddFrame(TypePeerGone, key[:]))
 	must(t, bw.Flush())
 	must(t, bw.Flush()) // an empty batch writes nothing

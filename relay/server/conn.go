@@ -316,6 +316,10 @@ func (c *clientConn) writeLoop() {
 					fail(err)
 					return
 				}
+				// Quiet for a keepalive interval: most sessions are, most
+				// of the time, and need no batch memory meanwhile.
+				c.bw.Idle()
+				batch = nil
 			}
 			wrote = false
 		case <-c.ctx.Done():

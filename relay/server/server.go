@@ -107,10 +107,11 @@ const Unlimited = float64(rate.Inf)
 // Internal limits and timings.
 const (
 	// readBufSize and writeBufSize are a session's socket buffers,
-	// allocated once it has authenticated. Before that a connection reads
+	// allocated once it has authenticated (the write side only while it is
+	// busy: see protocol.BatchWriter.Idle). Before that a connection reads
 	// without a buffer and writes through handshakeBufSize.
-	readBufSize      = 64 << 10
-	writeBufSize     = 64 << 10
+	readBufSize      = 32 << 10
+	writeBufSize     = 32 << 10 // only where writev is not (TLS)
 	handshakeBufSize = protocol.HeaderLen + protocol.MaxHandshakePayloadLen
 	// maxBatchFrames and maxBatchBytes bound what the write loop takes from
 	// the queue for one vectored write: 512 frames are 1024 iovecs, the
