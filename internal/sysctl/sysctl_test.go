@@ -9,25 +9,15 @@ import (
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/testutils"
 
-	"github.com/wirelace/wirelace/internal/roottest"
+	"github.com/wirelace/wirelace/internal/netnstest"
 )
 
 // inNetNS runs f in a fresh network namespace, whose /proc/sys/net is its
 // own, so that the test never changes the host's forwarding.
 func inNetNS(t *testing.T, f func() error) {
 	t.Helper()
-	roottest.Require(t, "network namespaces")
-	n, err := testutils.NewNS()
-	if err != nil {
-		t.Fatalf("new netns: %v", err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		_ = testutils.UnmountNS(n)
-	})
-	if err := n.Do(func(ns.NetNS) error { return f() }); err != nil {
+	if err := netnstest.New(t).Do(func(ns.NetNS) error { return f() }); err != nil {
 		t.Fatal(err)
 	}
 }

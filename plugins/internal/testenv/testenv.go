@@ -12,10 +12,10 @@ import (
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/wirelace/wirelace/internal/netnstest"
 	"github.com/wirelace/wirelace/internal/roottest"
 )
 
@@ -47,14 +47,7 @@ func RequireRoot(t testing.TB) {
 // NetNS is a fresh network namespace with lo up, removed when the test ends.
 func NetNS(t testing.TB) ns.NetNS {
 	t.Helper()
-	n, err := testutils.NewNS()
-	if err != nil {
-		t.Fatalf("new netns: %v", err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		_ = testutils.UnmountNS(n)
-	})
+	n := netnstest.New(t)
 	Do(t, n, func() error {
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
