@@ -12,9 +12,12 @@ import (
 // actual peers into one wgctrl configuration. It returns an empty config
 // (no peers) when nothing needs to change, so the caller can skip the write.
 //
-// A peer's endpoint is set to its WireGuardEndpoint when that differs from
-// the device's (and left alone when it is invalid).
-func PeerChanges(desired []Node, actual []wgtypes.Peer) wgtypes.Config {
+// A peer's endpoint is set to endpoint(its key) when that differs from the
+// device's, and left alone when endpoint is nil or returns an invalid
+// address. (wirelaced gives every peer a virtual endpoint, and its Bind
+// chooses the real path; the endpoint is a function of the key, so the
+// topology itself carries none.)
+func PeerChanges(desired []Node, actual []wgtypes.Peer, endpoint func(wgtypes.Key) netip.AddrPort) wgtypes.Config {
 	have := map[wgtypes.Key]wgtypes.Peer{}
 	for _, p := range actual {
 		have[p.PublicKey] = p
@@ -31,7 +34,11 @@ func PeerChanges(desired []Node, actual []wgtypes.Peer) wgtypes.Config {
 			pc.AllowedIPs = prefixesToIPNets(allowed)
 			changed = true
 		}
-		if want := n.WireGuardEndpoint; want.IsValid() && (cur.Endpoint == nil || unmapped(cur.Endpoint.AddrPort()) != unmapped(want)) {
+		var want netip.AddrPort
+		if endpoint != nil {
+			want = endpoint(n.PublicKey)
+		}
+		if want.IsValid() && (cur.Endpoint == nil || unmapped(cur.Endpoint.AddrPort()) != unmapped(want)) {
 			pc.Endpoint = net.UDPAddrFromAddrPort(want)
 			changed = true
 		}

@@ -162,12 +162,14 @@ func TestPeerChanges(t *testing.T) {
 	ka, kb, kold := key(t), key(t), key(t)
 	epA := netip.MustParseAddrPort("198.18.0.11:51820")
 	desired := []Node{
-		{Name: "a", PublicKey: ka, WireGuardEndpoint: epA, AllowedIPs: pfx("10.77.0.1/32")},
-		{Name: "b", PublicKey: kb, WireGuardEndpoint: netip.MustParseAddrPort("198.18.0.12:51820"), AllowedIPs: pfx("10.77.0.2/32")},
+		{Name: "a", PublicKey: ka, AllowedIPs: pfx("10.77.0.1/32")},
+		{Name: "b", PublicKey: kb, AllowedIPs: pfx("10.77.0.2/32")},
 	}
+	endpoints := map[wgtypes.Key]netip.AddrPort{ka: epA, kb: netip.MustParseAddrPort("198.18.0.12:51820")}
+	endpoint := func(k wgtypes.Key) netip.AddrPort { return endpoints[k] }
 
 	// From nothing: add both, with allowed IPs and endpoints.
-	cfg := PeerChanges(desired, nil)
+	cfg := PeerChanges(desired, nil, endpoint)
 	if len(cfg.Peers) != 2 || !cfg.Peers[0].ReplaceAllowedIPs || cfg.Peers[0].Endpoint == nil {
 		t.Fatalf("initial config %+v", cfg)
 	}
@@ -179,7 +181,7 @@ func TestPeerChanges(t *testing.T) {
 		{PublicKey: kb, Endpoint: net.UDPAddrFromAddrPort(netip.MustParseAddrPort("198.18.0.12:51820")), AllowedIPs: prefixesToIPNets(pfx("10.77.0.2/32"))},
 		{PublicKey: kold},
 	}
-	cfg = PeerChanges(desired, actual)
+	cfg = PeerChanges(desired, actual, endpoint)
 	if len(cfg.Peers) != 1 || cfg.Peers[0].PublicKey != kold || !cfg.Peers[0].Remove {
 		t.Fatalf("want only removal of the old peer, got %+v", cfg.Peers)
 	}
@@ -188,9 +190,15 @@ func TestPeerChanges(t *testing.T) {
 	desired[1].AllowedIPs = pfx("10.77.0.2/32", "10.244.2.0/24")
 	actual = actual[:2]
 	actual[1].Endpoint = &net.UDPAddr{IP: net.ParseIP("203.0.113.9"), Port: 1}
-	cfg = PeerChanges(desired, actual)
+	cfg = PeerChanges(desired, actual, endpoint)
 	if len(cfg.Peers) != 1 || cfg.Peers[0].PublicKey != kb || len(cfg.Peers[0].AllowedIPs) != 2 || cfg.Peers[0].Endpoint.Port != 51820 {
 		t.Fatalf("want b updated, got %+v", cfg.Peers)
+	}
+
+	// Without an endpoint function the device's endpoints are left alone.
+	cfg = PeerChanges(desired, actual, nil)
+	if len(cfg.Peers) != 1 || cfg.Peers[0].Endpoint != nil {
+		t.Fatalf("want b's allowed IPs only, got %+v", cfg.Peers)
 	}
 }
 

@@ -24,10 +24,6 @@ type Node struct {
 	EndpointKinds []vocab.EndpointKind
 	// NATType is the node's published NAT type.
 	NATType vocab.NATType
-	// WireGuardEndpoint is what the device is configured with for this
-	// peer; the caller sets it (wirelaced: the peer's virtual endpoint, the
-	// Bind choosing the real path). Invalid means leave it alone.
-	WireGuardEndpoint netip.AddrPort
 	// What the node's MeshNode claims (ParseClaim). A MeshNode is written
 	// by the node it describes, so none of this is routed until Desired
 	// has checked it against what the cluster says (Facts).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/wirelace/wirelace/daemon/api"
@@ -136,15 +135,6 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-// prefixStrings formats prefixes for the MeshNode.
-func prefixStrings(ps []netip.Prefix) []string {
-	out := make([]string, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, p.String())
-	}
-	return out
 }
 
 // Conversions between the local API's types (netconf) and the store's

@@ -406,9 +406,10 @@ func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 			pp.first = n.Endpoints[0]
 		}
 		pp.sm.SetCandidates(path.MarkSameLAN(cands, own), p.localNAT, n.NATType, now)
-		n.WireGuardEndpoint = p.bind.PeerEndpoint(n.PublicKey)
-		// A route before WireGuard learns of the peer: its first handshake
-		// must not go nowhere.
+		// The Bind learns of the peer (its virtual endpoint, which
+		// applyPeers configures in WireGuard) and gets a route before
+		// WireGuard does: its first handshake must not go nowhere.
+		p.bind.PeerEndpoint(n.PublicKey)
 		p.applyRoute(pp, now, relayUp)
 	}
 	for k, pp := range p.peers {

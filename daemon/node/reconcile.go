@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
-	"slices"
 
 	"github.com/wirelace/wirelace/api/v1alpha1"
 	"github.com/wirelace/wirelace/daemon/kube"
@@ -41,7 +40,21 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	if hostErr != nil {
 		d.log.Warn("some host addresses could not be read", "err", hostErr)
 	}
-	if err := d.publish(ctx, host); err != nil {
+	// What this node is, computed once, then applied: its MeshNode, the
+	// candidates its path machines offer peers, its status.
+	state, err := d.selfState(host)
+	if err != nil {
+		return err
+	}
+	spec, own, err := nodeSpec(state)
+	if err != nil {
+		return err
+	}
+	d.paths.setLocal(state.NAT.Type, own)
+	d.mu.Lock()
+	d.endpoints = endpointStrings(own)
+	d.mu.Unlock()
+	if err := d.publish(ctx, spec); err != nil {
 		return err
 	}
 
@@ -161,7 +174,7 @@ func (d *Daemon) applyPeers(top mesh.Topology) error {
 	for _, p := range top.Peers {
 		names[p.PublicKey.String()] = p.Name
 	}
-	cfg := mesh.PeerChanges(top.Peers, actual)
+	cfg := mesh.PeerChanges(top.Peers, actual, d.bind.PeerEndpoint)
 	if len(cfg.Peers) > 0 {
 		if err := d.dev.Configure(cfg); err != nil {
 			return fmt.Errorf("configure WireGuard peers: %w", err)
@@ -181,15 +194,11 @@ func (d *Daemon) applyPeers(top mesh.Topology) error {
 	return nil
 }
 
-// publish writes this node's MeshNode when what it should say differs from
-// what the cache holds (a first start, a new address, or someone deleted
-// it). Comparing with the cache first means a quiet cluster costs no
-// requests at all.
-func (d *Daemon) publish(ctx context.Context, host []netip.Prefix) error {
-	spec, err := d.spec(host)
-	if err != nil {
-		return err
-	}
+// publish writes this node's MeshNode when spec differs from what the
+// cache holds (a first start, a new address, or someone deleted it).
+// Comparing with the cache first means a quiet cluster costs no requests
+// at all.
+func (d *Daemon) publish(ctx context.Context, spec v1alpha1.MeshNodeSpec) error {
 	if cur := d.watcher.MeshNode(d.cfg.NodeName); cur != nil && reflect.DeepEqual(cur.Spec, spec) {
 		return nil
 	}
@@ -205,100 +214,37 @@ func (d *Daemon) publish(ctx context.Context, host []netip.Prefix) error {
 	return nil
 }
 
-// spec is what this node's MeshNode should say now.
-func (d *Daemon) spec(host []netip.Prefix) (v1alpha1.MeshNodeSpec, error) {
-	pub := d.keys.WireGuard.PublicKey().String()
-	spec := v1alpha1.MeshNodeSpec{
-		PublicKey:  pub,
-		KeyPrefix:  pub[:8],
-		ControlKey: d.keys.Control.PublicKey().String(),
+// selfState gathers what this node's MeshNode is made of (see nodeSpec):
+// its keys, addresses, pods, grants, NAT and host addresses, as values.
+func (d *Daemon) selfState(host []netip.Prefix) (selfState, error) {
+	s := selfState{
+		WireGuardKey: d.keys.WireGuard.PublicKey(),
+		ControlKey:   d.keys.Control.PublicKey(),
+		MeshIPs:      d.meshIPs,
+		PodCIDRs:     d.podCIDRs,
+		Host:         addrsOf(host),
+		Port:         uint16(d.bind.Port()),
 	}
-	for _, a := range d.meshIPs {
-		spec.MeshIPs = append(spec.MeshIPs, a.String())
+	var err error
+	if s.Chained, err = d.chainedAddrs(); err != nil {
+		return s, err
 	}
-	spec.PodCIDRs = prefixStrings(d.podCIDRs)
-	chained, err := d.chainedAddrs()
-	if err != nil {
-		return spec, err
-	}
-	advertised, err := d.cfg.AdvertisePrefixes()
-	if err != nil {
-		return spec, err
+	if s.Advertised, err = d.cfg.AdvertisePrefixes(); err != nil {
+		return s, err
 	}
 	if d.cfg.AdvertiseGrantedCIDRs {
-		for _, g := range d.watcher.Grants(d.cfg.NodeName) {
-			if !slices.Contains(advertised, g) {
-				advertised = append(advertised, g)
-			}
-		}
+		s.Granted = d.watcher.Grants(d.cfg.NodeName)
 	}
-	spec.AdvertisedCIDRs = prefixStrings(advertised)
-	if len(advertised) == 0 {
-		spec.AdvertisedCIDRs = nil
+	if s.Configured, err = d.cfg.ConfiguredEndpoints(); err != nil {
+		return s, err
 	}
-	chainedPrefixes := mesh.Aggregate(chained)
-	if len(chainedPrefixes) > 0 {
-		spec.PodIPs = prefixStrings(chainedPrefixes)
-	}
-	configured, err := d.cfg.ConfiguredEndpoints()
-	if err != nil {
-		return spec, err
-	}
-	seen := map[netip.AddrPort]bool{}
-	var own []netip.AddrPort
-	add := func(ap netip.AddrPort, kind v1alpha1.EndpointKind) {
-		if !seen[ap] {
-			seen[ap] = true
-			own = append(own, ap)
-			spec.Endpoints = append(spec.Endpoints, v1alpha1.Endpoint{Address: ap.String(), Kind: kind})
-		}
-	}
-	for _, ap := range configured {
-		add(ap, v1alpha1.EndpointConfigured)
-	}
-	// Configured, then what STUN saw (reachable from elsewhere), then the
-	// host's own addresses (reachable on the same network): the path
-	// machines probe them all, and the first is the best guess.
-	d.mu.Lock()
-	res := d.nat
-	d.mu.Unlock()
-	spec.NATType = res.Type
-	addrs := addrsOf(host)
-	port := uint16(d.bind.Port())
-	local := map[netip.Addr]bool{}
-	for _, a := range addrs {
-		local[a] = true
-	}
-	for _, ap := range res.Mapped {
-		if !local[ap.Addr()] { // an open node's mapped address is a host one
-			add(ap, v1alpha1.EndpointSTUN)
-		}
-	}
-	// Not the addresses this node routes into pods or the mesh (a pod
-	// gateway on a CNI bridge or veth, say): peers could only reach those
-	// through the tunnel itself.
-	inner := append(slices.Clone(d.podCIDRs), chainedPrefixes...)
-	if pools, err := d.cfg.MeshPools(); err == nil {
-		inner = append(inner, pools...)
-	}
-	for _, a := range addrs {
-		if !containsAddr(inner, a) {
-			add(netip.AddrPortFrom(a, port), v1alpha1.EndpointHost)
-		}
-	}
-	// What peers are told is also what CallMeMaybe offers them.
-	d.paths.setLocal(res.Type, own)
-	var eps []string
-	for _, e := range spec.Endpoints {
-		eps = append(eps, e.Address)
+	if s.MeshPools, err = d.cfg.MeshPools(); err != nil {
+		return s, err
 	}
 	d.mu.Lock()
-	d.endpoints = eps
+	s.NAT = d.nat
 	d.mu.Unlock()
-	if len(spec.Endpoints) == 0 {
-		return spec, errors.New("this node has no usable address to publish as an endpoint (no global unicast address on any up interface)")
-	}
-	return spec, nil
+	return s, nil
 }
 
 // peerName is the node name last seen for a public key, for logs.
