@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirelace/wirelace/internal/netipx"
 )
 
 // PeerChanges turns the difference between desired peers and the device's
@@ -38,7 +40,7 @@ func PeerChanges(desired []Node, actual []wgtypes.Peer, endpoint func(wgtypes.Ke
 		if endpoint != nil {
 			want = endpoint(n.PublicKey)
 		}
-		if want.IsValid() && (cur.Endpoint == nil || unmapped(cur.Endpoint.AddrPort()) != unmapped(want)) {
+		if want.IsValid() && (cur.Endpoint == nil || netipx.UnmapAddrPort(cur.Endpoint.AddrPort()) != netipx.UnmapAddrPort(want)) {
 			pc.Endpoint = net.UDPAddrFromAddrPort(want)
 			changed = true
 		}
@@ -52,10 +54,6 @@ func PeerChanges(desired []Node, actual []wgtypes.Peer, endpoint func(wgtypes.Ke
 		}
 	}
 	return cfg
-}
-
-func unmapped(ap netip.AddrPort) netip.AddrPort {
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // RouteChanges returns the prefixes to add and to delete to turn actual into
