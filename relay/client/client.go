@@ -144,8 +144,16 @@ type Config struct {
 	ControlKey wgtypes.Key
 	// Receive is called for every packet from the relay, from the Client's
 	// read goroutine, with the peer's WireGuard key. pkt is valid only
-	// until Receive returns; Receive must copy what it keeps and must not
-	// block for long, or it holds up all relayed traffic. Required.
+	// until Receive returns; Receive must copy what it keeps. Required.
+	//
+	// When its consumer is full, Receive should wait for room, briefly
+	// (tens of milliseconds at most), rather than drop: while it waits
+	// nothing is read from the relay, TCP flow control slows the relay's
+	// writes to this node, and the relay slows the senders in turn (see
+	// relay/server), so the TCP inside WireGuard slows down instead of
+	// losing packets. It must not block for long: everything relayed to
+	// this node waits meanwhile, and a relay gives up on a node that
+	// reads nothing for a while.
 	Receive func(src wgtypes.Key, pkt []byte)
 	// PeerGone, if set, is called when the relay says a destination is not
 	// connected to it.
