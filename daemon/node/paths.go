@@ -43,13 +43,19 @@ const (
 	// counterPoll is the least time between two reads of the device's
 	// receive counters, which confirm direct paths by authenticated traffic
 	// (see observeRecv). They are read only while an active peer has direct
-	// traffic they could confirm; once per pathTick confirms a busy path
-	// well within path.SuspectAfter, so it needs no liveness pings.
-	counterPoll = pathTick
+	// traffic they could confirm. Half of path.SuspectAfter, so a busy path
+	// is confirmed twice within it and needs no liveness pings, while a cut
+	// is noticed within SuspectAfter of the last read before it (a read
+	// costs tens of microseconds with a few peers; counterShare bounds it
+	// with many).
+	counterPoll = 100 * time.Millisecond
 	// evidenceFresh: counters read longer ago than this are too old a
-	// baseline to confirm anything now (the packets that made them grow may
-	// be that old); they are only a new baseline for the next read.
-	evidenceFresh = 2 * counterPoll
+	// baseline to confirm anything (the packets that made them grow may be
+	// that old, and a proof is dated at the baseline); they are only a new
+	// baseline for the next read. Longer than counterPoll, so that reads
+	// spaced out by their cost (up to 5 ms each, see counterShare) still
+	// confirm, if later than SuspectAfter (liveness pings then help).
+	evidenceFresh = 500 * time.Millisecond
 	// counterShare is the most of one core the counter reads may take. A read
 	// lists every peer of the device over UAPI (13-28 ms with 1000 peers,
 	// measured with wireguard-go and wgctrl), while a ping costs this node a
@@ -149,6 +155,9 @@ type peerPath struct {
 	seen     evidence      // traffic at the last counter poll
 	// idle: out of the loop; handleRelayed puts it back (and clears this).
 	idle atomic.Bool
+	// directOnly: route has a direct address and not the relay; read by
+	// handleRelayed without mu.
+	directOnly atomic.Bool
 }
 
 // evidence is what was known of a peer's received traffic at one poll.
@@ -207,7 +216,8 @@ func (p *paths) handle(pkt []byte, from netip.AddrPort) {
 // WireGuard key, as the relay authenticated it. A WireGuard packet from an
 // idle peer wakes it at once: the first one back after a pause is often
 // the answer to a handshake this node sent through the relay, which the
-// Bind's counters do not show.
+// Bind's counters do not show. One from a peer we reach directly only
+// kicks the loop: the peer doubts that path.
 func (p *paths) handleRelayed(src wgtypes.Key, pkt []byte) {
 	if probe.IsProbe(pkt) {
 		p.probes.push(pkt, netip.AddrPort{}, true, src)
@@ -215,10 +225,18 @@ func (p *paths) handleRelayed(src wgtypes.Key, pkt []byte) {
 	}
 	p.bind.DeliverRelayed(src, pkt)
 	if m := p.byWG.Load(); m != nil && bind.IsWireGuard(pkt) {
-		if pp := (*m)[src]; pp != nil && pp.idle.CompareAndSwap(true, false) {
+		pp := (*m)[src]
+		switch {
+		case pp == nil:
+		case pp.idle.CompareAndSwap(true, false):
 			p.wokenMu.Lock()
 			p.woken = append(p.woken, pp)
 			p.wokenMu.Unlock()
+			p.wake()
+		case pp.directOnly.Load():
+			// The peer sends through the relay while we send directly
+			// only: it doubts the path, and the next step should know
+			// now (path.Peer.OnRelayRecv), not at its next tick.
 			p.wake()
 		}
 	}
@@ -503,7 +521,10 @@ func (p *paths) step(now time.Time) time.Time {
 			pp.sm.OnDirectSend(a.LastSend)
 			pp.lastSend = a.LastSend
 		}
-		if a.Relayed != prev.Relayed || a.Recv != prev.Recv {
+		switch {
+		case a.Relayed != prev.Relayed:
+			pp.sm.OnRelayRecv(now)
+		case a.Recv != prev.Recv:
 			pp.sm.OnActivity(now)
 		}
 		if p.observeRecv(pp, a, rx, polled, now) {
@@ -679,7 +700,9 @@ func (p *paths) pollCounters(now time.Time) (rx map[wgtypes.Key]uint64, polled b
 // Anything less is a hint to ping (OnDirectHint), except a baseline that is
 // merely too old, which the poll renews. Between polls, messages from the
 // address we send to ask for a poll (the result), to confirm them or to
-// renew the baseline; others are hints at once. Callers hold p.mu.
+// renew the baseline; others are hints at once. So does a poll that found
+// such messages: while they flow, reads follow each other counterPoll
+// apart. Callers hold p.mu.
 func (p *paths) observeRecv(pp *peerPath, a bind.Activity, rx map[wgtypes.Key]uint64, polled bool, now time.Time) (wantPoll bool) {
 	prev := pp.seen
 	if polled {
@@ -699,7 +722,11 @@ func (p *paths) observeRecv(pp *peerPath, a bind.Activity, rx map[wgtypes.Key]ui
 		fresh := prev.rxOK && now.Sub(prev.at) <= evidenceFresh && !now.Before(prev.at)
 		switch {
 		case clean && fresh && cur.rxOK && cur.rx > prev.rx:
-			pp.sm.OnDirectRecv(from, now)
+			// What decrypted arrived after the last read, perhaps just
+			// after it: that is all the path is proven for. Dating the
+			// proof at the read itself would add up to a poll interval to
+			// the failover gap.
+			pp.sm.OnDirectRecv(from, prev.at)
 		case clean && !fresh && cur.rxOK:
 			// Only a new baseline: the next poll may confirm.
 		default:
@@ -707,6 +734,9 @@ func (p *paths) observeRecv(pp *peerPath, a bind.Activity, rx map[wgtypes.Key]ui
 			// them (spoofed, or not the peer's), or could not be read.
 			hint = true
 		}
+		// Traffic is flowing: read again in counterPoll, not a step later,
+		// so that the next proof comes before path.SuspectAfter.
+		wantPoll = from == pp.route.Direct
 	} else {
 		wantPoll = from == pp.route.Direct && p.dev != nil
 		// Without reads (no device, or reads too costly to confirm by
@@ -734,6 +764,7 @@ func (p *paths) applyRoute(pp *peerPath, now time.Time, relayUp bool) {
 	}
 	if r != pp.route {
 		pp.route = r
+		pp.directOnly.Store(r.Direct.IsValid() && !r.Relay)
 		p.bind.SetRoute(pp.wg, r)
 	}
 }

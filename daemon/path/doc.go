@@ -36,8 +36,8 @@
 //	           (so failover loses almost nothing). A pong or direct traffic
 //	           moves back to direct; FallbackAfter without one moves to relay.
 //	relay after a loss: as relay, and the address that last worked is also
-//	           pinged every ProbeInterval for ForgetAfter, so a path that comes
-//	           back is used again within about ProbeInterval (failback), whatever
+//	           pinged every LostRecheck for ForgetAfter, so a path that comes
+//	           back is used again within about LostRecheck (failback), whatever
 //	           the backoff of full attempts.
 //
 // All of the above is for an active peer: one with WireGuard traffic, either

@@ -44,7 +44,10 @@ func (p *Peer) confirm(a netip.AddrPort, how confirmation, now time.Time) {
 	if a == p.active && now.After(p.lastConfirm) {
 		p.lastConfirm = now
 		p.confirmedBy = how
-		p.sentSince = false
+		// A proof may be dated before sends already reported (the daemon
+		// dates traffic's proof at the start of the interval it covers):
+		// those still await an answer.
+		p.sentSince = p.lastSent.After(now)
 		p.liveness = time.Time{}
 	}
 	if p.state(now) == stateDirect {
@@ -150,11 +153,35 @@ func (p *Peer) OnDirectHint(from netip.AddrPort, now time.Time) {
 // the peer active, or wakes it.
 func (p *Peer) OnDirectSend(at time.Time) bool {
 	p.noteActive(at)
+	if at.After(p.lastSent) {
+		p.lastSent = at
+	}
 	if p.sentSince || !p.active.IsValid() || !at.After(p.lastConfirm) {
 		return false
 	}
 	p.sentSince = true
 	return true
+}
+
+// OnRelayRecv records that WireGuard traffic from this peer arrived through
+// the relay at `at`. It is traffic (see OnActivity, whose result it
+// returns), and, while the direct path is confirmed, news: the peer sends
+// through the relay only when it doubts the path. If nothing has confirmed
+// the path for SuspectAfter either, it is doubted at once: packets go on
+// both paths and Tick pings the address, as after an unanswered liveness
+// ping. So the second side of a cut path follows the first within a relay
+// trip, instead of waiting for its own sends to go unanswered (a side that
+// only answers sends nothing on a cut path). A freshly confirmed path is
+// left alone: the peer may just be waking from standby.
+//
+// The relay authenticates the sender of what it carries, so this cannot be
+// forged by a third party.
+func (p *Peer) OnRelayRecv(at time.Time) bool {
+	woke := p.noteActive(at)
+	if p.state(at) == stateDirect && at.Sub(p.lastConfirm) >= SuspectAfter && (p.liveness.IsZero() || at.Before(p.liveness)) {
+		p.liveness = at
+	}
+	return woke
 }
 
 // OnPing records that the peer pinged us directly from `from` (the daemon

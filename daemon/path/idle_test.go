@@ -187,7 +187,7 @@ func TestWakeFromStandbyPathGone(t *testing.T) {
 
 	// The path comes back while the traffic goes on: failback as usual.
 	w.sendEvery = 100 * time.Millisecond
-	if d := w.failback(stunA); d > ProbeInterval+20*time.Millisecond {
+	if d := w.failback(stunA); d > LostRecheck+20*time.Millisecond {
 		t.Fatalf("failback took %v", d)
 	}
 }

@@ -239,9 +239,9 @@ func TestLossFailover(t *testing.T) {
 	})
 }
 
-// After a loss the address that worked is pinged every ProbeInterval, so a
-// path that comes back is used again within about ProbeInterval (the
-// failback target is 5 s), whatever the backoff of full attempts.
+// After a loss the address that worked is pinged every LostRecheck, so a
+// path that comes back is used again within about LostRecheck (the
+// failback target is 2 s), whatever the backoff of full attempts.
 func TestFailback(t *testing.T) {
 	for _, outage := range []time.Duration{10 * time.Second, 45 * time.Second, 100 * time.Second} {
 		t.Run(fmt.Sprint(outage), func(t *testing.T) {
@@ -251,7 +251,7 @@ func TestFailback(t *testing.T) {
 			w.cut(stunA)
 			w.run(outage)
 			w.wantPath(vocab.PathRelay, netip.AddrPort{})
-			if d := w.failback(stunA); d > ProbeInterval+20*time.Millisecond {
+			if d := w.failback(stunA); d > LostRecheck+20*time.Millisecond {
 				t.Fatalf("failback took %v", d)
 			} else {
 				t.Logf("failback after %v", d)
@@ -764,7 +764,7 @@ func TestHintsNeverConfirm(t *testing.T) {
 	// A hint about the known address, once the path is back, gets it pinged
 	// at once rather than at the next retry; the pong confirms it.
 	w.up[stunA] = true
-	w.run(ProbeInterval / 2) // away from the periodic pings to the lost address
+	w.run(LostRecheck / 2) // away from the periodic pings to the lost address
 	w.p.OnDirectHint(stunA, w.now)
 	a := w.tick()
 	if len(a.Pings) == 0 || a.Pings[len(a.Pings)-1].To != stunA {

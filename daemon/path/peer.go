@@ -20,6 +20,7 @@ type Peer struct {
 	lastConfirm time.Time      // last pong from / traffic from active
 	confirmedBy confirmation   // what last confirmed it
 	sentSince   bool           // OnDirectSend since lastConfirm
+	lastSent    time.Time      // the latest OnDirectSend
 	liveness    time.Time      // deadline of the unanswered liveness ping; zero: none
 	lastUpgrade time.Time
 

@@ -162,6 +162,12 @@ func (p *Peer) pingDoubted(acts *Actions, now time.Time) {
 // confirmation) and remembers it as the last good one, still pinged for
 // ForgetAfter.
 func (p *Peer) loseDirect(now time.Time) {
+	if c := p.find(p.active); c != nil && c.trustUntil.After(now) {
+		// Given up on after an unanswered liveness ping, before its trust
+		// ran out: that trust is void, or the next tick would adopt the
+		// address again as still confirmed.
+		c.trustUntil = now
+	}
 	p.lastGood = p.active
 	p.lostAt = now
 	p.active = netip.AddrPort{}
@@ -204,7 +210,7 @@ func (p *Peer) search(acts *Actions, now time.Time) {
 		}
 	}
 	if !p.active.IsValid() && p.lastGood.IsValid() {
-		if c := p.find(p.lastGood); c != nil && now.Sub(c.lastPing) >= ProbeInterval {
+		if c := p.find(p.lastGood); c != nil && now.Sub(c.lastPing) >= LostRecheck {
 			p.ping(acts, c, now)
 		}
 	}
@@ -295,7 +301,7 @@ func (p *Peer) next(now time.Time) time.Time {
 		}
 		if !p.active.IsValid() && p.lastGood.IsValid() {
 			if c := p.find(p.lastGood); c != nil {
-				at(c.lastPing.Add(ProbeInterval))
+				at(c.lastPing.Add(LostRecheck))
 			}
 			at(p.lostAt.Add(ForgetAfter))
 		}

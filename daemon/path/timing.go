@@ -3,15 +3,20 @@ package path
 import "time"
 
 // Timing. The values are tuned for the project's path targets (failover gap
-// under 1 s while traffic flows, failback under 5 s, no flapping, no duplicate
-// sends once confirmed) and for a probe cost that stays negligible with
-// hundreds of peers.
+// under 0.5 s while traffic flows, failback under 2 s, no flapping, no
+// duplicate sends once confirmed) and for a probe cost that stays negligible
+// with hundreds of peers.
 const (
 	// ProbeInterval is how often unconfirmed candidates are pinged while
-	// looking for a direct path (the rounds of an attempt), and how often the
-	// last good address is pinged after a loss. Two seconds gives a NAT hole
-	// several chances within an attempt without flooding closed ones.
+	// looking for a direct path (the rounds of an attempt). Two seconds gives
+	// a NAT hole several chances within an attempt without flooding closed
+	// ones.
 	ProbeInterval = 2 * time.Second
+	// LostRecheck is how often the last good address is pinged after a loss
+	// (for ForgetAfter, while the peer is active): a path that comes back
+	// is used again within about this (failback). One address, one ping a
+	// second, for two minutes after a loss: cheap enough.
+	LostRecheck = 1 * time.Second
 	// AttemptRounds is how many rounds of pings one attempt sends before it
 	// gives up (an attempt lasts AttemptRounds*ProbeInterval). More than one
 	// because the first packets of a simultaneous open are often dropped by
@@ -32,14 +37,19 @@ const (
 	HeartbeatRetry = 500 * time.Millisecond
 	// SuspectAfter: when we have sent to the direct address (OnDirectSend)
 	// and nothing has confirmed it for this long, ping it at once instead of
-	// waiting for the heartbeat. Interactive traffic answers much faster than
-	// this, so it only fires when the path (or the peer) went quiet.
-	SuspectAfter = 400 * time.Millisecond
+	// waiting for the heartbeat. The daemon confirms a path with two-way
+	// traffic from the device's counters about every 100 ms, so this leaves
+	// one late read of slack; a path carrying only our sends is pinged about
+	// this often, which such traffic dwarfs.
+	SuspectAfter = 200 * time.Millisecond
 	// LivenessWait is the least time a liveness ping (see SuspectAfter) is
 	// given to be answered (at least twice the measured RTT) before packets
-	// also go through the relay. SuspectAfter + LivenessWait bounds the
-	// failover gap of a busy path, well under a second.
-	LivenessWait = 200 * time.Millisecond
+	// also go through the relay: a pong takes a few milliseconds on a
+	// healthy path, so this is tens of times that, and a late pong costs
+	// only duplicates until it comes. SuspectAfter + LivenessWait bounds the
+	// failover gap of a busy path: 0.3 s plus the age of the last
+	// confirmation.
+	LivenessWait = 100 * time.Millisecond
 	// FallbackAfter is how long the path may stay unconfirmed after trust
 	// expired (sending on both paths meanwhile) before the relay alone is
 	// used: duplicates are cheap for a few seconds, not for ever.
