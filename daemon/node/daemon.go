@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/wirelace/wirelace/api/v1alpha1"
 	"github.com/wirelace/wirelace/daemon/api"
@@ -89,7 +90,9 @@ type Daemon struct {
 	stale    *staleTracker
 	masq     masq.Masq
 
-	kick    chan struct{}
+	// queue holds the one reconcile request: triggers while a reconcile
+	// runs collapse into one more, and failures are retried with backoff.
+	queue   workqueue.TypedRateLimitingInterface[string]
 	podKick chan struct{}
 
 	mu     sync.Mutex
@@ -110,101 +113,176 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	d := &Daemon{
 		cfg:       cfg,
 		log:       log,
-		kick:      make(chan struct{}, 1),
+		queue:     newReconcileQueue(),
 		podKick:   make(chan struct{}, 1),
 		stale:     newStaleTracker(cfg.IPAMReleaseGrace.Duration),
 		reason:    "starting",
 		peerNames: map[string]string{},
 	}
-	pools, err := cfg.MeshPools()
+	var undo cleanups
+	defer undo.run()
+	if err := d.start(ctx, &undo); err != nil {
+		return err
+	}
+	log.Info("wirelaced started", "node", cfg.NodeName, "mesh_ips", d.meshIPs, "pod_cidrs", d.podCIDRs,
+		"public_key", d.keys.WireGuard.PublicKey().String(), "listen_port", cfg.ListenPort, "mtu", d.mtu)
+	d.runLoops(ctx)
+	log.Info("wirelaced stopping")
+	return nil
+}
+
+// cleanups are undone last first when Run returns.
+type cleanups []func()
+
+func (c *cleanups) add(f func()) { *c = append(*c, f) }
+
+func (c cleanups) run() {
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i]()
+	}
+}
+
+// start brings the daemon up, step by step, each step saying in the status
+// what it waits for: the state on disk, the local API (so that plugins get
+// "not ready, because ..." from the first moment), the Kubernetes API, the
+// mesh IPs, pod networking, the WireGuard device, the informers.
+func (d *Daemon) start(ctx context.Context, undo *cleanups) error {
+	pools, err := d.cfg.MeshPools()
 	if err != nil {
 		return err
 	}
-	if d.keys, err = keys.LoadOrCreate(cfg.StateDir); err != nil {
+	if err := d.openState(undo); err != nil {
 		return err
 	}
-	if err := checkPortFree(cfg.ListenPort); err != nil {
+	if err := d.serveLocalAPI(undo); err != nil {
 		return err
 	}
-	// The IPAM store opens before the API serves, so pod address calls never
-	// see it missing; until the pod CIDRs are known they are answered with
-	// "not ready" (the plugins' "try again later").
-	if d.ipam, err = ipam.Open(filepath.Join(cfg.StateDir, "ipam.db")); err != nil {
+	d.metrics = newMetrics(d)
+	if d.cfg.MetricsListen != "" {
+		if err := d.metrics.serve(ctx, d.cfg.MetricsListen, d.log); err != nil {
+			return fmt.Errorf("serve metrics on %s (set --metrics-listen, or empty to disable): %w", d.cfg.MetricsListen, err)
+		}
+	}
+	if err := d.connectAPI(ctx); err != nil {
 		return err
 	}
-	defer d.ipam.Close()
-	for _, r := range d.ipam.Repairs() {
-		log.Warn("repaired the IPAM index", "detail", r)
+	meshIPs, err := d.claimMeshIPs(ctx, pools)
+	if err != nil {
+		return err
 	}
+	if err := d.setUpPodNetworking(ctx, pools); err != nil {
+		return err
+	}
+	if err := d.openDevice(meshIPs, undo); err != nil {
+		return err
+	}
+	return d.startWatcher(ctx, undo)
+}
 
-	// The local API comes up first so that plugins and operators get a
-	// "not ready, because ..." answer during the rest of start-up.
-	srv, err := api.Listen(cfg.Socket, d, log)
+// openState loads the keys and opens the IPAM store. The store opens
+// before the local API serves, so pod address calls never see it missing;
+// until the pod CIDRs are known they are answered with "not ready" (the
+// plugins' "try again later").
+func (d *Daemon) openState(undo *cleanups) error {
+	var err error
+	if d.keys, err = keys.LoadOrCreate(d.cfg.StateDir); err != nil {
+		return err
+	}
+	if err := checkPortFree(d.cfg.ListenPort); err != nil {
+		return err
+	}
+	if d.ipam, err = ipam.Open(filepath.Join(d.cfg.StateDir, "ipam.db")); err != nil {
+		return err
+	}
+	undo.add(func() { d.ipam.Close() })
+	for _, r := range d.ipam.Repairs() {
+		d.log.Warn("repaired the IPAM index", "detail", r)
+	}
+	return nil
+}
+
+// serveLocalAPI serves the plugins' and wirelacectl's socket.
+func (d *Daemon) serveLocalAPI(undo *cleanups) error {
+	srv, err := api.Listen(d.cfg.Socket, d, d.log)
 	if err != nil {
 		return err
 	}
 	go func() {
 		if err := srv.Serve(); err != nil {
-			log.Error("local API stopped", "err", err)
+			d.log.Error("local API stopped", "err", err)
 		}
 	}()
-	defer func() {
+	undo.add(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		srv.Shutdown(sctx)
-	}()
+	})
+	return nil
+}
 
-	d.metrics = newMetrics(d)
-	if cfg.MetricsListen != "" {
-		if err := d.metrics.serve(ctx, cfg.MetricsListen, log); err != nil {
-			return fmt.Errorf("serve metrics on %s (set --metrics-listen, or empty to disable): %w", cfg.MetricsListen, err)
-		}
-	}
-
+// connectAPI connects to the Kubernetes API and reads what start-up needs
+// from it once: this node's Node, whether CiliumNodes are served, and the
+// infrastructure's addresses.
+func (d *Daemon) connectAPI(ctx context.Context) error {
+	var err error
 	d.setNotReady("connecting to the Kubernetes API")
-	if d.clients, err = kube.Connect(ctx, cfg.Kubeconfig); err != nil {
+	if d.clients, err = kube.Connect(ctx, d.cfg.Kubeconfig); err != nil {
 		return err
 	}
-	d.setNotReady("waiting for Node " + cfg.NodeName)
-	if d.node, err = waitForNode(ctx, d.clients, cfg.NodeName, log); err != nil {
+	d.setNotReady("waiting for Node " + d.cfg.NodeName)
+	if d.node, err = waitForNode(ctx, d.clients, d.cfg.NodeName, d.log); err != nil {
 		return err
 	}
-
 	if d.ciliumNodes, err = kube.CiliumNodesServed(d.clients); err != nil {
 		return err
 	}
-	if d.infra, err = d.infrastructure(ctx); err != nil {
-		return err
-	}
+	d.infra, err = d.infrastructure(ctx)
+	return err
+}
 
+// claimMeshIPs claims (or finds its existing claim on) one mesh IP in each
+// pool.
+func (d *Daemon) claimMeshIPs(ctx context.Context, pools []netip.Prefix) ([]netip.Addr, error) {
 	d.setNotReady("claiming mesh IPs")
 	var meshIPs []netip.Addr
 	for _, pool := range pools {
-		p, err := kube.Claim(ctx, d.clients, d.node, pool, pool.Addr().BitLen(), v1alpha1.PurposeMeshIP, log)
+		p, err := kube.Claim(ctx, d.clients, d.node, pool, pool.Addr().BitLen(), v1alpha1.PurposeMeshIP, d.log)
 		if err != nil {
-			return fmt.Errorf("claim mesh IP in %s: %w", pool, err)
+			return nil, fmt.Errorf("claim mesh IP in %s: %w", pool, err)
 		}
 		meshIPs = append(meshIPs, p.Addr())
 	}
+	return meshIPs, nil
+}
 
+// setUpPodNetworking finds the node's pod CIDRs, hands them to the IPAM
+// store and turns forwarding on.
+func (d *Daemon) setUpPodNetworking(ctx context.Context, pools []netip.Prefix) error {
 	d.setNotReady("setting up pod networking")
+	var err error
 	if d.podCIDRs, err = d.findPodCIDRs(ctx, d.node); err != nil {
 		return err
 	}
 	if err := d.ipam.SetRanges(d.podCIDRs); err != nil {
 		return fmt.Errorf("set pod CIDRs %v: %w", d.podCIDRs, err)
 	}
-	if err := enableForwarding(append(slices.Clone(pools), d.podCIDRs...)); err != nil {
-		return err
-	}
+	return enableForwarding(append(slices.Clone(pools), d.podCIDRs...))
+}
 
+// openDevice makes the Bind (with its path machines and relays) and opens
+// the WireGuard device on it. Closing the device at the end stops
+// wireguard-go but keeps the persistent link and its routes, so pods and
+// peers keep their configuration across a restart.
+func (d *Daemon) openDevice(meshIPs []netip.Addr, undo *cleanups) error {
 	d.setNotReady("opening the WireGuard device")
+	cfg := d.cfg
 	mtu := meshMTU(cfg.MTU, cfg.Interface)
-	b := bind.New(log)
-	paths := newPaths(b, d.keys.Control, d.metrics, log)
+	b := bind.New(d.log)
+	paths := newPaths(b, d.keys.Control, d.metrics, d.log)
 	var relays *relaySet
 	if len(cfg.Relays) > 0 {
-		relays, err = newRelaySet(cfg.Relays, cfg.RelayCA, cfg.FwMark, d.keys.WireGuard.PublicKey(), d.keys.Control, paths.handleRelayed, log)
+		var err error
+		relays, err = newRelaySet(cfg.Relays, cfg.RelayCA, cfg.FwMark, d.keys.WireGuard.PublicKey(), d.keys.Control, paths.handleRelayed, d.log)
 		if err != nil {
 			return err
 		}
@@ -222,7 +300,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		ListenPort:     cfg.ListenPort,
 		FwMark:         cfg.FwMark,
 		PrivateKey:     d.keys.WireGuard,
-		Logger:         log,
+		Logger:         d.log,
 		FixedEndpoints: true,
 	}, d.bind)
 	if err != nil {
@@ -237,35 +315,24 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// Direct paths are confirmed by WireGuard's own authenticated receive
 	// counters (or pongs), never by raw packets anyone could spoof.
 	d.paths.setDevice(dev)
-	// Close stops wireguard-go but keeps the persistent link and its routes,
-	// so pods and peers keep their configuration across a restart.
-	defer d.dev.Close()
+	undo.add(func() { d.dev.Close() })
+	return nil
+}
 
-	d.watcher, err = kube.NewWatcher(d.clients, cfg.NodeName, d.ciliumNodes, d.trigger, func() { kickChan(d.podKick) })
+// startWatcher starts the informers that trigger the reconcile and IPAM
+// loops, and waits for their caches.
+func (d *Daemon) startWatcher(ctx context.Context, undo *cleanups) error {
+	var err error
+	d.watcher, err = kube.NewWatcher(d.clients, d.cfg.NodeName, d.ciliumNodes, d.trigger, func() { kickChan(d.podKick) })
 	if err != nil {
 		return err
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
-	defer func() {
+	undo.add(func() {
 		stopWatch()
 		d.watcher.Shutdown()
-	}()
-	if err := d.watcher.Start(wctx, log); err != nil {
-		return err
-	}
-	go d.heartbeat(ctx)
-	go d.ipamLoop(ctx)
-	if d.relays != nil {
-		d.relays.run(ctx)
-	}
-	go d.paths.run(ctx)
-	go d.natLoop(ctx)
-
-	log.Info("wirelaced started", "node", cfg.NodeName, "mesh_ips", d.meshIPs, "pod_cidrs", d.podCIDRs,
-		"public_key", d.keys.WireGuard.PublicKey().String(), "listen_port", cfg.ListenPort, "mtu", d.mtu)
-	d.loop(ctx)
-	log.Info("wirelaced stopping")
-	return nil
+	})
+	return d.watcher.Start(wctx, d.log)
 }
 
 // checkPortFree fails early, with a message that says what to do, when the
@@ -304,87 +371,6 @@ func waitForNode(ctx context.Context, c kube.Clients, name string, log *slog.Log
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(2 * time.Second):
-		}
-	}
-}
-
-// trigger asks the loop for a reconcile. Many triggers while one reconcile
-// runs collapse into one more.
-func (d *Daemon) trigger() { kickChan(d.kick) }
-
-// kickChan signals a buffered channel of one without blocking: a signal
-// already pending covers this one too.
-func kickChan(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
-// loop reconciles on every trigger, on a failed reconcile after a backoff,
-// and every localResync.
-func (d *Daemon) loop(ctx context.Context) {
-	resync := time.NewTicker(localResync)
-	defer resync.Stop()
-	retry := time.NewTimer(0) // first reconcile right away
-	backoff := retryMin
-	for {
-		select {
-		case <-ctx.Done():
-			retry.Stop()
-			return
-		case <-d.kick:
-		case <-resync.C:
-		case <-retry.C:
-		}
-		if err := d.reconcile(ctx); err != nil {
-			d.log.Warn("reconcile failed; retrying", "err", err, "in", backoff)
-			d.setNotReady(err.Error())
-			retry.Reset(backoff)
-			backoff = min(backoff*2, retryMax)
-			continue
-		}
-		backoff = retryMin
-	}
-}
-
-// heartbeat renews the node's Lease every interval. After
-// apiFailuresNotReady failures in a row the node reports not ready, with
-// the reason, until a renewal succeeds again; peers, routes and the
-// WireGuard device are not touched, so traffic between nodes keeps flowing
-// while the API is away.
-func (d *Daemon) heartbeat(ctx context.Context) {
-	t := time.NewTicker(d.cfg.HeartbeatInterval.Duration)
-	defer t.Stop()
-	failures := 0
-	var since time.Time
-	for {
-		rctx, cancel := context.WithTimeout(ctx, min(apiCallTimeout, d.cfg.HeartbeatInterval.Duration))
-		err := kube.RenewLease(rctx, d.clients, d.currentNode(), d.cfg.Namespace, d.cfg.HeartbeatInterval.Duration)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			if failures == 0 {
-				since = time.Now()
-			}
-			failures++
-			d.log.Warn("heartbeat failed", "err", err, "failures", failures)
-			if failures >= apiFailuresNotReady {
-				d.setAPIDown(fmt.Sprintf("cannot reach the Kubernetes API for %s (%d Lease renewals failed; last: %v); the mesh keeps its last known state",
-					time.Since(since).Round(time.Second), failures, err))
-			}
-		case failures > 0:
-			d.log.Info("heartbeat works again", "after_failures", failures)
-			failures = 0
-			d.setAPIDown("")
-			d.trigger() // catch up on what changed meanwhile, and say ready
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
 		}
 	}
 }
