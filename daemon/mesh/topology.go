@@ -125,8 +125,8 @@ func Desired(self Self, nodes []Node, facts map[string]Facts) Topology {
 	// prefixes, node IPs). An over-broad grant can then never take a pod
 	// CIDR from the node it was allocated to, whatever the names' order.
 	var peers []Node
-	var wide [][]netip.Prefix // advertised claims that passed their grant, by peer
-	var accepted []owned      // every prefix given to a peer so far
+	var wide [][]netip.Prefix    // advertised claims that passed their grant, by peer
+	accepted := newPrefixIndex() // every prefix given to a peer so far
 	for _, n := range sorted {
 		f, live := facts[n.Name]
 		if n.Name == self.Name || !live {
@@ -173,14 +173,14 @@ func Desired(self Self, nodes []Node, facts map[string]Facts) Topology {
 		for _, a := range f.NodeIPs {
 			granted = append(granted, netip.PrefixFrom(a, a.BitLen()))
 		}
-		n.AllowedIPs = t.admit(n.Name, claims, self.Protected, &accepted)
+		n.AllowedIPs = t.admit(n.Name, claims, self.Protected, accepted)
 		n.MeshIPClaims, n.PodCIDRClaims, n.PodIPClaims, n.AdvertisedClaims = nil, nil, nil, nil
 		peers = append(peers, n)
 		wide = append(wide, granted)
 	}
 	for i := range peers {
 		n := &peers[i]
-		for _, p := range t.admit(n.Name, wide[i], self.Protected, &accepted) {
+		for _, p := range t.admit(n.Name, wide[i], self.Protected, accepted) {
 			if p.Bits() == p.Addr().BitLen() && slices.Contains(facts[n.Name].NodeIPs, p.Addr()) {
 				n.NodeIPs = append(n.NodeIPs, p)
 			} else {
@@ -202,7 +202,7 @@ type owned struct {
 // admit returns those of node's backed prefixes that are no default route,
 // overlap no protected prefix and nothing already given to another node,
 // and records them as given.
-func (t *Topology) admit(node string, ps, protected []netip.Prefix, accepted *[]owned) []netip.Prefix {
+func (t *Topology) admit(node string, ps, protected []netip.Prefix, accepted *prefixIndex) []netip.Prefix {
 	var out []netip.Prefix
 next:
 	for _, p := range ps {
@@ -216,13 +216,11 @@ next:
 				continue next
 			}
 		}
-		for _, o := range *accepted {
-			if o.node != node && p.Overlaps(o.p) {
-				t.conflict("node %s claims %s, which overlaps %s already routed to %s; ignored", node, p, o.p, o.node)
-				continue next
-			}
+		if o, ok := accepted.overlapping(p, node); ok {
+			t.conflict("node %s claims %s, which overlaps %s already routed to %s; ignored", node, p, o.p, o.node)
+			continue
 		}
-		*accepted = append(*accepted, owned{p, node})
+		accepted.add(p, node)
 		out = append(out, p)
 	}
 	return out
