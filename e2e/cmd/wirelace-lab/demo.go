@@ -17,9 +17,11 @@ import (
 	"github.com/wirelace/wirelace/e2e/lab"
 )
 
-func demo(ctx context.Context, root string, keep bool) (err error) {
-	say("Building the lab: an internet, a real kube-apiserver + etcd, a relay/STUN server and four sites")
-	l, err := lab.New(ctx, lab.Options{Root: root, Log: os.Stdout})
+// withLab makes a lab, runs part in it and removes it, even on failure;
+// its logs stay when part failed or keep is set.
+func withLab(ctx context.Context, opts lab.Options, keep bool, part func(*lab.Lab) error) (err error) {
+	opts.Log = os.Stdout
+	l, err := lab.New(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -37,6 +39,16 @@ func demo(ctx context.Context, root string, keep bool) (err error) {
 			fmt.Println("  done: no namespace, process or link of the lab is left")
 		}
 	}()
+	return part(l)
+}
+
+func demo(ctx context.Context, root string, keep bool) error {
+	say("Building the lab: an internet, a real kube-apiserver + etcd, a relay/STUN server and four sites")
+	return withLab(ctx, lab.Options{Root: root}, keep, func(l *lab.Lab) error { return demoMesh(ctx, root, l) })
+}
+
+// demoMesh is the demo's first part: the mesh, pods through libcni.
+func demoMesh(ctx context.Context, root string, l *lab.Lab) error {
 
 	if _, err := l.AddRelay(ctx, "relay1"); err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,23 +16,12 @@ import (
 // cone NAT and behind a symmetric NAT get Wirelace from its image and
 // `helm install`, then run a Deployment; kubectl shows the nodes and pods,
 // and each node's daemon the path to each other node.
-func demoCluster(ctx context.Context, root string, keep bool) (err error) {
+func demoCluster(ctx context.Context, root string, keep bool) error {
 	say("A real cluster: three kubelet nodes at three sites, Wirelace installed with helm")
-	l, err := lab.New(ctx, lab.Options{Root: root, Log: os.Stdout, Helm: true})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		say("Cleaning up lab %s", l.Prefix)
-		if cerr := l.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-		if keep || err != nil {
-			fmt.Printf("  logs and node state kept in %s\n", l.Dir)
-		} else {
-			l.RemoveDir()
-		}
-	}()
+	return withLab(ctx, lab.Options{Root: root, Helm: true}, keep, func(l *lab.Lab) error { return demoHelm(ctx, l) })
+}
+
+func demoHelm(ctx context.Context, l *lab.Lab) error {
 	c, err := l.AddCluster(ctx, "standalone")
 	if err != nil {
 		return err
