@@ -103,7 +103,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		backpressure: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "wirelace", Subsystem: "relay", Name: "backpressure_waits_total",
-			Help: "Packets whose destination's queue was full, so the sender's reader waited for room (and the sender's stream slowed) rather than drop at once. Those still dropped count in dropped_packets_total.",
+			Help: "Packets that found their destination's queue full: the sender's reader waited for room (its stream slowed) unless the destination counted as stalled. Those dropped in the end count in dropped_packets_total.",
 		}),
 		replaced: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "wirelace", Subsystem: "relay", Name: "replaced_connections_total",

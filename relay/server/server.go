@@ -23,7 +23,10 @@
 // UDP path would. So a client that stops reading, or reads far
 // slower than it is sent to, costs each of its senders at most one
 // forwardWait per stallHoldoff, and other clients nothing; the write
-// deadline closes it if it accepts nothing at all.
+// deadline closes it if it accepts nothing at all. Every wait on the way
+// (the node's Send, the relay's forward, the node's receive hand-off) is
+// bounded, so waits that happen to form a cycle between two nodes resolve
+// into a drop within forwardWait rather than deadlock.
 //
 // Whoever can reach the relay can open connections, so what an
 // unauthenticated one costs is bounded too: handshakes in progress are
