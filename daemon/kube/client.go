@@ -21,6 +21,9 @@ type Clients struct {
 	Core    kubernetes.Interface
 	Dynamic dynamic.Interface
 	Host    string
+	// Requests counts what both clients send (nil for clients made
+	// elsewhere, e.g. in tests).
+	Requests *Requests
 }
 
 // connectTimeout bounds the start-up reachability check, so a daemon pointed
@@ -42,6 +45,9 @@ func Connect(ctx context.Context, path string) (Clients, error) {
 
 // NewClients builds clients from a REST config and checks the server answers.
 func NewClients(ctx context.Context, cfg *rest.Config) (Clients, error) {
+	requests := newRequests()
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(requests.wrap)
 	core, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return Clients{}, fmt.Errorf("kubernetes client: %w", err)
@@ -55,5 +61,5 @@ func NewClients(ctx context.Context, cfg *rest.Config) (Clients, error) {
 	if _, err := core.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw(); err != nil {
 		return Clients{}, fmt.Errorf("cannot reach the Kubernetes API at %s (check --kubeconfig and that the server is up): %w", cfg.Host, err)
 	}
-	return Clients{Core: core, Dynamic: dyn, Host: cfg.Host}, nil
+	return Clients{Core: core, Dynamic: dyn, Host: cfg.Host, Requests: requests}, nil
 }

@@ -3,59 +3,39 @@ package kube
 import (
 	"context"
 	"fmt"
-	"reflect"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/wirelace/wirelace/api/v1alpha1"
 )
 
-// PublishMeshNode makes the node's MeshNode carry spec. It writes only when
-// the stored spec differs, so a restart or a periodic call causes no churn
-// for the watchers on every other node. It reports whether it wrote.
-func PublishMeshNode(ctx context.Context, c Clients, node *corev1.Node, spec v1alpha1.MeshNodeSpec) (bool, error) {
-	res := c.Dynamic.Resource(v1alpha1.MeshNodeResource)
-	cur, err := res.Get(ctx, node.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		mn := &v1alpha1.MeshNode{
-			ObjectMeta: metav1.ObjectMeta{
-				Name:            node.Name,
-				OwnerReferences: []metav1.OwnerReference{nodeOwner(node)},
-			},
-			Spec: spec,
-		}
-		u, err := toUnstructured(mn, "MeshNode")
-		if err != nil {
-			return false, err
-		}
-		if _, err := res.Create(ctx, u, metav1.CreateOptions{}); err != nil {
-			return false, fmt.Errorf("create MeshNode %s: %w", node.Name, err)
-		}
-		return true, nil
-	}
+// FieldManager is the name wirelaced applies its objects under.
+const FieldManager = "wirelaced"
+
+// PublishMeshNode makes the node's MeshNode carry spec, owned by its Node,
+// with one server-side apply: created if missing, changed if different, in
+// one request and without reading it first. The daemon owns every field it
+// applies (Force): the MeshNode says what this node is, and only this node
+// may say it (the admission policy). Callers compare with their informer
+// cache first, so a quiet cluster causes no writes at all.
+func PublishMeshNode(ctx context.Context, c Clients, node *corev1.Node, spec v1alpha1.MeshNodeSpec) error {
+	u, err := toUnstructured(&v1alpha1.MeshNode{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            node.Name,
+			OwnerReferences: []metav1.OwnerReference{nodeOwner(node)},
+		},
+		Spec: spec,
+	}, "MeshNode")
 	if err != nil {
-		return false, fmt.Errorf("read MeshNode %s (is the MeshNode CRD installed?): %w", node.Name, err)
+		return err
 	}
-	mn, err := fromUnstructured[v1alpha1.MeshNode](cur)
-	if err != nil {
-		return false, err
+	// Fields the typed struct always carries but this node does not set.
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(u.Object, "status")
+	if _, err := c.Dynamic.Resource(v1alpha1.MeshNodeResource).Apply(ctx, node.Name, u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+		return fmt.Errorf("apply MeshNode %s (is the MeshNode CRD installed?): %w", node.Name, err)
 	}
-	owners := []metav1.OwnerReference{nodeOwner(node)}
-	if reflect.DeepEqual(mn.Spec, spec) && reflect.DeepEqual(mn.OwnerReferences, owners) {
-		return false, nil
-	}
-	mn.Spec = spec
-	mn.OwnerReferences = owners
-	u, err := toUnstructured(mn, "MeshNode")
-	if err != nil {
-		return false, err
-	}
-	// Update carries the resourceVersion we read, so a concurrent writer
-	// makes this fail with a conflict instead of being overwritten.
-	if _, err := res.Update(ctx, u, metav1.UpdateOptions{}); err != nil {
-		return false, fmt.Errorf("update MeshNode %s: %w", node.Name, err)
-	}
-	return true, nil
+	return nil
 }

@@ -229,6 +229,7 @@ func (d *Daemon) connectAPI(ctx context.Context) error {
 	if d.clients, err = kube.Connect(ctx, d.cfg.Kubeconfig); err != nil {
 		return err
 	}
+	d.metrics.reg.MustRegister(d.clients.Requests)
 	d.setNotReady("waiting for Node " + d.cfg.NodeName)
 	if d.node, err = waitForNode(ctx, d.clients, d.cfg.NodeName, d.log); err != nil {
 		return err

@@ -100,11 +100,12 @@ func (d *Daemon) reconcileLoop(ctx context.Context) {
 func (d *Daemon) heartbeat(ctx context.Context) {
 	t := time.NewTicker(d.cfg.HeartbeatInterval.Duration)
 	defer t.Stop()
+	lease := kube.NewLease(d.clients, d.cfg.Namespace)
 	failures := 0
 	var since time.Time
 	for {
 		rctx, cancel := context.WithTimeout(ctx, min(apiCallTimeout, d.cfg.HeartbeatInterval.Duration))
-		err := kube.RenewLease(rctx, d.clients, d.currentNode(), d.cfg.Namespace, d.cfg.HeartbeatInterval.Duration)
+		err := lease.Renew(rctx, d.currentNode(), d.cfg.HeartbeatInterval.Duration)
 		cancel()
 		switch {
 		case ctx.Err() != nil:

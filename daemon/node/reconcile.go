@@ -7,6 +7,9 @@ import (
 	"net/netip"
 	"reflect"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/wirelace/wirelace/api/v1alpha1"
 	"github.com/wirelace/wirelace/daemon/kube"
 	"github.com/wirelace/wirelace/daemon/masq"
@@ -199,19 +202,23 @@ func (d *Daemon) applyPeers(top mesh.Topology) error {
 // Comparing with the cache first means a quiet cluster costs no requests
 // at all.
 func (d *Daemon) publish(ctx context.Context, spec v1alpha1.MeshNodeSpec) error {
-	if cur := d.watcher.MeshNode(d.cfg.NodeName); cur != nil && reflect.DeepEqual(cur.Spec, spec) {
+	cur := d.watcher.MeshNode(d.cfg.NodeName)
+	if cur != nil && reflect.DeepEqual(cur.Spec, spec) && ownedBy(cur.OwnerReferences, d.currentNode()) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiCallTimeout)
 	defer cancel()
-	wrote, err := kube.PublishMeshNode(ctx, d.clients, d.currentNode(), spec)
-	if err != nil {
+	if err := kube.PublishMeshNode(ctx, d.clients, d.currentNode(), spec); err != nil {
 		return err
 	}
-	if wrote {
-		d.log.Info("published MeshNode", "node", d.cfg.NodeName, "endpoints", spec.Endpoints)
-	}
+	d.log.Info("published MeshNode", "node", d.cfg.NodeName, "endpoints", spec.Endpoints)
 	return nil
+}
+
+// ownedBy says whether refs is exactly node as owner (a Node re-created
+// under the same name has a new UID).
+func ownedBy(refs []metav1.OwnerReference, node *corev1.Node) bool {
+	return len(refs) == 1 && refs[0].UID == node.UID
 }
 
 // selfState gathers what this node's MeshNode is made of (see nodeSpec):
