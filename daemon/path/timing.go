@@ -46,10 +46,12 @@ const (
 	// given to be answered (at least twice the measured RTT) before packets
 	// also go through the relay: a pong takes a few milliseconds on a
 	// healthy path, so this is tens of times that, and a late pong costs
-	// only duplicates until it comes. SuspectAfter + LivenessWait bounds the
-	// failover gap of a busy path: 0.3 s plus the age of the last
+	// only duplicates until it comes. (100 ms made a node of the lab, at a
+	// load average of 13 on 2 cores, doubt a healthy path twice a minute:
+	// its pongs took 80-180 ms.) SuspectAfter + LivenessWait bounds the
+	// failover gap of a busy path: 0.35 s plus the age of the last
 	// confirmation.
-	LivenessWait = 100 * time.Millisecond
+	LivenessWait = 150 * time.Millisecond
 	// FallbackAfter is how long the path may stay unconfirmed after trust
 	// expired (sending on both paths meanwhile) before the relay alone is
 	// used: duplicates are cheap for a few seconds, not for ever.
