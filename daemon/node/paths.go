@@ -75,6 +75,12 @@ type peerCounters interface {
 	Peers() ([]wgtypes.Peer, error)
 }
 
+// handshakes is what the path manager asks of the device besides its
+// counters; *device.Device implements it.
+type handshakes interface {
+	StartHandshake(key wgtypes.Key) error
+}
+
 // pathBind is what the path manager uses of the Bind; *bind.Bind implements
 // it. An interface so that tests can count what the path loop touches.
 type pathBind interface {
@@ -319,7 +325,10 @@ func (p *paths) handleProbe(pkt []byte, from netip.AddrPort, viaRelay bool, rela
 		return
 	}
 	ok := true
+	dev := p.dev
 	switch {
+	case m.Kind == probe.Handshake && viaRelay:
+		// Handled below, outside mu: WireGuard sends the initiation.
 	case m.Kind == probe.Ping && !viaRelay:
 		// A ping proves the peer can reach us from that address (a new NAT
 		// mapping after a rebind, say): the machine tries it back.
@@ -347,6 +356,12 @@ func (p *paths) handleProbe(pkt []byte, from netip.AddrPort, viaRelay bool, rela
 		}
 	case probe.Pong:
 		p.metrics.pongs.Inc()
+	case probe.Handshake:
+		if hs, ok := dev.(handshakes); ok {
+			if err := hs.StartHandshake(pp.wg); err != nil {
+				p.log.Debug("handshake not started", "peer", name, "err", err)
+			}
+		}
 	}
 	p.wake()
 }
@@ -495,6 +510,7 @@ func (p *paths) step(now time.Time) time.Time {
 	relayUp := p.relays != nil && p.relays.connected()
 
 	p.mu.Lock()
+	relayCameUp := relayUp && !p.relayUp
 	if relayUp != p.relayUp {
 		// Every route depends on the relay: a sweep of all peers, but only
 		// when a relay connection comes or goes.
@@ -503,6 +519,7 @@ func (p *paths) step(now time.Time) time.Time {
 			p.applyRoute(pp, now, relayUp)
 		}
 	}
+	dev := p.dev
 	p.wakeRelayed()
 	if now.Sub(p.lastScan) >= idleScan || now.Before(p.lastScan) {
 		p.lastScan = now
@@ -564,6 +581,9 @@ func (p *paths) step(now time.Time) time.Time {
 	}
 	p.mu.Unlock()
 
+	if relayCameUp && dev != nil {
+		out = append(out, p.lostHandshakes(dev)...)
+	}
 	for _, o := range out {
 		pkt, err := p.keys.Seal(o.msg, o.ctl)
 		if err != nil {
@@ -581,6 +601,36 @@ func (p *paths) step(now time.Time) time.Time {
 		p.log.Warn("dropping path probes: a flood, or peers probing too fast", "rate_limited_total", limited, "queue_full_total", full)
 	}
 	return next
+}
+
+// lostHandshakes is called when the relay has just come up. WireGuard
+// sends a first packet's handshake initiation at once, along whatever
+// route the peer has then; before the relay is connected that is a guessed
+// address or nowhere, and a lost initiation is retried only after
+// WireGuard's 5 s rekey timeout, which it will not shorten. So each peer
+// that WireGuard sent something but never completed a handshake with, and
+// that the relay now reaches, is asked through the relay to start one
+// itself (probe.Handshake): it has sent none, so its WireGuard starts at
+// once, and our queued packets follow its handshake. One read of the
+// device per relay connection.
+func (p *paths) lostHandshakes(dev peerCounters) []outgoing {
+	peers, err := dev.Peers()
+	if err != nil {
+		p.log.Debug("cannot read the device's peers", "err", err)
+		return nil
+	}
+	var out []outgoing
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pe := range peers {
+		if pe.TransmitBytes == 0 || !pe.LastHandshakeTime.IsZero() {
+			continue
+		}
+		if pp := p.peers[pe.PublicKey]; pp != nil && pp.route.Relay {
+			out = append(out, outgoing{peer: pp.name, ctl: pp.ctl, wg: pp.wg, msg: probe.Message{Kind: probe.Handshake}})
+		}
+	}
+	return out
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -29,6 +29,7 @@
 //	               Pong, so a spoofed Ping cannot be used for amplification)
 //	  Pong:        observed endpoint
 //	  CallMeMaybe: count (1, at most MaxCandidates) | count × endpoint
+//	  Handshake:   1 zero byte
 //
 // endpoint:
 //
@@ -72,6 +73,12 @@ const (
 	// current candidate endpoints and asks it to probe them at once, so both
 	// sides send at the same moment (simultaneous open through NATs).
 	CallMeMaybe Kind = 3
+	// Handshake, sent through the relay, asks the receiver to start a
+	// WireGuard handshake with the sender now. A node sends it when its own
+	// first handshake went out before any path worked (its relay was not
+	// yet connected) and was lost: WireGuard retries only after 5 s, but
+	// the receiver has sent none and may start one at once.
+	Handshake Kind = 4
 )
 
 func (k Kind) String() string {
@@ -82,6 +89,8 @@ func (k Kind) String() string {
 		return "pong"
 	case CallMeMaybe:
 		return "call-me-maybe"
+	case Handshake:
+		return "handshake"
 	default:
 		return fmt.Sprintf("kind(%d)", uint8(k))
 	}
@@ -205,6 +214,11 @@ func encode(m Message, sent int64) ([]byte, error) {
 			}
 			b = appendEndpoint(b, c)
 		}
+	case Handshake:
+		if m.Observed.IsValid() || len(m.Candidates) > 0 {
+			return nil, errors.New("probe: a handshake request carries no address")
+		}
+		b = append(b, 0)
 	default:
 		return nil, fmt.Errorf("probe: unknown kind %d", m.Kind)
 	}
@@ -271,6 +285,10 @@ func decodeMessage(b []byte) (Message, error) {
 		}
 		if len(rest) != 0 {
 			return Message{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(rest))
+		}
+	case Handshake:
+		if len(body) != 1 || body[0] != 0 {
+			return Message{}, fmt.Errorf("%w: handshake request body of %d bytes", ErrMalformed, len(body))
 		}
 	default:
 		return Message{}, fmt.Errorf("%w: unknown kind %d", ErrMalformed, b[0])

@@ -90,7 +90,8 @@ func sampleMessages() map[string]Message {
 			netip.MustParseAddrPort("198.18.0.5:61000"),
 			netip.MustParseAddrPort("[2001:db8::2]:51820"),
 		}},
-		"cmm max": {Kind: CallMeMaybe, TxID: tx, Candidates: many},
+		"cmm max":   {Kind: CallMeMaybe, TxID: tx, Candidates: many},
+		"handshake": {Kind: Handshake, TxID: tx},
 	}
 }
 
@@ -279,19 +280,20 @@ func TestSealRefuses(t *testing.T) {
 		tooMany[i] = ap
 	}
 	for name, m := range map[string]Message{
-		"kind 0":            {},
-		"kind 9":            {Kind: 9},
-		"ping with addr":    {Kind: Ping, Observed: ap},
-		"ping with cands":   {Kind: Ping, Candidates: []netip.AddrPort{ap}},
-		"pong without addr": {Kind: Pong},
-		"pong port 0":       {Kind: Pong, Observed: netip.MustParseAddrPort("1.2.3.4:0")},
-		"pong unspecified":  {Kind: Pong, Observed: netip.MustParseAddrPort("0.0.0.0:1")},
-		"pong multicast":    {Kind: Pong, Observed: netip.MustParseAddrPort("[ff02::1]:1")},
-		"pong zone":         {Kind: Pong, Observed: netip.MustParseAddrPort("[fe80::1%eth0]:1")},
-		"pong with cands":   {Kind: Pong, Observed: ap, Candidates: []netip.AddrPort{ap}},
-		"cmm too many":      {Kind: CallMeMaybe, Candidates: tooMany},
-		"cmm bad cand":      {Kind: CallMeMaybe, Candidates: []netip.AddrPort{{}}},
-		"cmm with observed": {Kind: CallMeMaybe, Observed: ap},
+		"kind 0":              {},
+		"kind 9":              {Kind: 9},
+		"ping with addr":      {Kind: Ping, Observed: ap},
+		"ping with cands":     {Kind: Ping, Candidates: []netip.AddrPort{ap}},
+		"pong without addr":   {Kind: Pong},
+		"pong port 0":         {Kind: Pong, Observed: netip.MustParseAddrPort("1.2.3.4:0")},
+		"pong unspecified":    {Kind: Pong, Observed: netip.MustParseAddrPort("0.0.0.0:1")},
+		"pong multicast":      {Kind: Pong, Observed: netip.MustParseAddrPort("[ff02::1]:1")},
+		"pong zone":           {Kind: Pong, Observed: netip.MustParseAddrPort("[fe80::1%eth0]:1")},
+		"pong with cands":     {Kind: Pong, Observed: ap, Candidates: []netip.AddrPort{ap}},
+		"cmm too many":        {Kind: CallMeMaybe, Candidates: tooMany},
+		"cmm bad cand":        {Kind: CallMeMaybe, Candidates: []netip.AddrPort{{}}},
+		"cmm with observed":   {Kind: CallMeMaybe, Observed: ap},
+		"handshake with addr": {Kind: Handshake, Observed: ap},
 	} {
 		if _, err := a.ring.Seal(m, b.pub); err == nil {
 			t.Errorf("%s: sealed", name)
@@ -336,6 +338,9 @@ func TestStrictDecode(t *testing.T) {
 		"cmm count too big":  append(append([]byte{byte(CallMeMaybe)}, tx...), MaxCandidates+1),
 		"cmm count mismatch": append(append(append([]byte{byte(CallMeMaybe)}, tx...), 2), ep4...),
 		"cmm trailing":       append(append(append(append([]byte{byte(CallMeMaybe)}, tx...), 1), ep4...), 9),
+		"handshake no body":  append([]byte{byte(Handshake)}, tx...),
+		"handshake nonzero":  append(append([]byte{byte(Handshake)}, tx...), 1),
+		"handshake long":     append(append([]byte{byte(Handshake)}, tx...), 0, 0),
 	}
 	for name, plain := range cases {
 		pkt := sealRaw(t, plain, a, b)
