@@ -74,3 +74,10 @@ func ipCmd(ctx context.Context, args ...string) error {
 	}
 	return nil
 }
+
+// DialerIn returns a dial function whose connections are made inside the
+// named network namespace ("" for this process's own), for HTTP clients
+// that talk to something inside a lab node.
+func DialerIn(netns string) func(ctx context.Context, network, address string) (net.Conn, error) {
+	return netnsDialer(netns)
+}

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/wirelace/wirelace/e2e/k8s"
 	"github.com/wirelace/wirelace/netconf"
 )
 
@@ -362,3 +365,26 @@ func (n *Node) InNode(path string) string {
 
 // Lab is the lab the node belongs to.
 func (n *Node) Lab() *Lab { return n.lab }
+
+// metricsAddr is wirelaced's default metrics listener, inside the node.
+const metricsAddr = "127.0.0.1:9471"
+
+// Metrics returns what the daemon serves on its metrics listener, in the
+// Prometheus text format.
+func (n *Node) Metrics(ctx context.Context) (string, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: k8s.DialerIn(n.NetNS)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+metricsAddr+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("node %s: metrics: %w", n.Name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("node %s: metrics: HTTP %d: %v", n.Name, resp.StatusCode, err)
+	}
+	return string(b), nil
+}

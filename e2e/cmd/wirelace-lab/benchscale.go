@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wirelace/wirelace/e2e/lab"
+)
+
+// The control plane at scale: one real daemon watches nodes that exist only
+// as API objects (Node, IPClaim, MeshNode, as a kubelet and wirelaced would
+// make them; lab.AddFakeNode) in the lab's real kube-apiserver, at 10, 100
+// and 1000 nodes. For each size it reports how long one more node takes,
+// from its MeshNode's creation to its route (and so its WireGuard peer,
+// configured before routes) on the real node; how long the node takes in a
+// burst of new nodes; and, over a quiet window, the daemon's CPU, its RSS
+// and the requests it sends the API server (its own counter,
+// wirelace_api_requests_total).
+const (
+	scaleSamples  = 10               // single joins timed per size
+	scaleQuiet    = 30 * time.Second // the quiet window
+	scaleCreators = 16               // objects created in parallel in a burst
+)
+
+var scaleSizes = []int{10, 100, 1000}
+
+// scaleResult is one size's numbers (JSON in the bench report).
+type scaleResult struct {
+	Nodes int `json:"nodes"`
+	// JoinP50 and JoinMax: one more node, MeshNode created to route
+	// installed, over scaleSamples joins.
+	JoinP50Ms float64 `json:"join_p50_ms"`
+	JoinMaxMs float64 `json:"join_max_ms"`
+	// BurstMs: the nodes before the samples, created scaleCreators at a
+	// time; from the last create to every route installed.
+	BurstNodes int     `json:"burst_nodes"`
+	BurstMs    float64 `json:"burst_ms"`
+	// Over scaleQuiet with nothing changing.
+	CPUPercent     float64            `json:"idle_cpu_percent_of_a_core"`
+	RSSMiB         float64            `json:"rss_mib"`
+	WritesPerMin   float64            `json:"api_writes_per_min"`
+	ReadsPerMin    float64            `json:"api_reads_per_min"`
+	RequestsByKind map[string]float64 `json:"api_requests_per_min_by_kind"`
+}
+
+func benchScale(ctx context.Context, root string) error {
+	say("Scale: one real daemon watching 10, 100 and 1000 nodes in the API server")
+	var results []scaleResult
+	err := withLab(ctx, lab.Options{Root: root}, false, func(l *lab.Lab) error {
+		a, err := l.AddNode(ctx, "a")
+		if err != nil {
+			return err
+		}
+		if err := a.Start(); err != nil {
+			return err
+		}
+		if err := a.WaitReady(ctx, 60*time.Second); err != nil {
+			return err
+		}
+		created := 0
+		for _, size := range scaleSizes {
+			r := scaleResult{Nodes: size}
+			// The burst: up to size - scaleSamples nodes.
+			burstTo := size - scaleSamples
+			r.BurstNodes = burstTo - created
+			if r.BurstNodes > 0 {
+				if err := createFakes(ctx, l, created, burstTo); err != nil {
+					return err
+				}
+				t0 := time.Now()
+				if err := waitRoutes(ctx, a, created, burstTo, 2*time.Minute); err != nil {
+					return err
+				}
+				r.BurstMs = ms(time.Since(t0))
+				created = burstTo
+			}
+			// One at a time.
+			var joins []time.Duration
+			for range scaleSamples {
+				t0 := time.Now()
+				if err := l.AddFakeNode(ctx, created); err != nil {
+					return err
+				}
+				if err := waitRoutes(ctx, a, created, created+1, time.Minute); err != nil {
+					return err
+				}
+				joins = append(joins, time.Since(t0))
+				created++
+			}
+			slices.Sort(joins)
+			r.JoinP50Ms, r.JoinMaxMs = ms(joins[len(joins)/2]), ms(joins[len(joins)-1])
+			if err := quietWindow(ctx, a, &r); err != nil {
+				return err
+			}
+			fmt.Printf("  %4d nodes: join p50 %6.0f ms, max %6.0f ms; burst of %3d applied %6.0f ms after the last create; idle %.2f%% of a core, RSS %.0f MiB, API %.1f writes/min, %.1f reads/min %v\n",
+				r.Nodes, r.JoinP50Ms, r.JoinMaxMs, r.BurstNodes, r.BurstMs, r.CPUPercent, r.RSSMiB, r.WritesPerMin, r.ReadsPerMin, r.RequestsByKind)
+			results = append(results, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	out := filepath.Join(root, ".cache", "bench", "scale.json")
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(results, "", "  ")
+	if err := os.WriteFile(out, b, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("  written to %s\n", out)
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// createFakes creates fake nodes [from, to), scaleCreators at a time.
+func createFakes(ctx context.Context, l *lab.Lab, from, to int) error {
+	sem := make(chan struct{}, scaleCreators)
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for i := from; i < to; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := l.AddFakeNode(ctx, i); err != nil {
+				mu.Lock()
+				first = cmpOr(first, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// waitRoutes waits until n routes the pod CIDR of every fake node in
+// [from, to).
+func waitRoutes(ctx context.Context, n *lab.Node, from, to int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := n.Exec(ctx, "ip", "-4", "route", "show", "proto", "119")
+		if err == nil {
+			have := map[string]bool{}
+			for _, line := range strings.Split(out, "\n") {
+				if f := strings.Fields(line); len(f) > 0 {
+					have[f[0]] = true
+				}
+			}
+			missing := 0
+			for i := from; i < to; i++ {
+				if _, pods := lab.FakeAddrs(i); !have[pods.String()] {
+					missing++
+				}
+			}
+			if missing == 0 {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%d of %d fake nodes not routed on %s after %s", missing, to-from, n.Name, timeout)
+			}
+		} else if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// quietWindow measures the daemon over scaleQuiet with nothing changing:
+// its CPU time, its RSS at the end, and its API requests.
+func quietWindow(ctx context.Context, n *lab.Node, r *scaleResult) error {
+	pid := n.PID()
+	before, err := n.Metrics(ctx)
+	if err != nil {
+		return err
+	}
+	cpu0, err := cpuTime(pid)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(scaleQuiet):
+	}
+	cpu1, err := cpuTime(pid)
+	if err != nil {
+		return err
+	}
+	after, err := n.Metrics(ctx)
+	if err != nil {
+		return err
+	}
+	r.CPUPercent = 100 * (cpu1 - cpu0).Seconds() / scaleQuiet.Seconds()
+	if r.RSSMiB, err = rssMiB(pid); err != nil {
+		return err
+	}
+	perMin := time.Minute.Seconds() / scaleQuiet.Seconds()
+	r.RequestsByKind = map[string]float64{}
+	b, a := apiRequests(before), apiRequests(after)
+	for k, v := range a {
+		d := (v - b[k]) * perMin
+		if d == 0 || strings.HasPrefix(k, "watch ") {
+			continue // watches are long-lived, not requests per minute
+		}
+		r.RequestsByKind[k] = d
+		switch strings.Fields(k)[0] {
+		case "get", "list":
+			r.ReadsPerMin += d
+		default:
+			r.WritesPerMin += d
+		}
+	}
+	return nil
+}
+
+// apiRequests parses wirelace_api_requests_total into "verb resource" ->
+// count.
+func apiRequests(metrics string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(metrics, "\n") {
+		if !strings.HasPrefix(line, "wirelace_api_requests_total{") {
+			continue
+		}
+		labels, value, ok := strings.Cut(strings.TrimPrefix(line, "wirelace_api_requests_total{"), "} ")
+		if !ok {
+			continue
+		}
+		var verb, resource string
+		for _, kv := range strings.Split(labels, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "verb":
+				verb = strings.Trim(v, `"`)
+			case "resource":
+				resource = strings.Trim(v, `"`)
+			}
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err == nil {
+			out[verb+" "+resource] = f
+		}
+	}
+	return out
+}
+
+// cpuTime is a process's user plus system CPU time (/proc/PID/stat,
+// fields 14 and 15, in clock ticks of 1/100 s on Linux).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; it ends at the last ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too short", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %v %v", pid, err1, err2)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// rssMiB is a process's resident set (VmRSS).
+func rssMiB(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+}
