@@ -104,3 +104,14 @@ type progress struct{}
 func (progress) Write(p []byte) (int, error) { return os.Stderr.Write(p) }
 
 func netconfClient(n *lab.Node) *netconf.Client { return netconf.NewClient(n.Socket) }
+
+// atLeast returns list, failing the test when it has fewer than n
+// elements: a loop that checks each element of an empty list would pass
+// without checking anything.
+func atLeast[T any](t *testing.T, n int, what string, list []T) []T {
+	t.Helper()
+	if len(list) < n {
+		t.Fatalf("%s: %d, want at least %d: %v", what, len(list), n, list)
+	}
+	return list
+}

@@ -39,7 +39,7 @@ func TestMeshThreeNodes(t *testing.T) {
 			if a == b {
 				continue
 			}
-			for _, ip := range st[b.Name].MeshIPs {
+			for _, ip := range atLeast(t, 2, b.Name+"'s mesh IPs (one per family)", st[b.Name].MeshIPs) {
 				eventually(t, 10*time.Second, fmt.Sprintf("%s ping %s (%s)", a.Name, b.Name, ip), func() error {
 					return a.Ping(ctx, ip, 1)
 				})

@@ -142,7 +142,7 @@ func TestNATMatrix(t *testing.T) {
 		}
 		for _, pair := range [][2]string{{"a1", "b1"}, {"pub", "s1"}, {"s1", "s2"}, {"u1", "pub"}, {"b1", "s1"}} {
 			a, b := pods[pair[0]], pods[pair[1]]
-			for _, ip := range b.IPs() {
+			for _, ip := range atLeast(t, 2, pair[1]+"'s pod IPs (one per family)", b.IPs()) {
 				eventually(t, 10*time.Second, fmt.Sprintf("pod on %s pings pod on %s (%s)", pair[0], pair[1], ip), func() error {
 					return a.Ping(ctx, ip, 1)
 				})

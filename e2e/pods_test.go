@@ -85,7 +85,7 @@ func TestPodsAcrossNodes(t *testing.T) {
 			if a == b {
 				continue
 			}
-			for _, ip := range b.IPs() {
+			for _, ip := range atLeast(t, 2, b.Name+"'s pod IPs (one per family)", b.IPs()) {
 				eventually(t, 10*time.Second, fmt.Sprintf("%s ping %s (%s)", a.Name, b.Name, ip), func() error {
 					return a.Ping(ctx, ip, 1)
 				})
