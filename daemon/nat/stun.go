@@ -9,6 +9,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/wirelace/wirelace/internal/netipx"
 	"github.com/wirelace/wirelace/internal/stunattr"
 )
 
@@ -154,6 +155,4 @@ func addrPort(ip net.IP, port int) netip.AddrPort {
 
 // unmap returns ap with an IPv4-mapped IPv6 address as plain IPv4: dual-stack
 // sockets report IPv4 peers that way.
-func unmap(ap netip.AddrPort) netip.AddrPort {
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-}
+func unmap(ap netip.AddrPort) netip.AddrPort { return netipx.UnmapAddrPort(ap) }

@@ -17,6 +17,7 @@ import (
 	"github.com/wirelace/wirelace/daemon/nat"
 	"github.com/wirelace/wirelace/daemon/path"
 	"github.com/wirelace/wirelace/daemon/probe"
+	"github.com/wirelace/wirelace/internal/netipx"
 	"github.com/wirelace/wirelace/netconf"
 )
 
@@ -760,7 +761,7 @@ func (p *paths) observeRecv(pp *peerPath, a bind.Activity, rx map[wgtypes.Key]ui
 		cur.rx, cur.rxOK = rx[pp.wg]
 		pp.seen = cur
 	}
-	from := netip.AddrPortFrom(a.RecvFrom.Addr().Unmap(), a.RecvFrom.Port())
+	from := netipx.UnmapAddrPort(a.RecvFrom)
 	if a.Recv == prev.act.Recv || !from.IsValid() || inAny(p.routed, from.Addr()) {
 		return false
 	}

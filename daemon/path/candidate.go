@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wirelace/wirelace/api/vocab"
+	"github.com/wirelace/wirelace/internal/netipx"
 )
 
 // Candidate is one UDP endpoint at which a peer may be reachable.
@@ -52,9 +53,7 @@ type cand struct {
 	trustUntil time.Time
 }
 
-func unmap(a netip.AddrPort) netip.AddrPort {
-	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-}
+func unmap(a netip.AddrPort) netip.AddrPort { return netipx.UnmapAddrPort(a) }
 
 func usable(a netip.AddrPort) bool {
 	return a.IsValid() && a.Port() != 0 && !a.Addr().IsUnspecified() && !a.Addr().IsMulticast()

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io"
 
-	"golang.org/x/crypto/curve25519"
 	"golang.org/x/crypto/nacl/box"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirelace/wirelace/internal/curvekey"
 )
 
 // The handshake proves to the relay that the client holds the control
@@ -178,7 +179,7 @@ func ParseClientAuth(p []byte) (ClientAuth, error) {
 // and was sealed with the private half of controlKey. The caller passes the
 // control key it trusts (from the MeshNode), never the one a claims.
 func (a ClientAuth) Verify(hello ServerHello, ephPriv *[KeyLen]byte, controlKey wgtypes.Key) error {
-	if isLowOrder(controlKey) {
+	if curvekey.LowOrder(controlKey) {
 		// A low-order point makes the shared secret predictable, which
 		// would let anyone forge a box for it.
 		return fmt.Errorf("control key is a low-order point: %w", ErrBadProof)
@@ -202,14 +203,4 @@ func proofPlaintext(hello ServerHello, wgPub, controlPub wgtypes.Key) []byte {
 	p = append(p, hello.EphemeralKey[:]...)
 	p = append(p, wgPub[:]...)
 	return append(p, controlPub[:]...)
-}
-
-// isLowOrder reports whether X25519 with k yields the all-zero output for
-// every scalar, as it does for the small-order points of curve25519.
-// curve25519.X25519 refuses exactly those, so use it as the test.
-func isLowOrder(k wgtypes.Key) bool {
-	var scalar [KeyLen]byte
-	scalar[0] = 1 // any scalar works; the check is on the point
-	_, err := curve25519.X25519(scalar[:], k[:])
-	return err != nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/wirelace/wirelace/internal/netipx"
 	"github.com/wirelace/wirelace/internal/stunattr"
 )
 
@@ -37,7 +38,7 @@ func (h *handler) knownRequired(t stun.AttrType) bool {
 }
 
 func (h *handler) handle(data []byte, from netip.AddrPort) {
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	from = netipx.UnmapAddrPort(from)
 	if !stun.IsMessage(data) {
 		h.s.metrics.requests.WithLabelValues(resultIgnored).Inc()
 		return

@@ -25,6 +25,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wirelace/wirelace/internal/netipx"
 )
 
 // maxDatagram is the largest request read. Binding requests are a few dozen
@@ -142,7 +144,7 @@ func resolve(addr string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, err
 	}
 	ap := ua.AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	return netipx.UnmapAddrPort(ap), nil
 }
 
 func (s *Server) open(addr netip.AddrPort) (*socket, error) {
@@ -170,7 +172,7 @@ func (s *Server) open(addr netip.AddrPort) (*socket, error) {
 		// the kernel reports for a dual-stack wildcard.
 		bound = netip.AddrPortFrom(netip.IPv6Unspecified(), bound.Port())
 	}
-	sock := &socket{conn: conn, addr: netip.AddrPortFrom(bound.Addr().Unmap(), bound.Port())}
+	sock := &socket{conn: conn, addr: netipx.UnmapAddrPort(bound)}
 	s.sockets[sock.addr] = sock
 	return sock, nil
 }
