@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,16 +107,7 @@ func benchScale(ctx context.Context, root string) error {
 	if err != nil {
 		return err
 	}
-	out := filepath.Join(root, ".cache", "bench", "scale.json")
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(results, "", "  ")
-	if err := os.WriteFile(out, b, 0o644); err != nil {
-		return err
-	}
-	fmt.Printf("  written to %s\n", out)
-	return nil
+	return writeBenchJSON(root, "scale.json", results)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

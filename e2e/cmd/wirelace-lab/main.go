@@ -28,12 +28,12 @@ func main() {
 	wgGo := fs.String("wireguard-go", "", "stock wireguard-go binary to compare with (bench)")
 	cpOnly := fs.Bool("control-plane-only", false, "prepare: build only kube-apiserver and etcd (what demo and bench need)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo|bench|scale|prepare\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo|bench|scale|first-packet|prepare\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.Parse(os.Args[1:])
 	verb := fs.Arg(0)
-	if fs.NArg() != 1 || (verb != "demo" && verb != "bench" && verb != "scale" && verb != "prepare") || (verb == "bench" && *wgGo == "") {
+	if fs.NArg() != 1 || (verb != "demo" && verb != "bench" && verb != "scale" && verb != "first-packet" && verb != "prepare") || (verb == "bench" && *wgGo == "") {
 		fs.Usage()
 		os.Exit(2)
 	}
@@ -62,10 +62,15 @@ func main() {
 			if err := bench(ctx, abs, *wgGo); err != nil {
 				return err
 			}
+			if err := benchFirstPacket(ctx, abs); err != nil {
+				return err
+			}
 			return benchScale(ctx, abs)
 		}
 	case "scale":
 		run = func() error { return benchScale(ctx, abs) }
+	case "first-packet":
+		run = func() error { return benchFirstPacket(ctx, abs) }
 	case "prepare":
 		run = func() error {
 			cache := filepath.Join(abs, ".cache")
