@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
@@ -131,5 +132,33 @@ func TestSessionAttribution(t *testing.T) {
 	b.RemovePeer(key)
 	if m := b.sessions.Load(); m != nil && len(*m) != 0 {
 		t.Fatalf("sessions of a removed peer kept: %v", *m)
+	}
+}
+
+// A relayed packet that finds the queue to the device full waits for room
+// (briefly) instead of being dropped: the wait slows the relay's stream,
+// which TCP carries back to the sender, where a drop would make TCP inside
+// the tunnel back off.
+func TestDeliverRelayedWaitsForRoom(t *testing.T) {
+	b := New(nil)
+	k, _ := wgtypes.GeneratePrivateKey()
+	key := k.PublicKey()
+	b.PeerEndpoint(key)
+	for range cap(b.relayQ) {
+		b.DeliverRelayed(key, msg(4, 64))
+	}
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		<-b.relayQ
+	}()
+	b.DeliverRelayed(key, msg(4, 64))
+	if n := len(b.relayQ); n != cap(b.relayQ) {
+		t.Fatalf("queue holds %d of %d: the packet was dropped instead of waiting for room", n, cap(b.relayQ))
+	}
+	// Nobody reads: the wait is bounded, and the packet dropped.
+	start := time.Now()
+	b.DeliverRelayed(key, msg(4, 64))
+	if d := time.Since(start); d < relayDeliverWait/2 || d > 10*time.Second {
+		t.Fatalf("a full queue nobody reads held the packet %v (want about %v)", d, relayDeliverWait)
 	}
 }

@@ -3,6 +3,7 @@ package bind
 import (
 	"net"
 	"net/netip"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -42,11 +43,32 @@ func (b *Bind) DeliverRelayed(src wgtypes.Key, pkt []byte) {
 		return
 	}
 	e.relayed.Add(1)
+	r := relayed{pkt: append([]byte(nil), pkt...), ep: e}
 	select {
-	case b.relayQ <- relayed{pkt: append([]byte(nil), pkt...), ep: e}:
+	case b.relayQ <- r:
+		return
 	default:
 	}
+	// Full: wait a little before dropping. The caller is a relay client's
+	// read loop, so waiting slows the relay's stream to this node, and TCP
+	// carries that back to the sender, instead of a loss TCP inside the
+	// tunnel would answer by backing off. Bounded, so a device that stopped
+	// reading costs each packet at most relayDeliverWait.
+	b.mu.Lock()
+	done := b.done // nil while closed: then only the timer ends the wait
+	b.mu.Unlock()
+	t := time.NewTimer(relayDeliverWait)
+	defer t.Stop()
+	select {
+	case b.relayQ <- r:
+	case <-t.C:
+	case <-done:
+	}
 }
+
+// relayDeliverWait bounds how long a relayed packet waits for room in the
+// queue to the device (the relay's own queues wait as long).
+const relayDeliverWait = 50 * time.Millisecond
 
 // receiveRelayed is the ReceiveFunc for packets from relays. It blocks until
 // at least one packet is queued, then takes as many as fit in the batch.
