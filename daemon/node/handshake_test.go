@@ -82,3 +82,48 @@ func TestHandshakeRequestStartsHandshake(t *testing.T) {
 		t.Fatalf("started %v, want one handshake with the peer", dev.started)
 	}
 }
+
+// A peer reached through the relay is watched for a lost first handshake
+// while it is young, every lostCheckEvery, even when no relay connection
+// comes up: its first initiation may have reached the relay before the
+// peer did. Old peers, and peers on a direct path, are not.
+func TestYoungRelayedPeersAreWatched(t *testing.T) {
+	clk := newFakeClock()
+	a, b := newTestPeer(t, "a", clk.now), newTestPeer(t, "b", clk.now)
+	h := newHarness(t, clk, a, b)
+	now := clk.now()
+	h.p.mu.Lock()
+	for _, pp := range h.p.peers {
+		pp.route = bind.Route{Direct: a.addr} // both direct
+	}
+	young := h.p.youngRelayed(now)
+	h.p.peers[a.wg].route = bind.Route{Relay: true}
+	youngRelayed := h.p.youngRelayed(now)
+	old := h.p.youngRelayed(now.Add(youngPeer))
+	h.p.mu.Unlock()
+	if young {
+		t.Error("peers on a direct path count as young relayed peers")
+	}
+	if !youngRelayed {
+		t.Error("a new peer reached through the relay is not watched")
+	}
+	if old {
+		t.Errorf("a peer %s old is still watched", youngPeer)
+	}
+
+	last := now
+	for _, c := range []struct {
+		cameUp, young bool
+		after         time.Duration
+		want          bool
+	}{
+		{true, false, 0, true},                     // a relay connection came up
+		{false, true, lostCheckEvery / 2, false},   // too soon
+		{false, true, lostCheckEvery, true},        // due
+		{false, false, 10 * lostCheckEvery, false}, // nobody young
+	} {
+		if got := lostCheckDue(c.cameUp, c.young, last, last.Add(c.after)); got != c.want {
+			t.Errorf("lostCheckDue(cameUp=%v, young=%v, after %v) = %v, want %v", c.cameUp, c.young, c.after, got, c.want)
+		}
+	}
+}

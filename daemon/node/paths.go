@@ -67,6 +67,17 @@ const (
 	// cheaper.
 	counterShare   = 0.01
 	counterRecheck = time.Minute
+
+	// A new peer reached through the relay is watched for a lost first
+	// handshake every lostCheckEvery during its first youngPeer: its
+	// initiation may have gone to the relay before the peer was connected
+	// there (and the relay drops what it cannot deliver), which no relay
+	// connection of this node coming up would reveal. The peer is then
+	// asked to start a handshake itself (see lostHandshakes) until one
+	// completes; WireGuard would retry only after 5 s. Past youngPeer its
+	// own retries have happened anyway.
+	lostCheckEvery = 500 * time.Millisecond
+	youngPeer      = 10 * time.Second
 )
 
 // peerCounters reads the WireGuard device's peers with their counters;
@@ -138,6 +149,8 @@ type paths struct {
 	loop     map[wgtypes.Key]*peerPath
 	lastScan time.Time
 	relayUp  bool // at the last step: the routes of all peers follow it
+	// lastLostCheck is when lostHandshakes last read the device.
+	lastLostCheck time.Time
 
 	// byWG is peers, for handleRelayed, which runs on a relay's receive
 	// goroutine and must not wait for mu: replaced, never changed, by
@@ -165,6 +178,8 @@ type peerPath struct {
 	// directOnly: route has a direct address and not the relay; read by
 	// handleRelayed without mu.
 	directOnly atomic.Bool
+	// joined is when the peer was added (see youngPeer).
+	joined time.Time
 }
 
 // evidence is what was known of a peer's received traffic at one poll.
@@ -421,7 +436,7 @@ func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 		seen[n.PublicKey] = true
 		pp := p.peers[n.PublicKey]
 		if pp == nil {
-			pp = &peerPath{name: n.Name, wg: n.PublicKey, sm: path.NewPeer(n.Name, now)}
+			pp = &peerPath{name: n.Name, wg: n.PublicKey, sm: path.NewPeer(n.Name, now), joined: now}
 			p.peers[n.PublicKey] = pp
 			p.join(pp) // new peers start active
 		}
@@ -580,9 +595,16 @@ func (p *paths) step(now time.Time) time.Time {
 	if len(p.loop) < len(p.peers) {
 		next = earliest(next, p.lastScan.Add(idleScan))
 	}
+	young := p.youngRelayed(now)
+	checkLost := dev != nil && lostCheckDue(relayCameUp, young, p.lastLostCheck, now)
+	if checkLost {
+		p.lastLostCheck = now
+	}
+	if young {
+		next = earliest(next, p.lastLostCheck.Add(lostCheckEvery))
+	}
 	p.mu.Unlock()
-
-	if relayCameUp && dev != nil {
+	if checkLost {
 		out = append(out, p.lostHandshakes(dev)...)
 	}
 	for _, o := range out {
@@ -592,10 +614,16 @@ func (p *paths) step(now time.Time) time.Time {
 			continue
 		}
 		if o.to.IsValid() {
-			p.metrics.pings.Inc()
-			p.bind.SendTo(pkt, o.to)
+			// Counted when sent, not when attempted: a socket error
+			// (unreachable network, say) is no ping at all.
+			if err = p.bind.SendTo(pkt, o.to); err == nil {
+				p.metrics.pings.Inc()
+			}
 		} else {
-			p.relays.SendPacket(o.wg, pkt)
+			err = p.relays.SendPacket(o.wg, pkt)
+		}
+		if err != nil {
+			p.log.Debug("probe not sent", "peer", o.peer, "kind", o.msg.Kind, "to", o.to, "err", err)
 		}
 	}
 	if limited, full, ok := p.probes.dropsToReport(now); ok {
@@ -604,7 +632,26 @@ func (p *paths) step(now time.Time) time.Time {
 	return next
 }
 
-// lostHandshakes is called when the relay has just come up. WireGuard
+// youngRelayed says whether a peer in the loop joined less than youngPeer
+// ago and is reached through the relay. Callers hold mu.
+func (p *paths) youngRelayed(now time.Time) bool {
+	for _, pp := range p.loop {
+		if pp.route.Relay && now.Sub(pp.joined) < youngPeer {
+			return true
+		}
+	}
+	return false
+}
+
+// lostCheckDue says whether to look for lost first handshakes now: when a
+// relay connection came up, and every lostCheckEvery while a young peer is
+// reached through the relay.
+func lostCheckDue(relayCameUp, young bool, last, now time.Time) bool {
+	return relayCameUp || young && now.Sub(last) >= lostCheckEvery
+}
+
+// lostHandshakes is called when the relay has just come up, and every
+// lostCheckEvery while a young peer is reached through it. WireGuard
 // sends a first packet's handshake initiation at once, along whatever
 // route the peer has then; before the relay is connected that is a guessed
 // address or nowhere, and a lost initiation is retried only after
@@ -814,9 +861,13 @@ func (p *paths) applyRoute(pp *peerPath, now time.Time, relayUp bool) {
 		r.Direct = pp.first
 	}
 	if r != pp.route {
+		if err := p.bind.SetRoute(pp.wg, r); err != nil {
+			// pp.route stays as it was, so the next step tries again.
+			p.log.Warn("setting a peer's route failed; retrying", "peer", pp.name, "err", err)
+			return
+		}
 		pp.route = r
 		pp.directOnly.Store(r.Direct.IsValid() && !r.Relay)
-		p.bind.SetRoute(pp.wg, r)
 	}
 }
 
