@@ -5,10 +5,12 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/wirelace/wirelace/internal/testcert"
 )
 
 func TestCertReload(t *testing.T) {
-	certFile, keyFile, _ := writeCert(t)
+	certFile, keyFile, _ := testcert.Files(t)
 	r, err := newCertReloader(certFile, keyFile, quietLog())
 	if err != nil {
 		t.Fatal(err)
@@ -17,7 +19,7 @@ func TestCertReload(t *testing.T) {
 	first, _ := r.GetCertificate(nil)
 
 	// A renewed certificate replaces the files.
-	cert2, key2, _ := writeCert(t)
+	cert2, key2, _ := testcert.Files(t)
 	for _, f := range [][2]string{{cert2, certFile}, {key2, keyFile}} {
 		b, err := os.ReadFile(f[0])
 		if err != nil {
