@@ -13,6 +13,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/wirelace/wirelace/e2e/benchreport"
 	"github.com/wirelace/wirelace/e2e/lab"
 )
 
@@ -166,7 +167,24 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 	fmt.Printf("  relay process CPU per Gbit       %.2f s\n", rl.RelayCPUPerGbit)
 	fmt.Printf("  retransmits per run: direct %d (%.2f%%), stock %d (%.2f%%), relay %d (%.2f%%)\n",
 		w.Retransmits, w.RetransmitPct(), s.Retransmits, s.RetransmitPct(), rl.Retransmits, rl.RetransmitPct())
-	return nil
+	return writeBenchJSON(root, benchreport.ThroughputFile, benchreport.Throughput{
+		Rounds: benchRounds,
+		Paths: []benchreport.PathThroughput{
+			pathThroughput("wirelace direct", wl),
+			pathThroughput("stock wireguard-go", stock),
+			pathThroughput("wirelace via relay", relay),
+		},
+	})
+}
+
+// pathThroughput summarises one path's rounds for the report.
+func pathThroughput(name string, rounds []iperfResult) benchreport.PathThroughput {
+	m := mean(rounds)
+	out := benchreport.PathThroughput{Name: name, Gbps: m.Gbps, CPUPerGbit: m.CPUPerGbit, RelayCPUPerGbit: m.RelayCPUPerGbit, RetransmitPct: m.RetransmitPct()}
+	for _, r := range rounds {
+		out.RoundsGbps = append(out.RoundsGbps, r.Gbps)
+	}
+	return out
 }
 
 // roundRatios is a/b for each round: the machine's load drifts, so the

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/wirelace/wirelace/e2e/benchreport"
 	"github.com/wirelace/wirelace/e2e/lab"
 )
 
@@ -26,16 +27,9 @@ const firstPacketTrials = 10
 // pingReply matches a reply line of `ping -D`: its timestamp.
 var pingReply = regexp.MustCompile(`^\[(\d+\.\d+)\] \d+ bytes from`)
 
-type firstPacketResult struct {
-	Trials int       `json:"trials"`
-	Ms     []float64 `json:"ms"`
-	P50Ms  float64   `json:"p50_ms"`
-	MaxMs  float64   `json:"max_ms"`
-}
-
 func benchFirstPacket(ctx context.Context, root string) error {
 	say("First packet: %d new relay-only pairs (both nodes behind symmetric NATs)", firstPacketTrials)
-	var res firstPacketResult
+	var res benchreport.FirstPacket
 	err := withLab(ctx, lab.Options{Root: root}, false, func(l *lab.Lab) error {
 		if _, err := l.AddRelay(ctx, "relay1"); err != nil {
 			return err
@@ -64,7 +58,7 @@ func benchFirstPacket(ctx context.Context, root string) error {
 	sorted := slices.Sorted(slices.Values(res.Ms))
 	res.Trials, res.P50Ms, res.MaxMs = len(sorted), sorted[len(sorted)/2], sorted[len(sorted)-1]
 	fmt.Printf("  p50 %.0f ms, max %.0f ms\n", res.P50Ms, res.MaxMs)
-	return writeBenchJSON(root, "first-packet.json", res)
+	return writeBenchJSON(root, benchreport.FirstPacketFile, res)
 }
 
 // firstPacket starts a new pair, one node at each site, and times its
@@ -115,6 +109,17 @@ func firstPacket(ctx context.Context, l *lab.Lab, trial int, s1, s2 *lab.Site) (
 		}
 	}
 	return 0, fmt.Errorf("pair %s-%s: no reply within 12 s", a.Name, b.Name)
+}
+
+// writeReport turns the JSON of the last bench runs into docs/bench
+// (report.md and its pictures), which the README shows.
+func writeReport(root string) error {
+	out := filepath.Join(root, "docs", "bench")
+	if err := benchreport.Write(filepath.Join(root, ".cache", "bench"), out); err != nil {
+		return err
+	}
+	fmt.Printf("  report written to %s\n", filepath.Join(out, "report.md"))
+	return nil
 }
 
 // writeBenchJSON writes v as .cache/bench/name.

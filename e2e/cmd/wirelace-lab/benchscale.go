@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wirelace/wirelace/e2e/benchreport"
 	"github.com/wirelace/wirelace/e2e/lab"
 )
 
@@ -30,28 +31,9 @@ const (
 
 var scaleSizes = []int{10, 100, 1000}
 
-// scaleResult is one size's numbers (JSON in the bench report).
-type scaleResult struct {
-	Nodes int `json:"nodes"`
-	// JoinP50 and JoinMax: one more node, MeshNode created to route
-	// installed, over scaleSamples joins.
-	JoinP50Ms float64 `json:"join_p50_ms"`
-	JoinMaxMs float64 `json:"join_max_ms"`
-	// BurstMs: the nodes before the samples, created scaleCreators at a
-	// time; from the last create to every route installed.
-	BurstNodes int     `json:"burst_nodes"`
-	BurstMs    float64 `json:"burst_ms"`
-	// Over scaleQuiet with nothing changing.
-	CPUPercent     float64            `json:"idle_cpu_percent_of_a_core"`
-	RSSMiB         float64            `json:"rss_mib"`
-	WritesPerMin   float64            `json:"api_writes_per_min"`
-	ReadsPerMin    float64            `json:"api_reads_per_min"`
-	RequestsByKind map[string]float64 `json:"api_requests_per_min_by_kind"`
-}
-
 func benchScale(ctx context.Context, root string) error {
 	say("Scale: one real daemon watching 10, 100 and 1000 nodes in the API server")
-	var results []scaleResult
+	var results []benchreport.Scale
 	err := withLab(ctx, lab.Options{Root: root}, false, func(l *lab.Lab) error {
 		a, err := l.AddNode(ctx, "a")
 		if err != nil {
@@ -65,7 +47,7 @@ func benchScale(ctx context.Context, root string) error {
 		}
 		created := 0
 		for _, size := range scaleSizes {
-			r := scaleResult{Nodes: size}
+			r := benchreport.Scale{Nodes: size}
 			// The burst: up to size - scaleSamples nodes.
 			burstTo := size - scaleSamples
 			r.BurstNodes = burstTo - created
@@ -107,7 +89,7 @@ func benchScale(ctx context.Context, root string) error {
 	if err != nil {
 		return err
 	}
-	return writeBenchJSON(root, "scale.json", results)
+	return writeBenchJSON(root, benchreport.ScaleFile, results)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -180,7 +162,7 @@ func waitRoutes(ctx context.Context, n *lab.Node, from, to int, timeout time.Dur
 
 // quietWindow measures the daemon over scaleQuiet with nothing changing:
 // its CPU time, its RSS at the end, and its API requests.
-func quietWindow(ctx context.Context, n *lab.Node, r *scaleResult) error {
+func quietWindow(ctx context.Context, n *lab.Node, r *benchreport.Scale) error {
 	pid := n.PID()
 	before, err := n.Metrics(ctx)
 	if err != nil {
