@@ -67,6 +67,30 @@ func firstPacketPlot(f FirstPacket, file string) error {
 	return p.Save(plotWidth, plotHeight, file)
 }
 
+// cniPlot draws every ADD's latency, one column per plugin and number of
+// peers.
+func cniPlot(c CNIAdd, file string) error {
+	p := plot.New()
+	p.Title.Text = "CNI ADD latency"
+	p.Y.Label.Text = "ms"
+	p.Y.Min = 0
+	var names []string
+	pts := plotter.XYs{}
+	for i, r := range c.Runs {
+		names = append(names, fmt.Sprintf("%s, %d peers", r.Plugin, r.Peers))
+		for _, ms := range r.Ms {
+			pts = append(pts, plotter.XY{X: float64(i), Y: ms})
+		}
+	}
+	s, err := plotter.NewScatter(pts)
+	if err != nil {
+		return err
+	}
+	p.Add(s, plotter.NewGrid())
+	p.NominalX(names...)
+	return p.Save(plotWidth+2*vg.Inch, plotHeight, file)
+}
+
 // scalePlots draws join latency and RSS against the number of nodes.
 func scalePlots(sc []Scale, dir string) error {
 	join := plot.New()

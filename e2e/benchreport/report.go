@@ -43,6 +43,19 @@ func Write(dir, out string) error {
 		fmt.Fprintf(&md, "\n## First packet\n\n%d new pairs of nodes behind two symmetric NATs (relay only): from both daemons ready to the first answered ping (every 50 ms). p50 %.0f ms, max %.0f ms. A first handshake lost before the pair has a route costs WireGuard's 5 s retry.\n\n![first packet](first-packet.svg)\n", fp.Trials, fp.P50Ms, fp.MaxMs)
 	}
 
+	var ca CNIAdd
+	if ok, err := read(dir, CNIAddFile, &ca); err != nil {
+		return err
+	} else if ok {
+		if err := cniPlot(ca, filepath.Join(out, "cni-add.svg")); err != nil {
+			return err
+		}
+		md.WriteString("\n## CNI ADD\n\nPods added on one node through libcni, as a runtime calls the plugins, several at a time: Wirelace's plugins against the reference ptp + host-local (IPv4) in the same run, without peers and with many.\n\n![CNI ADD latency](cni-add.svg)\n\n| plugin | peers | p50 | p99 |\n|---|---|---|---|\n")
+		for _, r := range ca.Runs {
+			fmt.Fprintf(&md, "| %s | %d | %.1f ms | %.1f ms |\n", r.Plugin, r.Peers, r.P50Ms, r.P99Ms)
+		}
+	}
+
 	var sc []Scale
 	if ok, err := read(dir, ScaleFile, &sc); err != nil {
 		return err

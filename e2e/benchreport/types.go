@@ -54,3 +54,21 @@ const (
 	FirstPacketFile = "first-packet.json"
 	ScaleFile       = "scale.json"
 )
+
+// CNIAdd is CNI ADD latency on one node through libcni, the wirelace
+// plugins against a reference, with and without peers.
+type CNIAdd struct {
+	Runs []CNIRun `json:"runs"`
+}
+
+// CNIRun is one plugin's ADDs at one number of peers.
+type CNIRun struct {
+	Plugin string    `json:"plugin"`
+	Peers  int       `json:"peers"`
+	Ms     []float64 `json:"ms"`
+	P50Ms  float64   `json:"p50_ms"`
+	P99Ms  float64   `json:"p99_ms"`
+}
+
+// CNIAddFile holds CNIAdd.
+const CNIAddFile = "cni-add.json"
