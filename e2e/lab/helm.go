@@ -98,8 +98,7 @@ func (l *Lab) mainPackage(binary string) (string, error) {
 // ChartValues are the values the lab installs the chart with: the image
 // (tag), where nodes reach the API server, the lab's relays and STUN
 // servers, the per-node CNI dirs, and mode "standalone" or "chained".
-// Extra values are merged on top (dotted keys are not split: pass nested
-// maps).
+// Callers may change the map before installing with it.
 func (l *Lab) ChartValues(tag, mode string) map[string]any {
 	u, _ := url.Parse(l.CP.URL())
 	var relays, stun []string
