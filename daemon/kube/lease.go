@@ -45,11 +45,7 @@ func (l *Lease) Renew(ctx context.Context, node *corev1.Node, interval time.Dura
 	now := metav1.NewMicroTime(time.Now())
 	dur := int32(interval.Seconds()) * leaseDurationFactor
 	if cur := l.latest; cur != nil && cur.Name == node.Name {
-		next := cur.DeepCopy()
-		next.Spec.HolderIdentity = ptr.To(node.Name)
-		next.Spec.LeaseDurationSeconds = ptr.To(dur)
-		next.Spec.RenewTime = &now
-		if updated, err := leases.Update(ctx, next, metav1.UpdateOptions{}); err == nil {
+		if updated, err := leases.Update(ctx, renewed(cur.DeepCopy(), node, dur, now), metav1.UpdateOptions{}); err == nil {
 			l.latest = updated
 			return nil
 		} else if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
@@ -82,13 +78,18 @@ func (l *Lease) Renew(ctx context.Context, node *corev1.Node, interval time.Dura
 	if err != nil {
 		return fmt.Errorf("read Lease %s/%s: %w", l.namespace, node.Name, err)
 	}
-	cur.Spec.HolderIdentity = ptr.To(node.Name)
-	cur.Spec.LeaseDurationSeconds = ptr.To(dur)
-	cur.Spec.RenewTime = &now
-	updated, err := leases.Update(ctx, cur, metav1.UpdateOptions{})
+	updated, err := leases.Update(ctx, renewed(cur, node, dur, now), metav1.UpdateOptions{})
 	if err != nil {
 		return fmt.Errorf("renew Lease %s/%s: %w", l.namespace, node.Name, err)
 	}
 	l.latest = updated
 	return nil
+}
+
+// renewed sets l's holder, duration and renew time, and returns it.
+func renewed(l *coordv1.Lease, node *corev1.Node, dur int32, now metav1.MicroTime) *coordv1.Lease {
+	l.Spec.HolderIdentity = ptr.To(node.Name)
+	l.Spec.LeaseDurationSeconds = ptr.To(dur)
+	l.Spec.RenewTime = &now
+	return l
 }
