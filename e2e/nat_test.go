@@ -156,6 +156,15 @@ func TestNATMatrix(t *testing.T) {
 				t.Fatalf("s1 metrics lack %s", want)
 			}
 		}
+		// The daemon counts its own requests to the API server: it has
+		// renewed its Lease and watched MeshNodes by now.
+		reqs, err := lab.MetricValues(m, "wirelace_api_requests_total")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reqs["leases update"]+reqs["leases create"] == 0 || reqs["meshnodes watch"] == 0 {
+			t.Fatalf("s1's API request counts lack its Lease writes or its MeshNode watch: %v", reqs)
+		}
 		r := scrape(t, nl.l.Relays()[0].NetNS, 9090)
 		if !strings.Contains(r, "wirelace_relay_relayed_packets_total") || !strings.Contains(r, "wirelace_relay_clients") {
 			t.Fatalf("relay metrics lack relayed packets / clients:\n%s", r)
@@ -171,14 +180,12 @@ func TestNATMatrix(t *testing.T) {
 	})
 }
 
-// scrape fetches /metrics from 127.0.0.1:port inside a namespace (bash's
-// /dev/tcp: no HTTP client needed in the lab).
+// scrape fetches /metrics from 127.0.0.1:port inside a namespace.
 func scrape(t *testing.T, netns string, port int) string {
 	t.Helper()
-	script := fmt.Sprintf(`exec 3<>/dev/tcp/127.0.0.1/%d && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3`, port)
-	out, err := exec.Command("ip", "netns", "exec", netns, "bash", "-c", script).Output()
+	out, err := lab.Scrape(context.Background(), netns, port)
 	if err != nil {
-		t.Fatalf("scrape %s:%d: %v", netns, port, err)
+		t.Fatal(err)
 	}
-	return string(out)
+	return out
 }

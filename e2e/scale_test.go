@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,23 +31,7 @@ func TestScaleRouting(t *testing.T) {
 	}
 
 	start := time.Now()
-	sem := make(chan struct{}, 16)
-	var wg sync.WaitGroup
-	errs := make(chan error, fakePeers)
-	for i := range fakePeers {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := l.AddFakeNode(ctx, i); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := l.AddFakeNodes(ctx, 0, fakePeers); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("created %d nodes' objects in %s", fakePeers, time.Since(start).Round(time.Millisecond))

@@ -93,19 +93,8 @@ func cniPlot(c CNIAdd, file string) error {
 
 // scalePlots draws join latency and RSS against the number of nodes.
 func scalePlots(sc []Scale, dir string) error {
-	join := plot.New()
-	join.Title.Text = "One more node: MeshNode created to route installed"
-	join.X.Label.Text = "nodes"
-	join.Y.Label.Text = "ms"
-	join.X.Scale = plot.LogScale{}
-	join.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	rss := plot.New()
-	rss.Title.Text = "Daemon RSS, idle"
-	rss.X.Label.Text = "nodes"
-	rss.Y.Label.Text = "MiB"
-	rss.X.Scale = plot.LogScale{}
-	rss.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	rss.Y.Min = 0
+	join := perNodes("One more node: MeshNode created to route installed", "ms")
+	rss := perNodes("Daemon RSS, idle", "MiB")
 	p50, maxes, mem := plotter.XYs{}, plotter.XYs{}, plotter.XYs{}
 	for _, s := range sc {
 		p50 = append(p50, plotter.XY{X: float64(s.Nodes), Y: s.JoinP50Ms})
@@ -128,9 +117,21 @@ func scalePlots(sc []Scale, dir string) error {
 		l.p.Add(line, points)
 		l.p.Legend.Add(l.name, line, points)
 	}
-	join.Y.Min = 0
 	if err := join.Save(plotWidth, plotHeight, dir+"/scale-join.svg"); err != nil {
 		return err
 	}
 	return rss.Save(plotWidth, plotHeight, dir+"/scale-rss.svg")
+}
+
+// perNodes is a plot of a quantity against the number of nodes (log
+// scale), from zero.
+func perNodes(title, unit string) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "nodes"
+	p.Y.Label.Text = unit
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Min = 0
+	return p
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"golang.org/x/sync/errgroup"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,20 @@ import (
 	"github.com/wirelace/wirelace/api/v1alpha1"
 	"github.com/wirelace/wirelace/daemon/kube"
 )
+
+// fakeCreators is how many fake nodes AddFakeNodes creates at once.
+const fakeCreators = 16
+
+// AddFakeNodes adds fake nodes from up to (not including) to, several at
+// a time, and returns the first error.
+func (l *Lab) AddFakeNodes(ctx context.Context, from, to int) error {
+	var g errgroup.Group
+	g.SetLimit(fakeCreators)
+	for i := from; i < to; i++ {
+		g.Go(func() error { return l.AddFakeNode(ctx, i) })
+	}
+	return g.Wait()
+}
 
 // FakeNodeName is fake node i's name.
 func FakeNodeName(i int) string { return fmt.Sprintf("fake-%03d", i) }

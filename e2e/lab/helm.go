@@ -138,19 +138,8 @@ func (l *Lab) Helm(ctx context.Context, args ...string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	kubeconfig, err := l.adminKubeconfig()
-	if err != nil {
-		return "", err
-	}
-	argv := append([]string{"ip", "netns", "exec", l.internet, helm, "--kubeconfig", kubeconfig}, args...)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(l.Dir, "helm", "cache"),
-		"HELM_CONFIG_HOME="+filepath.Join(l.Dir, "helm", "config"), "HELM_DATA_HOME="+filepath.Join(l.Dir, "helm", "data"))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
+	return l.asAdmin(ctx, "helm", helm, []string{"HELM_CACHE_HOME=" + filepath.Join(l.Dir, "helm", "cache"),
+		"HELM_CONFIG_HOME=" + filepath.Join(l.Dir, "helm", "config"), "HELM_DATA_HOME=" + filepath.Join(l.Dir, "helm", "data")}, args)
 }
 
 // HelmInstall installs (verb "install") or upgrades (verb "upgrade") the
@@ -179,14 +168,23 @@ func (l *Lab) Kubectl(ctx context.Context, args ...string) (string, error) {
 	if l.nodeBins.Kubectl == "" {
 		return "", fmt.Errorf("kubectl is built for labs with Options.Helm")
 	}
+	return l.asAdmin(ctx, "kubectl", l.nodeBins.Kubectl, nil, args)
+}
+
+// asAdmin runs a Kubernetes client binary with the admin kubeconfig (and
+// env added to this process's), inside the internet namespace where the API
+// server is, and returns its combined output.
+func (l *Lab) asAdmin(ctx context.Context, name, bin string, env, args []string) (string, error) {
 	kubeconfig, err := l.adminKubeconfig()
 	if err != nil {
 		return "", err
 	}
-	argv := append([]string{"ip", "netns", "exec", l.internet, l.nodeBins.Kubectl, "--kubeconfig", kubeconfig}, args...)
-	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	argv := append([]string{"ip", "netns", "exec", l.internet, bin, "--kubeconfig", kubeconfig}, args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
+		return string(out), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/wirelace/wirelace/e2e/k8s"
 	"github.com/wirelace/wirelace/netconf"
@@ -61,7 +65,6 @@ type nodeOptions struct {
 	obj       *corev1.Node
 	site      *Site
 	primary   PrimaryCNI
-	kubelet   bool
 	daemonSet bool
 }
 
@@ -72,7 +75,7 @@ type nodeOptions struct {
 // primary's conflist is written once the Node has its pod CIDRs, and the
 // chart is installed in chained mode.
 func WithDaemonSet() NodeOption {
-	return func(o *nodeOptions) { o.kubelet, o.daemonSet = true, true }
+	return func(o *nodeOptions) { o.daemonSet = true }
 }
 
 // WithPodCIDRs sets Node.spec.podCIDRs, as a cluster that allocates node
@@ -103,7 +106,7 @@ func (l *Lab) AddNode(ctx context.Context, name string, opts ...NodeOption) (*No
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.kubelet {
+	if o.daemonSet {
 		if err := l.checkKubeletOptions(o); err != nil {
 			return nil, fmt.Errorf("node %s: %w", name, err)
 		}
@@ -130,7 +133,7 @@ func (l *Lab) AddNode(ctx context.Context, name string, opts ...NodeOption) (*No
 	if err := os.MkdirAll(n.StateDir, 0o700); err != nil {
 		return nil, err
 	}
-	if o.kubelet {
+	if o.daemonSet {
 		// Its CNI config comes later, from the chart's installer.
 		n.Kubelet = newKubeletNode(n)
 	} else if err := n.writeConfList(ctx); err != nil {
@@ -366,25 +369,57 @@ func (n *Node) InNode(path string) string {
 // Lab is the lab the node belongs to.
 func (n *Node) Lab() *Lab { return n.lab }
 
-// metricsAddr is wirelaced's default metrics listener, inside the node.
-const metricsAddr = "127.0.0.1:9471"
+// metricsPort is wirelaced's default metrics port, on the node's loopback.
+const metricsPort = 9471
 
 // Metrics returns what the daemon serves on its metrics listener, in the
 // Prometheus text format.
 func (n *Node) Metrics(ctx context.Context) (string, error) {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: k8s.DialerIn(n.NetNS)}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+metricsAddr+"/metrics", nil)
+	return Scrape(ctx, n.NetNS, metricsPort)
+}
+
+// Scrape fetches /metrics from 127.0.0.1:port inside the network namespace
+// netns (a node's daemon, a relay).
+func Scrape(ctx context.Context, netns string, port int) (string, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: k8s.DialerIn(netns)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), nil)
 	if err != nil {
 		return "", err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("node %s: metrics: %w", n.Name, err)
+		return "", fmt.Errorf("metrics in %s: %w", netns, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("node %s: metrics: HTTP %d: %v", n.Name, resp.StatusCode, err)
+		return "", fmt.Errorf("metrics in %s: HTTP %d: %v", netns, resp.StatusCode, err)
 	}
 	return string(b), nil
+}
+
+// MetricValues returns the samples of the metric family name in a
+// Prometheus text exposition, keyed by their label values joined with
+// spaces, in the order of the label names (sorted, as exposed): e.g.
+// "leases update" for wirelace_api_requests_total{resource, verb}.
+func MetricValues(exposition, name string) (map[string]float64, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(exposition))
+	if err != nil {
+		return nil, fmt.Errorf("parse metrics: %w", err)
+	}
+	out := map[string]float64{}
+	f := families[name]
+	if f == nil {
+		return out, nil
+	}
+	for _, m := range f.GetMetric() {
+		var key []string
+		for _, l := range m.GetLabel() {
+			key = append(key, l.GetValue())
+		}
+		v := m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+		out[strings.Join(key, " ")] = v
+	}
+	return out, nil
 }

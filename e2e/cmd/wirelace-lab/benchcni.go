@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/wirelace/wirelace/e2e/benchreport"
 	"github.com/wirelace/wirelace/e2e/lab"
@@ -59,7 +60,7 @@ func benchCNI(ctx context.Context, root string) error {
 		if err := round(0); err != nil {
 			return err
 		}
-		if err := createFakes(ctx, l, 0, cniPeers); err != nil {
+		if err := l.AddFakeNodes(ctx, 0, cniPeers); err != nil {
 			return err
 		}
 		if err := waitRoutes(ctx, n, 0, cniPeers, 2*time.Minute); err != nil {
@@ -96,25 +97,16 @@ func addPods(ctx context.Context, n *lab.Node, prefix string, conflist []byte) (
 		pods[i] = p
 	}
 	out := make([]float64, cniPods)
-	sem := make(chan struct{}, cniConcurrency)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
+	var g errgroup.Group
+	g.SetLimit(cniConcurrency)
 	for i, p := range pods {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			d, err := p.AddTimed(ctx, conflist)
-			mu.Lock()
-			defer mu.Unlock()
-			first = cmpOr(first, err)
 			out[i] = ms(d)
-		}()
+			return err
+		})
 	}
-	wg.Wait()
-	return out, first
+	return out, g.Wait()
 }
 
 // ptpConfList is the reference: ptp with host-local on a range of its own.

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/wirelace/wirelace/e2e/benchreport"
@@ -20,13 +19,12 @@ import (
 // and 1000 nodes. For each size it reports how long one more node takes,
 // from its MeshNode's creation to its route (and so its WireGuard peer,
 // configured before routes) on the real node; how long the node takes in a
-// burst of new nodes; and, over a quiet window, the daemon's CPU, its RSS
+// burst of new nodes (created several at a time); and, over a quiet window, the daemon's CPU, its RSS
 // and the requests it sends the API server (its own counter,
 // wirelace_api_requests_total).
 const (
-	scaleSamples  = 10               // single joins timed per size
-	scaleQuiet    = 30 * time.Second // the quiet window
-	scaleCreators = 16               // objects created in parallel in a burst
+	scaleSamples = 10               // single joins timed per size
+	scaleQuiet   = 30 * time.Second // the quiet window
 )
 
 var scaleSizes = []int{10, 100, 1000}
@@ -52,7 +50,7 @@ func benchScale(ctx context.Context, root string) error {
 			burstTo := size - scaleSamples
 			r.BurstNodes = burstTo - created
 			if r.BurstNodes > 0 {
-				if err := createFakes(ctx, l, created, burstTo); err != nil {
+				if err := l.AddFakeNodes(ctx, created, burstTo); err != nil {
 					return err
 				}
 				t0 := time.Now()
@@ -93,36 +91,6 @@ func benchScale(ctx context.Context, root string) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// createFakes creates fake nodes [from, to), scaleCreators at a time.
-func createFakes(ctx context.Context, l *lab.Lab, from, to int) error {
-	sem := make(chan struct{}, scaleCreators)
-	var mu sync.Mutex
-	var first error
-	var wg sync.WaitGroup
-	for i := from; i < to; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := l.AddFakeNode(ctx, i); err != nil {
-				mu.Lock()
-				first = cmpOr(first, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return first
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
-}
 
 // waitRoutes waits until n routes the pod CIDR of every fake node in
 // [from, to).
@@ -168,30 +136,31 @@ func quietWindow(ctx context.Context, n *lab.Node, r *benchreport.Scale) error {
 	if err != nil {
 		return err
 	}
-	cpu0, err := cpuTime(pid)
-	if err != nil {
-		return err
-	}
+	cpu0 := cpuSeconds([]int{pid})
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(scaleQuiet):
 	}
-	cpu1, err := cpuTime(pid)
-	if err != nil {
-		return err
-	}
+	cpu1 := cpuSeconds([]int{pid})
 	after, err := n.Metrics(ctx)
 	if err != nil {
 		return err
 	}
-	r.CPUPercent = 100 * (cpu1 - cpu0).Seconds() / scaleQuiet.Seconds()
+	r.CPUPercent = 100 * (cpu1 - cpu0) / scaleQuiet.Seconds()
 	if r.RSSMiB, err = rssMiB(pid); err != nil {
 		return err
 	}
 	perMin := time.Minute.Seconds() / scaleQuiet.Seconds()
 	r.RequestsByKind = map[string]float64{}
-	b, a := apiRequests(before), apiRequests(after)
+	b, err := apiRequests(before)
+	if err != nil {
+		return err
+	}
+	a, err := apiRequests(after)
+	if err != nil {
+		return err
+	}
 	for k, v := range a {
 		d := (v - b[k]) * perMin
 		if d == 0 || strings.HasPrefix(k, "watch ") {
@@ -208,54 +177,19 @@ func quietWindow(ctx context.Context, n *lab.Node, r *benchreport.Scale) error {
 	return nil
 }
 
-// apiRequests parses wirelace_api_requests_total into "verb resource" ->
+// apiRequests reads wirelace_api_requests_total as "verb resource" ->
 // count.
-func apiRequests(metrics string) map[string]float64 {
-	out := map[string]float64{}
-	for _, line := range strings.Split(metrics, "\n") {
-		if !strings.HasPrefix(line, "wirelace_api_requests_total{") {
-			continue
-		}
-		labels, value, ok := strings.Cut(strings.TrimPrefix(line, "wirelace_api_requests_total{"), "} ")
-		if !ok {
-			continue
-		}
-		var verb, resource string
-		for _, kv := range strings.Split(labels, ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			switch k {
-			case "verb":
-				verb = strings.Trim(v, `"`)
-			case "resource":
-				resource = strings.Trim(v, `"`)
-			}
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err == nil {
-			out[verb+" "+resource] = f
-		}
-	}
-	return out
-}
-
-// cpuTime is a process's user plus system CPU time (/proc/PID/stat,
-// fields 14 and 15, in clock ticks of 1/100 s on Linux).
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+func apiRequests(metrics string) (map[string]float64, error) {
+	byLabels, err := lab.MetricValues(metrics, "wirelace_api_requests_total")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	// The command name (field 2) may hold spaces; it ends at the last ')'.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too short", pid)
+	out := map[string]float64{}
+	for k, v := range byLabels {
+		resource, verb, _ := strings.Cut(k, " ") // labels in name order
+		out[verb+" "+resource] = v
 	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %v %v", pid, err1, err2)
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+	return out, nil
 }
 
 // rssMiB is a process's resident set (VmRSS).
