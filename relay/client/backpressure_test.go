@@ -117,27 +117,3 @@ func TestSendToStalledRelayDropsAfterBoundedWait(t *testing.T) {
 		t.Fatalf("Send to a stalled relay waited %v, want no wait", waited)
 	}
 }
-
-// SendBatch queues a whole batch in order, skipping a datagram of a wrong
-// size and saying so.
-func TestSendBatch(t *testing.T) {
-	c, relay := startSession(t, sendq.Options{MaxLen: 64, MaxBytes: 1 << 20})
-	n, err := c.SendBatch(wgtypes.Key{9}, [][]byte{[]byte("one"), nil, []byte("two")})
-	if n != 2 || !errors.Is(err, ErrPacketSize) {
-		t.Fatalf("SendBatch = %d, %v; want 2 and ErrPacketSize", n, err)
-	}
-	r := protocol.NewReader(relay)
-	for _, want := range []string{"one", "two"} {
-		_, p, err := r.ReadFrame()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, pkt, _ := protocol.ParsePacket(p); string(pkt) != want {
-			t.Fatalf("got %q, want %q", pkt, want)
-		}
-	}
-	c.session.Store(nil)
-	if _, err := c.SendBatch(wgtypes.Key{9}, [][]byte{[]byte("x")}); !errors.Is(err, ErrNotConnected) {
-		t.Fatalf("SendBatch without a session: %v, want ErrNotConnected", err)
-	}
-}

@@ -2,10 +2,10 @@
 // authenticated session to one wirelace-relay, reconnecting with back-off
 // whenever it drops, and moves WireGuard datagrams through it.
 //
-// The datagram path is built for the data plane: Send (or SendBatch, for a
-// whole batch of wireguard-go's at once) copies the packets into pooled
-// buffers and queues them, and one writer goroutine takes everything queued
-// at a time and writes it with one vectored write. Received packets are
+// The datagram path is built for the data plane: Send copies a packet into a
+// pooled buffer and queues it, and one writer goroutine takes everything
+// queued at a time and writes it with one vectored write: the batching
+// happens there, whatever pace the senders call Send at. Received packets are
 // handed to a callback straight from the read buffer, without a copy.
 //
 // A full queue pushes back rather than drops, as a UDP socket with a full
@@ -53,10 +53,6 @@ const (
 	// within sendWait makes Send drop without waiting: at most 5% of a
 	// sender's time goes to waiting for a stalled relay.
 	stallHoldoff = time.Second
-	// maxBatchFrames and maxBatchBytes bound one vectored write: 1024
-	// iovecs (the kernel's limit per writev), and 256 KiB.
-	maxBatchFrames = 512
-	maxBatchBytes  = 256 << 10
 )
 
 // Timeouts and reconnect back-off.
@@ -217,50 +213,24 @@ func (c *Client) Connected() bool { return c.session.Load() != nil }
 // package comment); an error means the packet was dropped. Safe for
 // concurrent use.
 func (c *Client) Send(dst wgtypes.Key, pkt []byte) error {
-	if err := checkSize(pkt); err != nil {
-		return err
-	}
-	_, err := c.SendBatch(dst, [][]byte{pkt})
-	return err
-}
-
-func checkSize(pkt []byte) error {
 	if len(pkt) == 0 || len(pkt) > protocol.MaxPacketLen {
 		return fmt.Errorf("%w: %d bytes", ErrPacketSize, len(pkt))
 	}
-	return nil
-}
-
-// SendBatch queues datagrams for dst, in order, as Send does, and returns
-// how many it queued: the first sent of them. It stops at the first that
-// cannot be queued and returns why; a datagram of a wrong size is skipped
-// and reported after the rest are queued. A whole batch of wireguard-go's
-// costs one session lookup and wakes the writer once.
-func (c *Client) SendBatch(dst wgtypes.Key, pkts [][]byte) (int, error) {
 	s := c.session.Load()
 	if s == nil {
-		return 0, ErrNotConnected
+		return ErrNotConnected
 	}
-	var bad error
-	sent := 0
-	for _, pkt := range pkts {
-		if err := checkSize(pkt); err != nil {
-			bad = err
-			continue
+	p := c.pool.Get(len(pkt))
+	copy(p.Data, pkt)
+	p.Key = dst
+	if !s.out.Push(context.Background(), p) {
+		c.pool.Put(p)
+		if s.out.Closed() {
+			return ErrNotConnected
 		}
-		p := c.pool.Get(len(pkt))
-		copy(p.Data, pkt)
-		p.Key = dst
-		if !s.out.Push(context.Background(), p) {
-			c.pool.Put(p)
-			if s.out.Closed() {
-				return sent, ErrNotConnected
-			}
-			return sent, ErrQueueFull
-		}
-		sent++
+		return ErrQueueFull
 	}
-	return sent, bad
+	return nil
 }
 
 // Run connects to the relay and keeps reconnecting, with back-off, until ctx

@@ -162,12 +162,9 @@ func (c *Client) handshake(ctx context.Context, conn net.Conn, r *protocol.Reade
 // that sends nothing, not even a KeepAlive, for its own idle timeout is gone.
 func (c *Client) readLoop(conn net.Conn, r *protocol.Reader, idle time.Duration) error {
 	refresh := min(deadlineRefresh, idle/8)
-	var (
-		deadlineSet time.Time
-		unchecked   int // frames read since the clock was last looked at
-	)
+	var deadlineSet time.Time
 	for {
-		if protocol.DeadlineCheckDue(r, &unchecked) {
+		if r.DeadlineCheckDue() {
 			if now := time.Now(); now.Sub(deadlineSet) >= refresh {
 				if err := conn.SetReadDeadline(now.Add(idle)); err != nil {
 					return fmt.Errorf("read from relay: %w", err)
@@ -223,7 +220,7 @@ func (c *Client) writeLoop(ctx context.Context, s *session, conn net.Conn, bw *p
 		case <-ctx.Done():
 			return nil
 		case <-s.out.Ready():
-			batch = s.out.Take(batch[:0], maxBatchFrames, maxBatchBytes)
+			batch = s.out.Take(batch[:0], protocol.MaxBatchFrames, protocol.MaxBatchBytes)
 			if len(batch) == 0 {
 				continue
 			}
@@ -262,22 +259,20 @@ func (c *Client) writeLoop(ctx context.Context, s *session, conn net.Conn, bw *p
 // writeBatch writes batch, then returns its room to the queue and its
 // buffers to the pool, whether or not the write succeeded.
 func (c *Client) writeBatch(s *session, bw *protocol.BatchWriter, batch []*packet.Packet) error {
-	var (
-		room int64
-		err  error
-	)
+	var err error
 	for _, p := range batch {
-		room += int64(cap(p.Data))
-		if err == nil {
-			err = bw.AddPacket(protocol.TypeSendPacket, p.Key, p.Data)
+		if err = bw.AddPacket(protocol.TypeSendPacket, p.Key, p.Data); err != nil {
+			break
 		}
 	}
-	if ferr := bw.Flush(); err == nil {
-		err = ferr
+	if err == nil {
+		err = bw.Flush()
+	} else {
+		bw.Reset() // the session is over: write nothing more, keep no payloads
 	}
 	for _, p := range batch {
 		c.pool.Put(p)
 	}
-	s.out.Release(room)
+	s.out.Release()
 	return err
 }

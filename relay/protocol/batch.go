@@ -10,6 +10,16 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
+// MaxBatchFrames and MaxBatchBytes bound the batch a connection's write
+// loop takes from its queue for one BatchWriter.Flush: a frame takes two
+// iovecs (header, datagram), so 512 frames are 1024, the kernel's limit
+// for one writev; and 256 KiB leaves at 1 Gbit/s in 2 ms, the granularity
+// at which producers waiting for room in the queue get it back.
+const (
+	MaxBatchFrames = 512
+	MaxBatchBytes  = 256 << 10
+)
+
 // BatchWriter writes a batch of frames with as few system calls as the
 // connection allows. On a plain TCP connection the whole batch leaves in
 // one writev (net.Buffers): the headers from a small arena, the datagrams
@@ -71,13 +81,10 @@ func (b *BatchWriter) AddPacket(t Type, key wgtypes.Key, pkt []byte) error {
 	return nil
 }
 
-// Len is the number of frames in the batch.
-func (b *BatchWriter) Len() int { return len(b.frames) }
-
 // Flush writes the batch out and starts a new one; the payloads are free
 // again once it returns, whether or not it failed.
 func (b *BatchWriter) Flush() error {
-	defer b.reset()
+	defer b.Reset()
 	if len(b.frames) == 0 {
 		return nil
 	}
@@ -104,7 +111,9 @@ func (b *BatchWriter) Flush() error {
 	return err
 }
 
-func (b *BatchWriter) reset() {
+// Reset discards the batch unwritten and lets go of its payloads: what a
+// connection whose write failed does instead of Flush.
+func (b *BatchWriter) Reset() {
 	clear(b.frames) // drop references to the caller's payloads
 	b.frames = b.frames[:0]
 	b.hdrs = b.hdrs[:0]

@@ -201,8 +201,7 @@ func TestDeadlineCheckDue(t *testing.T) {
 	cut := len(stream) - 3
 	r := NewReader(bufio.NewReaderSize(io.MultiReader(bytes.NewReader(stream[:cut]), bytes.NewReader(stream[cut:])), 64<<10))
 
-	var unchecked int
-	if !DeadlineCheckDue(r, &unchecked) {
+	if !r.DeadlineCheckDue() {
 		t.Fatal("no check before the first read (nothing buffered)")
 	}
 	var checks []int
@@ -210,7 +209,7 @@ func TestDeadlineCheckDue(t *testing.T) {
 		if _, _, err := r.ReadFrame(); err != nil {
 			t.Fatal(err)
 		}
-		if DeadlineCheckDue(r, &unchecked) {
+		if r.DeadlineCheckDue() {
 			checks = append(checks, i)
 		}
 	}

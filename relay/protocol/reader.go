@@ -20,6 +20,9 @@ type Reader struct {
 	buf     []byte // payload of the last frame; grows on demand up to max
 	max     int
 	readLen int64
+	// unchecked counts the frames read since DeadlineCheckDue last said
+	// to look at the clock.
+	unchecked int
 }
 
 // NewReader reads frames from br, allowing payloads up to MaxPayloadLen.
@@ -99,12 +102,12 @@ const deadlineCheckEvery = 64
 // block on the stream (the next frame is not all buffered), and at least
 // every deadlineCheckEvery frames. Reading the time for every frame is a
 // good part of a relayed packet's cost, and a deadline matters only when a
-// read blocks. *unchecked counts the frames in between.
-func DeadlineCheckDue(r *Reader, unchecked *int) bool {
-	*unchecked++
-	if *unchecked < deadlineCheckEvery && r.nextBuffered() {
+// read blocks.
+func (r *Reader) DeadlineCheckDue() bool {
+	r.unchecked++
+	if r.unchecked < deadlineCheckEvery && r.nextBuffered() {
 		return false
 	}
-	*unchecked = 0
+	r.unchecked = 0
 	return true
 }

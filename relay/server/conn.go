@@ -158,13 +158,10 @@ func (c *clientConn) run() {
 // readLoop reads the client's frames and forwards its packets until the
 // connection fails or the session ends.
 func (c *clientConn) readLoop() error {
-	var (
-		deadlineSet time.Time
-		unchecked   int // frames read since the clock was last looked at
-	)
+	var deadlineSet time.Time
 	told := make(map[wgtypes.Key]time.Time) // PeerGone notices sent, by destination
 	for {
-		if protocol.DeadlineCheckDue(c.r, &unchecked) {
+		if c.r.DeadlineCheckDue() {
 			if now := time.Now(); now.Sub(deadlineSet) >= c.s.readRefresh {
 				if err := c.conn.SetReadDeadline(now.Add(c.s.cfg.IdleTimeout)); err != nil {
 					return &connError{reason: closeReadError, err: err}
@@ -292,7 +289,7 @@ func (c *clientConn) writeLoop() {
 	for {
 		select {
 		case <-c.out.Ready():
-			batch = c.out.Take(batch[:0], maxBatchFrames, maxBatchBytes)
+			batch = c.out.Take(batch[:0], protocol.MaxBatchFrames, protocol.MaxBatchBytes)
 			if len(batch) == 0 {
 				continue
 			}
@@ -333,16 +330,11 @@ func (c *clientConn) writeLoop() {
 // to the queue and its buffers to the pool, whether or not the write
 // succeeded.
 func (c *clientConn) writeBatch(batch []*packet.Packet) error {
-	var (
-		room          int64
-		frames, bytes int
-		err           error
-	)
-	err = c.armWrite()
+	var frames, bytes int
+	err := c.armWrite()
 	for _, p := range batch {
-		room += int64(cap(p.Data))
 		if err != nil {
-			continue
+			break
 		}
 		if p.Kind == packet.PeerGone {
 			err = c.bw.AddFrame(protocol.TypePeerGone, p.Key[:])
@@ -355,12 +347,12 @@ func (c *clientConn) writeBatch(batch []*packet.Packet) error {
 	if err == nil {
 		err = c.bw.Flush()
 	} else {
-		c.bw.Flush() // only to let go of the payloads; the session is over
+		c.bw.Reset() // the session is over: write nothing more, keep no payloads
 	}
 	for _, p := range batch {
 		c.s.pool.Put(p)
 	}
-	c.out.Release(room)
+	c.out.Release()
 	if err == nil {
 		c.s.metrics.frames.Add(float64(frames))
 		c.s.metrics.bytes.Add(float64(bytes))

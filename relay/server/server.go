@@ -116,12 +116,6 @@ const (
 	readBufSize      = 32 << 10
 	writeBufSize     = 32 << 10 // only where writev is not (TLS)
 	handshakeBufSize = protocol.HeaderLen + protocol.MaxHandshakePayloadLen
-	// maxBatchFrames and maxBatchBytes bound what the write loop takes from
-	// the queue for one vectored write: 512 frames are 1024 iovecs, the
-	// kernel's limit for one writev, and 256 KiB leaves at 1 Gbit/s in
-	// 2 ms, the granularity at which waiting senders get room back.
-	maxBatchFrames = 512
-	maxBatchBytes  = 256 << 10
 	// forwardWait is the longest a reader waits for room in a full
 	// destination queue before it drops the packet (see the package
 	// comment). A destination that is reading frees room within one batch

@@ -51,13 +51,11 @@ type Queue struct {
 	// ready has capacity 1: a send means "there is something to take", and
 	// a pending one coalesces any number of pushes into one wake-up.
 	ready chan struct{}
-	// timers are reused across waits: under sustained backpressure nearly
-	// every Push waits.
-	timers sync.Pool
 
 	mu     sync.Mutex
 	items  []*packet.Packet
 	bytes  int64 // capacity of the buffers queued or taken and not released
+	taken  int64 // capacity of the buffers taken and not released
 	closed bool
 	// space is closed (and set to nil) when Release or Close frees room;
 	// producers waiting for room wait on it. nil while nobody waits.
@@ -68,6 +66,10 @@ type Queue struct {
 	// yet; zero while it holds none.
 	writingSince time.Time
 }
+
+// timers are reused across waits, by all queues: under sustained
+// backpressure nearly every Push waits.
+var timers sync.Pool
 
 // New returns an empty queue.
 func New(opts Options) *Queue {
@@ -117,7 +119,7 @@ func (q *Queue) Push(ctx context.Context, p *packet.Packet) bool {
 	defer func() {
 		if timer != nil {
 			timer.Stop()
-			q.timers.Put(timer)
+			timers.Put(timer)
 		}
 	}()
 	q.mu.Lock()
@@ -141,7 +143,7 @@ func (q *Queue) Push(ctx context.Context, p *packet.Packet) bool {
 		space := q.space
 		q.mu.Unlock()
 		if timer == nil {
-			timer = q.timer(q.opts.Wait)
+			timer = newTimer(q.opts.Wait)
 		}
 		select {
 		case <-space:
@@ -190,9 +192,9 @@ func (q *Queue) waitExpired() {
 	}
 }
 
-// timer returns a running timer for d, reused when one is free.
-func (q *Queue) timer(d time.Duration) *time.Timer {
-	if t, ok := q.timers.Get().(*time.Timer); ok {
+// newTimer returns a running timer for d, reused when one is free.
+func newTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
 		t.Reset(d)
 		return t
 	}
@@ -216,6 +218,9 @@ func (q *Queue) Take(dst []*packet.Packet, maxItems, maxBytes int) []*packet.Pac
 	if k > 0 && q.writingSince.IsZero() {
 		q.writingSince = time.Now()
 	}
+	for _, p := range q.items[:k] {
+		q.taken += int64(cap(p.Data))
+	}
 	dst = append(dst, q.items[:k]...)
 	rest := copy(q.items, q.items[k:])
 	clear(q.items[rest:]) // no stale pointers keep packets alive
@@ -230,12 +235,14 @@ func (q *Queue) Take(dst []*packet.Packet, maxItems, maxBytes int) []*packet.Pac
 	return dst
 }
 
-// Release returns the capacity of packets taken and written (or discarded)
-// to the queue's allowance, and wakes producers waiting for room. The
-// writer calls it once per Take, after the write.
-func (q *Queue) Release(n int64) {
+// Release returns the capacity of every packet taken since the last
+// Release, written or discarded, to the queue's allowance, and wakes
+// producers waiting for room. The writer calls it once per Take, after the
+// write.
+func (q *Queue) Release() {
 	q.mu.Lock()
-	q.bytes -= n
+	q.bytes -= q.taken
+	q.taken = 0
 	q.writingSince = time.Time{}
 	q.wakeLocked()
 	q.mu.Unlock()

@@ -24,13 +24,11 @@ func TestPushWaitsForSlowWriter(t *testing.T) {
 		for len(got) < total {
 			<-q.Ready()
 			batch = q.Take(batch[:0], 2, 1<<20) // slower than the producer
-			var n int64
 			for _, p := range batch {
 				got = append(got, p.Data[0])
-				n += int64(cap(p.Data))
 			}
 			time.Sleep(100 * time.Microsecond)
-			q.Release(n)
+			q.Release()
 		}
 	}()
 	for i := range total {
@@ -75,8 +73,8 @@ func TestPushStalledWriter(t *testing.T) {
 		t.Fatalf("push into a stalled queue waited %v, want no wait", waited)
 	}
 	// Room still takes packets while stalled.
-	batch := q.Take(nil, 10, 1<<20)
-	q.Release(int64(cap(batch[0].Data)))
+	q.Take(nil, 10, 1<<20)
+	q.Release()
 	if !q.TryPush(newPacket(&pool, 1)) {
 		t.Fatal("a stalled queue with room refused a packet")
 	}
@@ -121,7 +119,20 @@ func TestCloseWakesWaiters(t *testing.T) {
 	q.TryPush(newPacket(&pool, 1))
 	res := make(chan bool)
 	go func() { res <- q.Push(context.Background(), newPacket(&pool, 1)) }()
-	time.Sleep(10 * time.Millisecond)
+	// Close only once the producer waits for room, so that only Close can
+	// end its wait (an hour long).
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		q.mu.Lock()
+		waiting := q.space != nil
+		q.mu.Unlock()
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the producer never waited for room in a full queue")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if left := q.Close(); len(left) != 1 {
 		t.Fatalf("Close returned %d packets, want 1", len(left))
 	}
@@ -159,7 +170,10 @@ func TestBytesAndBatches(t *testing.T) {
 	if q.TryPush(small) {
 		t.Fatal("taken-but-unreleased capacity was freed early")
 	}
-	q.Release(int64(cap(b[0].Data)))
+	q.Release()
+	if got, want := q.Bytes(), int64(2*cap(small.Data)); got != want {
+		t.Fatalf("after Release the queue holds %d bytes, want %d (what was not taken)", got, want)
+	}
 	if !q.TryPush(small) {
 		t.Fatal("released capacity not reusable")
 	}
@@ -175,7 +189,14 @@ func TestContextEndsWait(t *testing.T) {
 	q.TryPush(newPacket(&pool, 1))
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(10*time.Millisecond, cancel)
-	if q.Push(ctx, newPacket(&pool, 1)) {
-		t.Fatal("packet queued beyond MaxLen")
+	res := make(chan bool, 1)
+	go func() { res <- q.Push(ctx, newPacket(&pool, 1)) }()
+	select {
+	case ok := <-res:
+		if ok {
+			t.Fatal("packet queued beyond MaxLen")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the end of ctx did not end the wait for room")
 	}
 }
