@@ -3,7 +3,6 @@ package kube
 import (
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -11,23 +10,22 @@ import (
 // Requests counts the daemon's requests to the API server by verb and
 // resource, so an operator (and the scale benchmark) can see what a node
 // costs the control plane: in a quiet cluster, one Lease update per
-// heartbeat and nothing else.
+// heartbeat and nothing else. It is a Prometheus collector.
 type Requests struct {
-	mu     sync.Mutex
-	counts map[requestKey]uint64
+	*prometheus.CounterVec
 }
 
-type requestKey struct{ verb, resource string }
-
-func newRequests() *Requests { return &Requests{counts: map[requestKey]uint64{}} }
+func newRequests() *Requests {
+	return &Requests{prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wirelace_api_requests_total",
+		Help: "Requests this daemon made to the Kubernetes API server, by verb and resource.",
+	}, []string{"verb", "resource"})}
+}
 
 // wrap counts every request rt makes.
 func (r *Requests) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-		verb, resource := classify(req)
-		r.mu.Lock()
-		r.counts[requestKey{verb, resource}]++
-		r.mu.Unlock()
+		r.WithLabelValues(classify(req)).Inc()
 		return rt.RoundTrip(req)
 	})
 }
@@ -78,18 +76,4 @@ func classify(req *http.Request) (verb, resource string) {
 		return "delete", resource
 	}
 	return strings.ToLower(req.Method), resource
-}
-
-var descRequests = prometheus.NewDesc("wirelace_api_requests_total",
-	"Requests this daemon made to the Kubernetes API server, by verb and resource.", []string{"verb", "resource"}, nil)
-
-// Describe and Collect make Requests a Prometheus collector.
-func (r *Requests) Describe(ch chan<- *prometheus.Desc) { ch <- descRequests }
-
-func (r *Requests) Collect(ch chan<- prometheus.Metric) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for k, n := range r.counts {
-		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(n), k.verb, k.resource)
-	}
 }

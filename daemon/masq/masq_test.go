@@ -8,9 +8,8 @@ import (
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/testutils"
 
-	"github.com/wirelace/wirelace/internal/roottest"
+	"github.com/wirelace/wirelace/internal/netnstest"
 )
 
 func pfx(s ...string) []netip.Prefix {
@@ -43,16 +42,10 @@ func TestRanges(t *testing.T) {
 // prefix pair overflowed the netlink buffer at 100 peers) and hold two
 // rules per family, whatever the number of peers.
 func TestApplyAtScale(t *testing.T) {
-	roottest.Require(t, "network namespaces, nftables")
+	netns := netnstest.New(t)
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Fatal("nft is missing: run make deps")
 	}
-	netns, err := testutils.NewNS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer testutils.UnmountNS(netns)
-	defer netns.Close()
 
 	r := Rules{Local: pfx("10.244.0.0/24", "fd44:1ace::/64"), Cluster: pfx("10.77.0.0/16", "fd77:1ace::/64")}
 	for i := 1; i <= 1000; i++ {
@@ -63,7 +56,7 @@ func TestApplyAtScale(t *testing.T) {
 		r.Cluster = append(r.Cluster, netip.PrefixFrom(v6, 64))
 	}
 	var m Masq
-	err = netns.Do(func(ns.NetNS) error { return m.Apply(r) })
+	err := netns.Do(func(ns.NetNS) error { return m.Apply(r) })
 	if err != nil {
 		t.Fatalf("Apply with 1000 peers: %v", err)
 	}

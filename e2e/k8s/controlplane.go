@@ -145,7 +145,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 		url:        "https://" + net.JoinHostPort(opts.AdvertiseIP.String(), strconv.Itoa(opts.Port)),
 		caCert:     keys.caCert,
 		adminToken: adminToken,
-		dial:       netnsDialer(opts.NetNS),
+		dial:       DialerIn(opts.NetNS),
 		ctl:        ctl,
 	}
 

@@ -42,7 +42,7 @@ func replaceLines(replaces []*modfile.Replace, stagingVer string) ([]string, err
 	for _, r := range replaces {
 		from, target := r.Old.Path, r.New.Path
 		if !modfile.IsDirectoryPath(target) {
-			out = append(out, strings.TrimSpace(fmt.Sprintf("%s %s => %s %s", from, r.Old.Version, target, r.New.Version)))
+			out = append(out, modVersion(from, r.Old.Version)+" => "+modVersion(target, r.New.Version))
 			continue
 		}
 		if path.Clean(target) != path.Clean("./staging/src/"+from) || !strings.HasPrefix(from, "k8s.io/") {
@@ -102,4 +102,12 @@ func wrapperGoMod(module string, kubeGoMod []byte, kubeVersion string) ([]byte, 
 	}
 	b.WriteString(")\n")
 	return b.Bytes(), nil
+}
+
+// modVersion is "path version", or path alone when version is empty.
+func modVersion(path, version string) string {
+	if version == "" {
+		return path
+	}
+	return path + " " + version
 }

@@ -24,6 +24,7 @@ replace (
 	k8s.io/sample-apiserver => ./staging/src/k8s.io/sample-apiserver
 	k8s.io/sample-controller => ./staging/src/k8s.io/sample-controller
 	github.com/pinned/mod v1.0.0 => github.com/fork/mod v1.0.1
+	github.com/any/mod => github.com/fork/any v1.2.0
 )
 
 replace k8s.io/kms => ./staging/src/k8s.io/kms
@@ -47,6 +48,7 @@ replace (
 	k8s.io/api => k8s.io/api v0.37.2
 	k8s.io/client-go => k8s.io/client-go v0.37.2
 	github.com/pinned/mod v1.0.0 => github.com/fork/mod v1.0.1
+	github.com/any/mod => github.com/fork/any v1.2.0
 	k8s.io/kms => k8s.io/kms v0.37.2
 )
 `

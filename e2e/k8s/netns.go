@@ -16,7 +16,7 @@ func netnsPath(name string) string { return "/run/netns/" + name }
 // dialFunc matches rest.Config.Dial and http.Transport.DialContext.
 type dialFunc func(ctx context.Context, network, address string) (net.Conn, error)
 
-// netnsDialer returns a dialer whose connections are created inside the
+// DialerIn returns a dialer whose connections are created inside the
 // named network namespace (or the current one when name is ""). A socket
 // stays in the namespace it was created in, so the test process can talk to
 // an API server that listens only on an address inside a lab netns, without
@@ -25,7 +25,7 @@ type dialFunc func(ctx context.Context, network, address string) (net.Conn, erro
 //
 // The namespace is opened on every dial instead of once, so the dialer holds
 // no file descriptor that would keep a deleted namespace alive.
-func netnsDialer(name string) dialFunc {
+func DialerIn(name string) dialFunc {
 	var d net.Dialer
 	if name == "" {
 		return d.DialContext
@@ -73,11 +73,4 @@ func ipCmd(ctx context.Context, args ...string) error {
 		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-// DialerIn returns a dial function whose connections are made inside the
-// named network namespace ("" for this process's own), for HTTP clients
-// that talk to something inside a lab node.
-func DialerIn(netns string) func(ctx context.Context, network, address string) (net.Conn, error) {
-	return netnsDialer(netns)
 }

@@ -7,7 +7,6 @@ package fakedaemon
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -94,7 +93,7 @@ func (d *Daemon) Up() error {
 		}
 		_ = os.Remove(p.Path)
 	}
-	srv, err := api.Listen(d.socket, d.backend, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := api.Listen(d.socket, d.backend, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return fmt.Errorf("fake wirelaced: %w", err)
 	}
