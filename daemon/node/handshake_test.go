@@ -50,9 +50,19 @@ func TestLostFirstHandshakeAskedThroughRelay(t *testing.T) {
 		pp.route = bind.Route{Relay: true} // as the relay sweep leaves them
 	}
 	h.p.mu.Unlock()
-	out := h.p.lostHandshakes(dev)
+	peers, _ := dev.Peers()
+	now := clk.now().Add(youngPeer) // none is young: only the relay coming up asks
+	out := h.p.lostHandshakes(peers, true, now)
 	if len(out) != 1 || out[0].wg != lost.wg || out[0].msg.Kind != probe.Handshake || out[0].to.IsValid() {
 		t.Fatalf("asked %+v, want one Handshake through the relay to %s", out, lost.name)
+	}
+	// Without the relay coming up, only a young peer is asked: a peer that
+	// has long failed to answer is not pestered every lostCheckEvery.
+	if out := h.p.lostHandshakes(peers, false, now); len(out) != 0 {
+		t.Fatalf("asked %+v about old peers", out)
+	}
+	if out := h.p.lostHandshakes(peers, false, clk.now()); len(out) != 1 || out[0].wg != lost.wg {
+		t.Fatalf("asked %+v, want the young peer %s", out, lost.name)
 	}
 }
 
@@ -83,35 +93,11 @@ func TestHandshakeRequestStartsHandshake(t *testing.T) {
 	}
 }
 
-// A peer reached through the relay is watched for a lost first handshake
-// while it is young, every lostCheckEvery, even when no relay connection
-// comes up: its first initiation may have reached the relay before the
-// peer did. Old peers, and peers on a direct path, are not.
-func TestYoungRelayedPeersAreWatched(t *testing.T) {
-	clk := newFakeClock()
-	a, b := newTestPeer(t, "a", clk.now), newTestPeer(t, "b", clk.now)
-	h := newHarness(t, clk, a, b)
-	now := clk.now()
-	h.p.mu.Lock()
-	for _, pp := range h.p.peers {
-		pp.route = bind.Route{Direct: a.addr} // both direct
-	}
-	young := h.p.youngRelayed(now)
-	h.p.peers[a.wg].route = bind.Route{Relay: true}
-	youngRelayed := h.p.youngRelayed(now)
-	old := h.p.youngRelayed(now.Add(youngPeer))
-	h.p.mu.Unlock()
-	if young {
-		t.Error("peers on a direct path count as young relayed peers")
-	}
-	if !youngRelayed {
-		t.Error("a new peer reached through the relay is not watched")
-	}
-	if old {
-		t.Errorf("a peer %s old is still watched", youngPeer)
-	}
-
-	last := now
+// The check for lost first handshakes runs when a relay connection comes
+// up, and then every interval while a young peer is reached through the
+// relay; not while nobody is young.
+func TestLostCheckDue(t *testing.T) {
+	last := time.Now()
 	for _, c := range []struct {
 		cameUp, young bool
 		after         time.Duration
@@ -122,8 +108,44 @@ func TestYoungRelayedPeersAreWatched(t *testing.T) {
 		{false, true, lostCheckEvery, true},        // due
 		{false, false, 10 * lostCheckEvery, false}, // nobody young
 	} {
-		if got := lostCheckDue(c.cameUp, c.young, last, last.Add(c.after)); got != c.want {
+		if got := lostCheckDue(c.cameUp, c.young, last, last.Add(c.after), lostCheckEvery); got != c.want {
 			t.Errorf("lostCheckDue(cameUp=%v, young=%v, after %v) = %v, want %v", c.cameUp, c.young, c.after, got, c.want)
 		}
+	}
+}
+
+// WireGuard traffic through the relay from a peer reached directly only
+// kicks the path loop once per burst (the peer doubts the path), not once
+// per packet: the step re-arms the kick when the relay has fallen quiet.
+func TestRelayedFromDirectPeerKicksOncePerBurst(t *testing.T) {
+	clk := newFakeClock()
+	peer := newTestPeer(t, "peer", clk.now)
+	h := newHarness(t, clk, peer)
+	pp := h.p.peers[peer.wg]
+	pp.directOnly.Store(true)
+	drain := func() int {
+		n := 0
+		for {
+			select {
+			case <-h.p.kick:
+				n++
+			default:
+				return n
+			}
+		}
+	}
+	drain()
+	h.p.handleRelayed(peer.wg, transport(1, 64))
+	if n := drain(); n != 1 {
+		t.Fatalf("first relayed packet: %d kicks, want 1", n)
+	}
+	for range 10 {
+		h.p.handleRelayed(peer.wg, transport(1, 64))
+	}
+	if n := drain(); n != 0 {
+		t.Fatalf("the rest of the burst kicked %d times, want 0", n)
+	}
+	if pp.directOnly.Load() {
+		t.Fatal("still armed during the burst")
 	}
 }

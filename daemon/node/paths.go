@@ -49,7 +49,7 @@ const (
 	// is noticed within SuspectAfter of the last read before it (a read
 	// costs tens of microseconds with a few peers; counterShare bounds it
 	// with many).
-	counterPoll = 100 * time.Millisecond
+	counterPoll = path.SuspectAfter / 2
 	// evidenceFresh: counters read longer ago than this are too old a
 	// baseline to confirm anything (the packets that made them grow may be
 	// that old, and a proof is dated at the baseline); they are only a new
@@ -255,10 +255,11 @@ func (p *paths) handleRelayed(src wgtypes.Key, pkt []byte) {
 			p.woken = append(p.woken, pp)
 			p.wokenMu.Unlock()
 			p.wake()
-		case pp.directOnly.Load():
+		case pp.directOnly.CompareAndSwap(true, false):
 			// The peer sends through the relay while we send directly
 			// only: it doubts the path, and the next step should know
-			// now (path.Peer.OnRelayRecv), not at its next tick.
+			// now (path.Peer.OnRelayRecv), not at its next tick. Once per
+			// burst: the step re-arms this when the relay falls quiet.
 			p.wake()
 		}
 	}
@@ -521,7 +522,8 @@ type outgoing struct {
 // when it next needs to run.
 func (p *paths) step(now time.Time) time.Time {
 	next := now.Add(pathTick)
-	rx, polled := p.pollCounters(now)
+	devPeers, polled := p.pollCounters(now)
+	rx := receiveBytes(devPeers)
 	var out []outgoing
 	relayUp := p.relays != nil && p.relays.connected()
 
@@ -542,6 +544,7 @@ func (p *paths) step(now time.Time) time.Time {
 		p.scanIdle()
 	}
 	p.needPoll = false
+	young := false // a peer in the loop is new and reached through the relay
 	for _, pp := range p.loop {
 		// Traffic keeps the peer active (or wakes it). Our own direct sends
 		// with nothing confirming the path make the machine check it at
@@ -560,6 +563,9 @@ func (p *paths) step(now time.Time) time.Time {
 		case a.Recv != prev.Recv:
 			pp.sm.OnActivity(now)
 		}
+		if a.Relayed == prev.Relayed {
+			pp.directOnly.Store(pp.route.Direct.IsValid() && !pp.route.Relay)
+		}
 		if p.observeRecv(pp, a, rx, polled, now) {
 			p.needPoll = true
 		}
@@ -571,6 +577,7 @@ func (p *paths) step(now time.Time) time.Time {
 			out = append(out, outgoing{peer: pp.name, ctl: pp.ctl, wg: pp.wg, msg: probe.Message{Kind: probe.CallMeMaybe, Candidates: p.ownCands}})
 		}
 		p.applyRoute(pp, now, relayUp)
+		young = young || pp.route.Relay && now.Sub(pp.joined) < youngPeer
 		if name, _ := pp.sm.Path(now); name != pp.path {
 			if pp.path != "" {
 				// The reason is formatted only here, on a change.
@@ -595,17 +602,24 @@ func (p *paths) step(now time.Time) time.Time {
 	if len(p.loop) < len(p.peers) {
 		next = earliest(next, p.lastScan.Add(idleScan))
 	}
-	young := p.youngRelayed(now)
-	checkLost := dev != nil && lostCheckDue(relayCameUp, young, p.lastLostCheck, now)
+	// Reads for lost handshakes share the counter reads' budget.
+	lostEvery := max(lostCheckEvery, p.pollSpacing())
+	checkLost := dev != nil && lostCheckDue(relayCameUp, young, p.lastLostCheck, now, lostEvery)
 	if checkLost {
 		p.lastLostCheck = now
 	}
 	if young {
-		next = earliest(next, p.lastLostCheck.Add(lostCheckEvery))
+		next = earliest(next, p.lastLostCheck.Add(lostEvery))
 	}
 	p.mu.Unlock()
 	if checkLost {
-		out = append(out, p.lostHandshakes(dev)...)
+		if devPeers == nil { // no counter read this step
+			var err error
+			if devPeers, err = dev.Peers(); err != nil {
+				p.log.Debug("cannot read the device's peers", "err", err)
+			}
+		}
+		out = append(out, p.lostHandshakes(devPeers, relayCameUp, now)...)
 	}
 	for _, o := range out {
 		pkt, err := p.keys.Seal(o.msg, o.ctl)
@@ -632,41 +646,26 @@ func (p *paths) step(now time.Time) time.Time {
 	return next
 }
 
-// youngRelayed says whether a peer in the loop joined less than youngPeer
-// ago and is reached through the relay. Callers hold mu.
-func (p *paths) youngRelayed(now time.Time) bool {
-	for _, pp := range p.loop {
-		if pp.route.Relay && now.Sub(pp.joined) < youngPeer {
-			return true
-		}
-	}
-	return false
-}
-
 // lostCheckDue says whether to look for lost first handshakes now: when a
-// relay connection came up, and every lostCheckEvery while a young peer is
-// reached through the relay.
-func lostCheckDue(relayCameUp, young bool, last, now time.Time) bool {
-	return relayCameUp || young && now.Sub(last) >= lostCheckEvery
+// relay connection came up, and every every while a young peer is reached
+// through the relay.
+func lostCheckDue(relayCameUp, young bool, last, now time.Time, every time.Duration) bool {
+	return relayCameUp || young && now.Sub(last) >= every
 }
 
-// lostHandshakes is called when the relay has just come up, and every
-// lostCheckEvery while a young peer is reached through it. WireGuard
-// sends a first packet's handshake initiation at once, along whatever
-// route the peer has then; before the relay is connected that is a guessed
-// address or nowhere, and a lost initiation is retried only after
-// WireGuard's 5 s rekey timeout, which it will not shorten. So each peer
-// that WireGuard sent something but never completed a handshake with, and
-// that the relay now reaches, is asked through the relay to start one
-// itself (probe.Handshake): it has sent none, so its WireGuard starts at
-// once, and our queued packets follow its handshake. One read of the
-// device per relay connection.
-func (p *paths) lostHandshakes(dev peerCounters) []outgoing {
-	peers, err := dev.Peers()
-	if err != nil {
-		p.log.Debug("cannot read the device's peers", "err", err)
-		return nil
-	}
+// lostHandshakes picks, from the device's peers, those to ask through
+// the relay to start a handshake themselves (probe.Handshake). It runs when
+// the relay has just come up, and while a young peer is reached through it
+// (see lostCheckEvery). WireGuard sends a first packet's handshake
+// initiation at once, along whatever route the peer has then; before the
+// relay is connected that is a guessed address or nowhere, and a lost
+// initiation is retried only after WireGuard's 5 s rekey timeout, which it
+// will not shorten. A peer that WireGuard sent something but never
+// completed a handshake with, that the relay now reaches, and that is young
+// (or any such peer, when the relay has just come up) has sent no
+// initiation of its own: asked, its WireGuard starts one at once, and our
+// queued packets follow its handshake.
+func (p *paths) lostHandshakes(peers []wgtypes.Peer, relayCameUp bool, now time.Time) []outgoing {
 	var out []outgoing
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -674,7 +673,8 @@ func (p *paths) lostHandshakes(dev peerCounters) []outgoing {
 		if pe.TransmitBytes == 0 || !pe.LastHandshakeTime.IsZero() {
 			continue
 		}
-		if pp := p.peers[pe.PublicKey]; pp != nil && pp.route.Relay {
+		pp := p.peers[pe.PublicKey]
+		if pp != nil && pp.route.Relay && (relayCameUp || now.Sub(pp.joined) < youngPeer) {
 			out = append(out, outgoing{peer: pp.name, ctl: pp.ctl, wg: pp.wg, msg: probe.Message{Kind: probe.Handshake}})
 		}
 	}
@@ -750,11 +750,11 @@ func (p *paths) pollSpacing() time.Duration {
 // confirm anything (see counterShare).
 func (p *paths) pollsOff() bool { return p.pollSpacing() > evidenceFresh }
 
-// pollCounters reads the device's receive counters if an active peer had
-// traffic to confirm at the last step and pollEvery has passed since the
-// last read. polled says whether it did; rx is nil when there is no
+// pollCounters reads the device's peers (their counters) if an active peer
+// had traffic to confirm at the last step and pollEvery has passed since
+// the last read. polled says whether it did; peers is nil when there is no
 // device or it could not be read.
-func (p *paths) pollCounters(now time.Time) (rx map[wgtypes.Key]uint64, polled bool) {
+func (p *paths) pollCounters(now time.Time) (peers []wgtypes.Peer, polled bool) {
 	p.mu.Lock()
 	dev := p.dev
 	polled = dev != nil && p.needPoll && (now.Sub(p.lastPoll) >= p.pollEvery() || now.Before(p.lastPoll))
@@ -779,11 +779,19 @@ func (p *paths) pollCounters(now time.Time) (rx map[wgtypes.Key]uint64, polled b
 		p.log.Debug("cannot read the device's counters", "err", err)
 		return nil, true
 	}
-	rx = make(map[wgtypes.Key]uint64, len(peers))
+	return peers, true
+}
+
+// receiveBytes is each peer's receive counter, nil without a read.
+func receiveBytes(peers []wgtypes.Peer) map[wgtypes.Key]uint64 {
+	if peers == nil {
+		return nil
+	}
+	rx := make(map[wgtypes.Key]uint64, len(peers))
 	for _, pe := range peers {
 		rx[pe.PublicKey] = uint64(pe.ReceiveBytes)
 	}
-	return rx, true
+	return rx
 }
 
 // observeRecv tells the peer's machine about the WireGuard messages that
