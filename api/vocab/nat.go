@@ -30,13 +30,3 @@ const (
 func NATTypes() []NATType {
 	return []NATType{NATOpen, NATCone, NATConeRestricted, NATConePortRestricted, NATSymmetric, NATUDPBlocked, NATUnknown}
 }
-
-// Valid reports whether t is one of NATTypes. The empty type (not classified
-// yet) is not.
-func (t NATType) Valid() bool {
-	switch t {
-	case NATOpen, NATCone, NATConeRestricted, NATConePortRestricted, NATSymmetric, NATUDPBlocked, NATUnknown:
-		return true
-	}
-	return false
-}

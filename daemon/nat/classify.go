@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/wirelace/wirelace/internal/netipx"
 )
 
 // Time limits of a classification. A NAT type is wanted seconds after
@@ -89,7 +91,7 @@ func checkServers(servers []netip.AddrPort) ([]netip.AddrPort, error) {
 	}
 	out := make([]netip.AddrPort, 0, len(servers))
 	for _, s := range servers {
-		s = unmap(s)
+		s = netipx.UnmapAddrPort(s)
 		if !s.IsValid() || s.Addr().IsUnspecified() || s.Port() == 0 {
 			return nil, fmt.Errorf("NAT classification: STUN server address %q is not a host:port to send to", s)
 		}

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/wirelace/wirelace/internal/netipx"
 )
 
 // Retransmission of one STUN transaction. RFC 5389 starts at 500 ms and gives
@@ -73,7 +75,7 @@ func (c *Client) HandlePacket(pkt []byte, from netip.AddrPort) bool {
 	}
 	var id txID
 	copy(id[:], pkt[txIDOffset:])
-	from = unmap(from)
+	from = netipx.UnmapAddrPort(from)
 
 	c.mu.Lock()
 	tx, ok := c.txs[id]

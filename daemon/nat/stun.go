@@ -9,7 +9,6 @@ import (
 
 	"github.com/pion/stun/v3"
 
-	"github.com/wirelace/wirelace/internal/netipx"
 	"github.com/wirelace/wirelace/internal/stunattr"
 )
 
@@ -152,7 +151,3 @@ func addrPort(ip net.IP, port int) netip.AddrPort {
 	}
 	return netip.AddrPortFrom(a.Unmap(), uint16(port))
 }
-
-// unmap returns ap with an IPv4-mapped IPv6 address as plain IPv4: dual-stack
-// sockets report IPv4 peers that way.
-func unmap(ap netip.AddrPort) netip.AddrPort { return netipx.UnmapAddrPort(ap) }

@@ -53,8 +53,6 @@ type cand struct {
 	trustUntil time.Time
 }
 
-func unmap(a netip.AddrPort) netip.AddrPort { return netipx.UnmapAddrPort(a) }
-
 func usable(a netip.AddrPort) bool {
 	return a.IsValid() && a.Port() != 0 && !a.Addr().IsUnspecified() && !a.Addr().IsMulticast()
 }
@@ -135,7 +133,7 @@ func (p *Peer) SetCandidates(c []Candidate, local, remote vocab.NATType, now tim
 	var keep []*cand
 	seen := map[netip.AddrPort]bool{}
 	for _, x := range c {
-		a := unmap(x.Addr)
+		a := netipx.UnmapAddrPort(x.Addr)
 		if !usable(a) || seen[a] || len(seen) >= MaxCandidates {
 			continue
 		}

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/wirelace/wirelace/internal/netipx"
 )
 
 // confirmation is what last proved the direct address works (Status says
@@ -77,7 +79,7 @@ func (p *Peer) adopt(a netip.AddrPort) {
 // anything else (unknown or stale TxID, wrong source) is ignored. A pong
 // confirms the address and measures its RTT.
 func (p *Peer) OnPong(from netip.AddrPort, txid [12]byte, now time.Time) {
-	from = unmap(from)
+	from = netipx.UnmapAddrPort(from)
 	o, ok := p.pings[txid]
 	if !ok || o.to != from {
 		return
@@ -107,7 +109,7 @@ func (p *Peer) OnPong(from netip.AddrPort, txid [12]byte, now time.Time) {
 // only calls this when the device's own receive counters show that the
 // peer's packets decrypted and could only have come from `from`.
 func (p *Peer) OnDirectRecv(from netip.AddrPort, at time.Time) {
-	from = unmap(from)
+	from = netipx.UnmapAddrPort(from)
 	if !usable(from) {
 		return
 	}
@@ -127,7 +129,7 @@ func (p *Peer) OnDirectRecv(from netip.AddrPort, at time.Time) {
 // spoofer can make the node probe the peer as if it were talking to it, no
 // more).
 func (p *Peer) OnDirectHint(from netip.AddrPort, now time.Time) {
-	from = unmap(from)
+	from = netipx.UnmapAddrPort(from)
 	p.noteActive(now)
 	c := p.find(from)
 	switch {
@@ -189,7 +191,7 @@ func (p *Peer) OnRelayRecv(at time.Time) bool {
 // there, perhaps through a new NAT mapping, so it is remembered and pinged
 // back at the next Tick unless it is already the confirmed direct address.
 func (p *Peer) OnPing(from netip.AddrPort, now time.Time) {
-	from = unmap(from)
+	from = netipx.UnmapAddrPort(from)
 	if !usable(from) {
 		return
 	}
@@ -207,7 +209,7 @@ func (p *Peer) OnPing(from netip.AddrPort, now time.Time) {
 func (p *Peer) OnCallMeMaybe(addrs []netip.AddrPort, now time.Time) {
 	n := 0
 	for _, a := range addrs {
-		a = unmap(a)
+		a = netipx.UnmapAddrPort(a)
 		if !usable(a) {
 			continue
 		}

@@ -170,12 +170,7 @@ func (p *Peer) loseDirect(now time.Time) {
 	}
 	p.lastGood = p.active
 	p.lostAt = now
-	p.active = netip.AddrPort{}
-	p.liveness = time.Time{}
-	p.sentSince = false
-	p.lastConfirm = time.Time{}
-	p.rechecking = false
-	p.recheck = time.Time{}
+	p.adopt(netip.AddrPort{})
 }
 
 // search runs the attempts of an active peer without a confirmed path:
