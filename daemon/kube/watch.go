@@ -58,6 +58,9 @@ func NewWatcher(c Clients, nodeName string, ciliumNodes bool, meshChanged, podsC
 		core:     informers.NewSharedInformerFactory(c.Core, resyncPeriod),
 	}
 	w.meshNodes = w.dyn.ForResource(v1alpha1.MeshNodeResource).Informer()
+	if err := w.meshNodes.SetTransform(typedMeshNode); err != nil {
+		return nil, fmt.Errorf("MeshNode informer: %w", err)
+	}
 	w.ipClaims = w.dyn.ForResource(v1alpha1.IPClaimResource).Informer()
 	w.routeGrants = w.dyn.ForResource(v1alpha1.RouteGrantResource).Informer()
 	for _, inf := range []cache.SharedIndexInformer{w.ipClaims, w.routeGrants} {
@@ -124,6 +127,29 @@ func slimPod(obj any) (any, error) {
 		Spec:   corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
 		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
 	}, nil
+}
+
+// typedMeshNode decodes a MeshNode once, as it enters the cache, rather
+// than at every reconcile: with a thousand nodes every reconcile would
+// otherwise convert a thousand maps, and the typed object is also smaller
+// to keep. An object that does not decode is cached as its error, for
+// MeshNodes to report.
+func typedMeshNode(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil // a deletion tombstone: its object was decoded when cached
+	}
+	mn, err := fromUnstructured[v1alpha1.MeshNode](u)
+	if err != nil {
+		return &undecodable{ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), ResourceVersion: u.GetResourceVersion()}, err: err}, nil
+	}
+	return mn, nil
+}
+
+// undecodable stands in the cache for an object that did not decode.
+type undecodable struct {
+	metav1.ObjectMeta
+	err error
 }
 
 func asPod(obj any) *corev1.Pod {
@@ -237,39 +263,30 @@ func parsePrefixes(ss []string) []netip.Prefix {
 }
 
 // MeshNodes returns every cached MeshNode; objects that do not decode are
-// returned as errors for the caller to report.
+// returned as errors for the caller to report. The MeshNodes are the
+// cache's own: callers must not change them.
 func (w *Watcher) MeshNodes() ([]*v1alpha1.MeshNode, []error) {
 	var out []*v1alpha1.MeshNode
 	var errs []error
 	for _, obj := range w.meshNodes.GetStore().List() {
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
-			continue
+		switch o := obj.(type) {
+		case *v1alpha1.MeshNode:
+			out = append(out, o)
+		case *undecodable:
+			errs = append(errs, o.err)
 		}
-		mn, err := fromUnstructured[v1alpha1.MeshNode](u)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, mn)
 	}
 	return out, errs
 }
 
-// MeshNode returns one cached MeshNode, or nil.
+// MeshNode returns one cached MeshNode (the cache's own, not to be
+// changed), or nil.
 func (w *Watcher) MeshNode(name string) *v1alpha1.MeshNode {
 	obj, ok, err := w.meshNodes.GetStore().GetByKey(name)
 	if err != nil || !ok {
 		return nil
 	}
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
-		return nil
-	}
-	mn, err := fromUnstructured[v1alpha1.MeshNode](u)
-	if err != nil {
-		return nil
-	}
+	mn, _ := obj.(*v1alpha1.MeshNode)
 	return mn
 }
 
