@@ -94,9 +94,11 @@ type Config struct {
 	// The default is the node's loopback: the metrics name peers and count
 	// their traffic, and the endpoint has no authentication, so exposing
 	// it (e.g. on the node IP for a Prometheus scraping the DaemonSet) is
-	// an explicit choice. Empty disables it;
-	// empty disables it.
+	// an explicit choice. Empty disables it.
 	MetricsListen string `json:"metricsListen"`
+	// Profiling also serves Go's /debug/pprof on the metrics listener, to
+	// find where CPU and memory go on a live node. Off by default.
+	Profiling bool `json:"profiling"`
 	// HeartbeatInterval is how often the node renews its Lease.
 	HeartbeatInterval Duration `json:"heartbeatInterval"`
 	// LogLevel is debug, info, warn or error.

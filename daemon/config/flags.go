@@ -80,6 +80,7 @@ func flagSet(c *Config, configFile *string) *flag.FlagSet {
 	fs.Var((*list)(&c.Endpoints), "endpoints", "comma-separated extra IP:port endpoint candidates (e.g. a port-forward)")
 	fs.DurationVar(&c.HeartbeatInterval.Duration, "heartbeat-interval", c.HeartbeatInterval.Duration, "how often the node Lease is renewed")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "address of the Prometheus /metrics endpoint (empty: off)")
+	fs.BoolVar(&c.Profiling, "profiling", c.Profiling, "also serve Go's /debug/pprof on the metrics listener")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: wirelaced [flags]\n\nwirelaced is the Wirelace node daemon. Flags:\n")

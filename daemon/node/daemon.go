@@ -159,7 +159,7 @@ func (d *Daemon) start(ctx context.Context, undo *cleanups) error {
 	}
 	d.metrics = newMetrics(d)
 	if d.cfg.MetricsListen != "" {
-		if err := d.metrics.serve(ctx, d.cfg.MetricsListen, d.log); err != nil {
+		if err := d.metrics.serve(ctx, d.cfg.MetricsListen, d.cfg.Profiling, d.log); err != nil {
 			return fmt.Errorf("serve metrics on %s (set --metrics-listen, or empty to disable): %w", d.cfg.MetricsListen, err)
 		}
 	}
