@@ -8,6 +8,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/wirelace/wirelace/daemon/kube"
+	"github.com/wirelace/wirelace/internal/memtrim"
 )
 
 // runLoops runs the daemon's loops until ctx ends. Each has what wakes it
@@ -21,6 +22,7 @@ import (
 //	paths      packets, probes, new peers (kick)      pathTick, or sooner when a
 //	                                                  path machine asks
 //	nat        -                                      natRefresh (STUN)
+//	memory     -                                      memtrim.Interval
 //	relays     one per relay: reconnects with backoff (relay/client)
 //
 // Only the reconcile loop writes peers, routes and nftables, and only the
@@ -33,6 +35,9 @@ func (d *Daemon) runLoops(ctx context.Context) {
 	}
 	go d.paths.run(ctx)
 	go d.natLoop(ctx)
+	trim := memtrim.New(d.log)
+	trim.OnTrim = func(before, after uint64) { d.metrics.memoryTrims.Inc() }
+	go trim.Run(ctx)
 	d.reconcileLoop(ctx)
 }
 

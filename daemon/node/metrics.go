@@ -23,6 +23,7 @@ type metrics struct {
 	pathChanges prometheus.Counter
 	pings       prometheus.Counter
 	pongs       prometheus.Counter
+	memoryTrims prometheus.Counter
 }
 
 func newMetrics(d *Daemon) *metrics {
@@ -37,8 +38,11 @@ func newMetrics(d *Daemon) *metrics {
 		pongs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wirelace_probe_pongs_received_total", Help: "Authenticated answers to path probes.",
 		}),
+		memoryTrims: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wirelace_memory_trims_total", Help: "Times the heap a burst of traffic left behind was returned to the OS.",
+		}),
 	}
-	m.reg.MustRegister(m.pathChanges, m.pings, m.pongs, statusCollector{d}, prometheus.NewGoCollector())
+	m.reg.MustRegister(m.pathChanges, m.pings, m.pongs, m.memoryTrims, statusCollector{d}, prometheus.NewGoCollector())
 	return m
 }
 

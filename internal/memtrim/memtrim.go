@@ -1,0 +1,142 @@
+// Package memtrim gives back to the OS the memory a burst of traffic left in
+// the Go heap, once the burst is over.
+//
+// wireguard-go takes a 64 KiB buffer from a sync.Pool for every packet in
+// flight, whatever its size, so a bulk transfer grows the heap by hundreds
+// of MiB. When the traffic stops, the runtime keeps that memory: pooled
+// buffers survive until two garbage collections have passed, a collection
+// comes only with new allocation or every two minutes, and the scavenger
+// returns freed pages slowly. An idle node would hold its busiest moment's
+// memory for minutes. A Trimmer watches the heap and, when it holds much
+// more than at rest while almost nothing is being allocated (the burst is
+// over), collects twice and returns the free pages at once.
+package memtrim
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// Defaults: a check every Interval costs one read of four runtime metrics;
+// a trim costs two collections of a heap that is mostly garbage.
+const (
+	// Interval is how often the heap is looked at.
+	Interval = 10 * time.Second
+	// Slack is how much more than at rest the heap may hold before a
+	// trim: less is not worth two collections.
+	Slack = 16 << 20
+	// QuietAlloc is the most a quiet interval allocates. A node at rest
+	// with a thousand peers allocates a few MiB per interval (probes,
+	// status, counters); bulk traffic through wireguard-go allocates
+	// hundreds, because each collection empties its pools.
+	QuietAlloc = 32 << 20
+)
+
+// Sample is what the decision needs from the runtime.
+type Sample struct {
+	// Held is heap memory the runtime holds from the OS: objects (live or
+	// not yet swept), unused parts of spans, and free pages not yet
+	// returned.
+	Held uint64
+	// Allocated is the cumulative count of bytes allocated.
+	Allocated uint64
+}
+
+// policy decides when to trim. It is pure, so the decision is tested
+// without a runtime to provoke.
+type policy struct {
+	slack, quietAlloc uint64
+	// rest is what the heap held after the last trim (or at start): the
+	// level a quiet node returns to.
+	rest uint64
+	last Sample
+	seen bool
+}
+
+// observe takes the sample of a new interval and reports whether to trim.
+func (p *policy) observe(s Sample) bool {
+	defer func() { p.last, p.seen = s, true }()
+	if !p.seen {
+		p.rest = s.Held
+		return false
+	}
+	if s.Held < p.rest {
+		// The runtime gave memory back by itself; this is the new rest.
+		p.rest = s.Held
+		return false
+	}
+	quiet := s.Allocated-p.last.Allocated < p.quietAlloc
+	return quiet && s.Held > p.rest+p.slack
+}
+
+// trimmed records what the heap holds right after a trim.
+func (p *policy) trimmed(s Sample) { p.rest, p.last = s.Held, s }
+
+// Trimmer runs the policy against the Go runtime.
+type Trimmer struct {
+	log    *slog.Logger
+	every  time.Duration
+	policy policy
+	// OnTrim, if set, is called after each trim with the bytes the heap
+	// held before and after (for a metric).
+	OnTrim func(before, after uint64)
+}
+
+// New returns a Trimmer with the package defaults.
+func New(log *slog.Logger) *Trimmer {
+	return &Trimmer{log: log, every: Interval, policy: policy{slack: Slack, quietAlloc: QuietAlloc}}
+}
+
+// Run checks the heap every Interval until ctx ends.
+func (t *Trimmer) Run(ctx context.Context) {
+	tick := time.NewTicker(t.every)
+	defer tick.Stop()
+	samples := newReader()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		before := samples.read()
+		if !t.policy.observe(before) {
+			continue
+		}
+		// The first collection moves pooled buffers to the pools' victim
+		// caches, the second frees them; FreeOSMemory returns the pages.
+		debug.FreeOSMemory()
+		debug.FreeOSMemory()
+		after := samples.read()
+		t.policy.trimmed(after)
+		t.log.Debug("returned idle heap memory to the OS", "held_before_mib", before.Held>>20, "held_after_mib", after.Held>>20)
+		if t.OnTrim != nil {
+			t.OnTrim(before.Held, after.Held)
+		}
+	}
+}
+
+// reader reads Samples from runtime/metrics, reusing its buffer.
+type reader struct{ s []metrics.Sample }
+
+func newReader() *reader {
+	return &reader{s: []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/gc/heap/allocs:bytes"},
+	}}
+}
+
+func (r *reader) read() Sample {
+	metrics.Read(r.s)
+	v := func(i int) uint64 {
+		if r.s[i].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return r.s[i].Value.Uint64()
+	}
+	return Sample{Held: v(0) + v(1) + v(2), Allocated: v(3)}
+}

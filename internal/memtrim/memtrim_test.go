@@ -1,0 +1,92 @@
+package memtrim
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+)
+
+const mib = 1 << 20
+
+func TestPolicy(t *testing.T) {
+	p := policy{slack: 16 * mib, quietAlloc: 32 * mib}
+	steps := []struct {
+		name string
+		s    Sample
+		trim bool
+	}{
+		{"first sample sets the rest", Sample{Held: 30 * mib, Allocated: 100 * mib}, false},
+		{"a burst: the heap grows while allocating fast", Sample{Held: 250 * mib, Allocated: 2000 * mib}, false},
+		{"still busy", Sample{Held: 260 * mib, Allocated: 4000 * mib}, false},
+		{"quiet and holding much more than at rest", Sample{Held: 260 * mib, Allocated: 4010 * mib}, true},
+	}
+	for _, st := range steps {
+		if got := p.observe(st.s); got != st.trim {
+			t.Fatalf("%s: trim = %v, want %v", st.name, got, st.trim)
+		}
+	}
+	p.trimmed(Sample{Held: 34 * mib, Allocated: 4011 * mib})
+	more := []struct {
+		name string
+		s    Sample
+		trim bool
+	}{
+		{"quiet, at the new rest", Sample{Held: 35 * mib, Allocated: 4012 * mib}, false},
+		{"quiet, a little above rest (within slack)", Sample{Held: 48 * mib, Allocated: 4013 * mib}, false},
+		{"the runtime shrank by itself: new rest", Sample{Held: 31 * mib, Allocated: 4014 * mib}, false},
+		{"quiet, slack above the new rest", Sample{Held: 50 * mib, Allocated: 4015 * mib}, true},
+	}
+	for _, st := range more {
+		if got := p.observe(st.s); got != st.trim {
+			t.Fatalf("%s: trim = %v, want %v", st.name, got, st.trim)
+		}
+	}
+}
+
+// TestTrimmerReturnsPooledBuffers fills a sync.Pool with 64 KiB buffers as
+// wireguard-go does under bulk traffic, stops using them, and checks that
+// the Trimmer gives the memory back within two checks.
+func TestTrimmerReturnsPooledBuffers(t *testing.T) {
+	pool := sync.Pool{New: func() any { return new([65535]byte) }}
+	r := newReader()
+	rest := r.read()
+
+	// The burst: 3000 packets in flight at once, then all returned.
+	bufs := make([]*[65535]byte, 3000)
+	for i := range bufs {
+		bufs[i] = pool.Get().(*[65535]byte)
+		bufs[i][0] = byte(i)
+	}
+	for _, b := range bufs {
+		pool.Put(b)
+	}
+	bufs = nil
+	busy := r.read()
+	if busy.Held < rest.Held+150*mib {
+		t.Fatalf("the burst did not grow the heap: %d MiB at rest, %d MiB after", rest.Held/mib, busy.Held/mib)
+	}
+
+	tr := New(slog.New(slog.DiscardHandler))
+	tr.every = 20 * time.Millisecond
+	tr.policy.rest, tr.policy.last, tr.policy.seen = rest.Held, busy, true
+	trimmed := make(chan [2]uint64, 1)
+	tr.OnTrim = func(before, after uint64) {
+		select {
+		case trimmed <- [2]uint64{before, after}:
+		default:
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tr.Run(ctx)
+	select {
+	case got := <-trimmed:
+		if got[1] > rest.Held+16*mib {
+			t.Errorf("after the trim the heap holds %d MiB, at rest it held %d MiB", got[1]/mib, rest.Held/mib)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no trim within 5 s; the heap holds %d MiB, at rest %d MiB", r.read().Held/mib, rest.Held/mib)
+	}
+}
