@@ -33,6 +33,15 @@ func Write(dir, out string) error {
 		}
 	}
 
+	var mem Memory
+	if ok, err := read(dir, MemoryFile, &mem); err != nil {
+		return err
+	} else if ok {
+		if err := memorySection(mem, &md, filepath.Join(out, "memory.svg")); err != nil {
+			return err
+		}
+	}
+
 	var fp FirstPacket
 	if ok, err := read(dir, FirstPacketFile, &fp); err != nil {
 		return err

@@ -128,6 +128,12 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 		return err
 	}
 
+	mem, err := watchMemory([]string{"wirelace sender", "wirelace receiver", "stock sender", "stock receiver"},
+		[]int{n1.PID(), n2.PID(), stockPIDs[0], stockPIDs[1]}, n1, n2)
+	if err != nil {
+		return err
+	}
+
 	say("TCP throughput, one stream, %s per run, %d rounds alternating", benchDuration, benchRounds)
 	var wl, stock, relay []iperfResult
 	wlPIDs := []int{n1.PID(), n2.PID()}
@@ -151,6 +157,7 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
 			*c.into = append(*c.into, res)
+			mem.afterRun(c.pids)
 			line := fmt.Sprintf("  round %d  %-20s %6.2f Gbit/s  retransmits %6d (%5.2f%%)  CPU %.2f s/Gbit",
 				r+1, c.name, res.Gbps, res.Retransmits, res.RetransmitPct(), res.CPUPerGbit)
 			if c.relay != 0 {
@@ -167,14 +174,23 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 	fmt.Printf("  relay process CPU per Gbit       %.2f s\n", rl.RelayCPUPerGbit)
 	fmt.Printf("  retransmits per run: direct %d (%.2f%%), stock %d (%.2f%%), relay %d (%.2f%%)\n",
 		w.Retransmits, w.RetransmitPct(), s.Retransmits, s.RetransmitPct(), rl.Retransmits, rl.RetransmitPct())
-	return writeBenchJSON(root, benchreport.ThroughputFile, benchreport.Throughput{
+	if err := writeBenchJSON(root, benchreport.ThroughputFile, benchreport.Throughput{
 		Rounds: benchRounds,
 		Paths: []benchreport.PathThroughput{
 			pathThroughput("wirelace direct", wl),
 			pathThroughput("stock wireguard-go", stock),
 			pathThroughput("wirelace via relay", relay),
 		},
-	})
+	}); err != nil {
+		return err
+	}
+
+	say("Memory of the WireGuard processes around the transfers (target: < 80 MiB after, back near rest within %s)", memIdle)
+	m, err := mem.rest(ctx, memIdle)
+	if err != nil {
+		return err
+	}
+	return writeBenchJSON(root, benchreport.MemoryFile, m)
 }
 
 // pathThroughput summarises one path's rounds for the report.

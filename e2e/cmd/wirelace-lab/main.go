@@ -28,12 +28,12 @@ func main() {
 	wgGo := fs.String("wireguard-go", "", "stock wireguard-go binary to compare with (bench)")
 	cpOnly := fs.Bool("control-plane-only", false, "prepare: build only kube-apiserver and etcd (what demo and bench need)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo|bench|scale|first-packet|cni|report|prepare\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo|bench|throughput|scale|first-packet|cni|report|prepare\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.Parse(os.Args[1:])
 	verb := fs.Arg(0)
-	if fs.NArg() != 1 || (verb != "demo" && verb != "bench" && verb != "scale" && verb != "first-packet" && verb != "report" && verb != "cni" && verb != "prepare") || (verb == "bench" && *wgGo == "") {
+	if fs.NArg() != 1 || (verb != "demo" && verb != "bench" && verb != "throughput" && verb != "scale" && verb != "first-packet" && verb != "report" && verb != "cni" && verb != "prepare") || ((verb == "bench" || verb == "throughput") && *wgGo == "") {
 		fs.Usage()
 		os.Exit(2)
 	}
@@ -73,6 +73,8 @@ func main() {
 			}
 			return writeReport(abs)
 		}
+	case "throughput":
+		run = func() error { return bench(ctx, abs, *wgGo) }
 	case "cni":
 		run = func() error { return benchCNI(ctx, abs) }
 	case "report":
