@@ -8,8 +8,9 @@
 // comes only with new allocation or every two minutes, and the scavenger
 // returns freed pages slowly. An idle node would hold its busiest moment's
 // memory for minutes. A Trimmer watches the heap and, when it holds much
-// more than at rest while almost nothing is being allocated (the burst is
-// over), collects twice and returns the free pages at once.
+// more than at rest plus the garbage GOGC allows while almost nothing is
+// being allocated (the burst is over), collects twice and returns the
+// free pages at once.
 package memtrim
 
 import (
@@ -20,7 +21,7 @@ import (
 	"time"
 )
 
-// Defaults: a check every Interval costs one read of four runtime metrics;
+// Defaults: a check every Interval costs one read of five runtime metrics;
 // a trim costs two collections of a heap that is mostly garbage.
 const (
 	// Interval is how often the heap is looked at.
@@ -43,6 +44,9 @@ type Sample struct {
 	Held uint64
 	// Allocated is the cumulative count of bytes allocated.
 	Allocated uint64
+	// GCPercent is GOGC: between two collections the heap may grow by
+	// this percentage of what the last one left, in normal operation.
+	GCPercent uint64
 }
 
 // policy decides when to trim. It is pure, so the decision is tested
@@ -69,7 +73,10 @@ func (p *policy) observe(s Sample) bool {
 		return false
 	}
 	quiet := s.Allocated-p.last.Allocated < p.quietAlloc
-	return quiet && s.Held > p.rest+p.slack
+	// Garbage up to GOGC of the rest between two collections is normal
+	// (a node with a thousand peers reconciling makes some); trimming
+	// that would only repeat collections the runtime does anyway.
+	return quiet && s.Held > p.rest+p.rest*s.GCPercent/100+p.slack
 }
 
 // trimmed records what the heap holds right after a trim.
@@ -127,6 +134,7 @@ func newReader() *reader {
 		{Name: "/memory/classes/heap/unused:bytes"},
 		{Name: "/memory/classes/heap/free:bytes"},
 		{Name: "/gc/heap/allocs:bytes"},
+		{Name: "/gc/gogc:percent"},
 	}}
 }
 
@@ -138,5 +146,5 @@ func (r *reader) read() Sample {
 		}
 		return r.s[i].Value.Uint64()
 	}
-	return Sample{Held: v(0) + v(1) + v(2), Allocated: v(3)}
+	return Sample{Held: v(0) + v(1) + v(2), Allocated: v(3), GCPercent: v(4)}
 }

@@ -17,26 +17,27 @@ func TestPolicy(t *testing.T) {
 		s    Sample
 		trim bool
 	}{
-		{"first sample sets the rest", Sample{Held: 30 * mib, Allocated: 100 * mib}, false},
-		{"a burst: the heap grows while allocating fast", Sample{Held: 250 * mib, Allocated: 2000 * mib}, false},
-		{"still busy", Sample{Held: 260 * mib, Allocated: 4000 * mib}, false},
-		{"quiet and holding much more than at rest", Sample{Held: 260 * mib, Allocated: 4010 * mib}, true},
+		{"first sample sets the rest", Sample{Held: 30 * mib, Allocated: 100 * mib, GCPercent: 100}, false},
+		{"a burst: the heap grows while allocating fast", Sample{Held: 250 * mib, Allocated: 2000 * mib, GCPercent: 100}, false},
+		{"still busy", Sample{Held: 260 * mib, Allocated: 4000 * mib, GCPercent: 100}, false},
+		{"quiet and holding much more than at rest", Sample{Held: 260 * mib, Allocated: 4010 * mib, GCPercent: 100}, true},
 	}
 	for _, st := range steps {
 		if got := p.observe(st.s); got != st.trim {
 			t.Fatalf("%s: trim = %v, want %v", st.name, got, st.trim)
 		}
 	}
-	p.trimmed(Sample{Held: 34 * mib, Allocated: 4011 * mib})
+	p.trimmed(Sample{Held: 34 * mib, Allocated: 4011 * mib, GCPercent: 100})
 	more := []struct {
 		name string
 		s    Sample
 		trim bool
 	}{
-		{"quiet, at the new rest", Sample{Held: 35 * mib, Allocated: 4012 * mib}, false},
-		{"quiet, a little above rest (within slack)", Sample{Held: 48 * mib, Allocated: 4013 * mib}, false},
-		{"the runtime shrank by itself: new rest", Sample{Held: 31 * mib, Allocated: 4014 * mib}, false},
-		{"quiet, slack above the new rest", Sample{Held: 50 * mib, Allocated: 4015 * mib}, true},
+		{"quiet, at the new rest", Sample{Held: 35 * mib, Allocated: 4012 * mib, GCPercent: 100}, false},
+		{"quiet, garbage GOGC allows plus slack", Sample{Held: 84 * mib, Allocated: 4013 * mib, GCPercent: 100}, false},
+		{"the runtime shrank by itself: new rest", Sample{Held: 30 * mib, Allocated: 4014 * mib, GCPercent: 100}, false},
+		{"quiet, beyond GOGC's garbage and slack above the new rest", Sample{Held: 77 * mib, Allocated: 4015 * mib, GCPercent: 100}, true},
+		{"at GOGC=50 less garbage is normal: a lower threshold", Sample{Held: 62 * mib, Allocated: 4016 * mib, GCPercent: 50}, true},
 	}
 	for _, st := range more {
 		if got := p.observe(st.s); got != st.trim {
