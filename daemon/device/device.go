@@ -133,6 +133,19 @@ func Open(cfg Config, b conn.Bind) (_ *Device, err error) {
 	if err := d.wg.Up(); err != nil {
 		return nil, fmt.Errorf("bring wireguard device %q up: %w", cfg.Name, err)
 	}
+	// A failed bring-up resets wireguard-go's port to 0. When its own
+	// goroutine tried first and failed (the port in use), the Up above
+	// opened a random port and succeeded: peers would be told a port no
+	// one listens on.
+	if cfg.ListenPort != 0 {
+		dev, err := d.client.Device(cfg.Name)
+		if err != nil {
+			return nil, fmt.Errorf("read wireguard device %q: %w", cfg.Name, err)
+		}
+		if dev.ListenPort != cfg.ListenPort {
+			return nil, fmt.Errorf("bring wireguard device %q up: UDP port %d is in use (wireguard-go logged the cause)", cfg.Name, cfg.ListenPort)
+		}
+	}
 
 	log.Info("wireguard device open",
 		"index", d.index, "mtu", cfg.MTU, "listen_port", cfg.ListenPort,
