@@ -10,6 +10,13 @@ CONTROLLER_GEN := $(CACHE)/tools/controller-gen-$(CONTROLLER_GEN_VERSION)
 export WIRELACE_CACHE := $(CACHE)
 export CONTROLLER_GEN
 
+# What is not built with the race detector is built as the image ships it
+# (static, -trimpath): vet, the lab's tools and tests, the CNI reference
+# plugins and the image the cluster tests assemble then share one compile
+# of the dependencies, where cgo and static builds would need two.
+export CGO_ENABLED := 0
+export GOFLAGS := -trimpath $(GOFLAGS)
+
 # Everything under ./e2e needs root and the lab; the rest are unit tests.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/e2e')
 
@@ -28,11 +35,11 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(BINARIES)
 
 # The lab runs the binaries for minutes in make test: built with the race
-# detector, and a race stops the process (GORACE below), so the test that
-# saw it fails. demo and bench use the plain build.
+# detector (which needs cgo), and a race stops the process (GORACE below),
+# so the test that saw it fails. demo and bench use the plain build.
 build-race:
 	@mkdir -p $(BIN)
-	$(GO) build -race -o $(BIN)/ $(BINARIES)
+	CGO_ENABLED=1 $(GO) build -race -o $(BIN)/ $(BINARIES)
 
 # The reference CNI plugins, at the version in go.mod: the lab's stand-ins
 # for a primary CNI that wirelace is chained after (bridge, ptp with
@@ -67,7 +74,7 @@ vet:
 # Unit tests include the plugins' integration tests, which call ping and ip:
 # deps first, so a fresh machine passes too.
 unit: deps $(CONTROLLER_GEN)
-	$(GO) test -race -count=1 $(UNIT_PKGS)
+	CGO_ENABLED=1 $(GO) test -race -count=1 $(UNIT_PKGS)
 
 # kube-apiserver and etcd, built once into .cache/ (minutes when cold), before
 # any test or lab starts its clock.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -16,8 +15,13 @@ import (
 func repoRoot(t *testing.T) string { return repoRootDir() }
 
 func repoRootDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
+	// go test runs a package's tests in its directory, e2e/; the
+	// binaries are built -trimpath, so runtime.Caller has no real paths.
+	wd, err := os.Getwd()
+	if err != nil {
+		panic(err)
+	}
+	return filepath.Dir(wd)
 }
 
 // newLab starts a lab for one test and removes it when the test ends. The

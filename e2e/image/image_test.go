@@ -18,8 +18,13 @@ import (
 )
 
 func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
+	// go test runs a package's tests in its directory, e2e/image; the
+	// binaries are built -trimpath, so runtime.Caller has no real paths.
+	wd, err := os.Getwd()
+	if err != nil {
+		panic(err)
+	}
+	return filepath.Dir(filepath.Dir(wd))
 }
 
 func loadRepoSpec(t *testing.T) Spec {
