@@ -37,7 +37,8 @@ var chartValues = []struct {
 	{"cilium", []string{"-f", "install/helm/wirelace/examples/values-cilium.yaml"}},
 	{"options", []string{"--set", "k8sServiceHost=10.96.0.1,k8sServicePort=6443,daemon.metrics.enabled=true," +
 		"daemon.relayCA=-----BEGIN CERTIFICATE-----,relay.tlsSecretName=relay-tls,relay.replicas=3," +
-		"relay.service.type=NodePort,daemon.relays={198.51.100.1:8443},imagePullSecrets[0].name=regcred"}},
+		"relay.service.type=NodePort,daemon.relays={198.51.100.1:8443},imagePullSecrets[0].name=regcred," +
+		"cni.confName=05-wirelace.conflist"}},
 }
 
 var (
