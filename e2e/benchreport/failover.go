@@ -34,6 +34,8 @@ type Steady struct {
 	TrafficLost int          `json:"traffic_lost"`
 	Peers       []SteadyPeer `json:"peers"`
 	Nodes       []SteadyNode `json:"nodes"`
+	// Events are the path changes in the window, s since its start.
+	Events []PathEvent `json:"path_events,omitempty"`
 }
 
 // SteadyPeer is one node's view of one peer.
@@ -89,14 +91,20 @@ type PingSample struct {
 	Lost  bool    `json:"lost,omitempty"`
 }
 
-// PathEvent is a daemon's "path changed" for a peer, s since the cut.
+// PathEvent is a daemon's "path changed" for a peer, s since the cut (or
+// the start of the steady window), with the daemon's reason.
 type PathEvent struct {
-	T    float64 `json:"t"`
-	Node string  `json:"node"`
-	Peer string  `json:"peer"`
-	From string  `json:"from"`
-	To   string  `json:"to"`
+	T      float64 `json:"t"`
+	Node   string  `json:"node"`
+	Peer   string  `json:"peer"`
+	From   string  `json:"from"`
+	To     string  `json:"to"`
+	Reason string  `json:"reason,omitempty"`
 }
+
+// maxListedEvents bounds the steady window's path changes listed in the
+// report: a flapping pair would otherwise fill it.
+const maxListedEvents = 10
 
 // The targets, from the design.
 const (
@@ -120,6 +128,16 @@ func failoverSection(dir, out string, md *strings.Builder) error {
 		"| node | peer | path | path changes | probes/s |\n|---|---|---|---|---|\n", duration(s.WindowS), s.TrafficPPS, s.TrafficLost, targetProbesPerS)
 	for _, p := range s.Peers {
 		fmt.Fprintf(md, "| %s | %s | %s | %d | %.2f |\n", p.Node, p.Peer, p.Path, p.PathChanges, p.ProbesPerS)
+	}
+	for i, e := range s.Events {
+		if i == maxListedEvents {
+			fmt.Fprintf(md, "\n… and %d more path changes.\n", len(s.Events)-i)
+			break
+		}
+		if i == 0 {
+			md.WriteString("\nPath changes in the window:\n\n")
+		}
+		fmt.Fprintf(md, "- %.1f s: %s sees %s %s → %s (%s)\n", e.T, e.Node, e.Peer, e.From, e.To, e.Reason)
 	}
 	var own []string
 	for _, n := range s.Nodes {

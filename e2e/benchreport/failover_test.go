@@ -14,7 +14,8 @@ func TestWriteFailover(t *testing.T) {
 		Steady: Steady{WindowS: 600, TrafficPPS: 1, Peers: []SteadyPeer{
 			{Node: "cone", Peer: "pub", Path: "direct", ProbesPerS: 0.29},
 			{Node: "cone", Peer: "sym", Path: "relay", PathChanges: 2, ProbesPerS: 0.05},
-		}, Nodes: []SteadyNode{{Node: "cone", Peers: 2, PingsSent: 204}}},
+		}, Nodes: []SteadyNode{{Node: "cone", Peers: 2, PingsSent: 204}},
+			Events: []PathEvent{{T: 42.5, Node: "cone", Peer: "sym", From: "relay", To: "direct", Reason: "direct: pong from 198.18.0.13:40000 in 2ms"}}},
 		Cut: FailoverCut{
 			From: "cone", To: "pub", IntervalMs: 50, RestoreS: 9.5,
 			LargestGapMs: 412, LostCut: 7, ResumedMs: 380, RelayAloneMs: 3450,
@@ -34,6 +35,7 @@ func TestWriteFailover(t *testing.T) {
 		"over 10 min",
 		"| cone | sym | relay | 2 | 0.05 |",
 		"cone 204 pings to 2 peers",
+		"- 42.5 s: cone sees sym relay → direct (direct: pong from 198.18.0.13:40000 in 2ms)",
 		"| largest gap across the cut | 412 ms (7 lost) | < 500 ms |",
 		"| failback: both sides direct | 1180 ms after the restore | < 2000 ms |",
 		"3.5 s after the cut",

@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/wirelace/wirelace/e2e/k8s"
 )
@@ -27,13 +28,15 @@ func main() {
 	keep := fs.Bool("keep-logs", false, "keep .lab/<prefix> (logs, node state) after the run")
 	wgGo := fs.String("wireguard-go", "", "stock wireguard-go binary to compare with (bench)")
 	cpOnly := fs.Bool("control-plane-only", false, "prepare: build only kube-apiserver and etcd (what demo and bench need)")
+	steady := fs.Duration("steady", 10*time.Minute, "failover, bench: how long to watch the steady state before the cut")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo|bench|scale|first-packet|cni|report|prepare\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo|bench|scale|first-packet|cni|failover|report|prepare [flags]\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.Parse(os.Args[1:])
 	verb := fs.Arg(0)
-	if fs.NArg() != 1 || (verb != "demo" && verb != "bench" && verb != "scale" && verb != "first-packet" && verb != "report" && verb != "cni" && verb != "prepare") || (verb == "bench" && *wgGo == "") {
+	fs.Parse(fs.Args()[min(1, fs.NArg()):]) // flags may also follow the verb
+	if fs.NArg() != 0 || (verb != "demo" && verb != "bench" && verb != "scale" && verb != "first-packet" && verb != "report" && verb != "cni" && verb != "failover" && verb != "prepare") || (verb == "bench" && *wgGo == "") {
 		fs.Usage()
 		os.Exit(2)
 	}
@@ -62,6 +65,9 @@ func main() {
 			if err := bench(ctx, abs, *wgGo); err != nil {
 				return err
 			}
+			if err := benchFailover(ctx, abs, *steady, *keep); err != nil {
+				return err
+			}
 			if err := benchFirstPacket(ctx, abs); err != nil {
 				return err
 			}
@@ -75,6 +81,8 @@ func main() {
 		}
 	case "cni":
 		run = func() error { return benchCNI(ctx, abs) }
+	case "failover":
+		run = func() error { return benchFailover(ctx, abs, *steady, *keep) }
 	case "report":
 		run = func() error { return writeReport(abs) }
 	case "scale":
