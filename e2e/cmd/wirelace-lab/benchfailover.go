@@ -52,7 +52,7 @@ func benchFailover(ctx context.Context, root string, steady time.Duration, keep 
 				return err
 			}
 		}
-		say("Steady state for %s, each pair pinging once a second (targets: no path change, about one probe per peer every 3 s)", steady)
+		say("Steady state for %s, each pair pinging every %s (targets: no path change, about one probe per peer every 3 s)", steady, steadyTraffic)
 		if res.Steady, err = benchSteady(ctx, []*lab.Node{pub, cone, sym}, steady); err != nil {
 			return err
 		}
