@@ -82,6 +82,9 @@ func Write(dir, out string) error {
 				s.Nodes, s.JoinP50Ms, s.JoinMaxMs, burst, s.CPUPercent, s.RSSMiB, s.WritesPerMin, s.ReadsPerMin)
 		}
 	}
+	if err := failoverSection(dir, out, &md); err != nil {
+		return err
+	}
 	return os.WriteFile(filepath.Join(out, "report.md"), []byte(md.String()), 0o644)
 }
 

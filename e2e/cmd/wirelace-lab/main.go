@@ -16,10 +16,17 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/wirelace/wirelace/e2e/k8s"
 )
+
+// verbs are what wirelace-lab does: the demo, the whole bench or one of
+// its parts, redrawing the report, building the lab's binaries.
+var verbs = []string{"demo", "bench", "throughput", "failover", "first-packet", "cni", "scale", "report", "prepare"}
 
 func main() {
 	fs := flag.NewFlagSet("wirelace-lab", flag.ExitOnError)
@@ -27,13 +34,15 @@ func main() {
 	keep := fs.Bool("keep-logs", false, "keep .lab/<prefix> (logs, node state) after the run")
 	wgGo := fs.String("wireguard-go", "", "stock wireguard-go binary to compare with (bench)")
 	cpOnly := fs.Bool("control-plane-only", false, "prepare: build only kube-apiserver and etcd (what demo and bench need)")
+	steady := fs.Duration("steady", 10*time.Minute, "failover, bench: how long to watch the steady state before the cut")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] demo|bench|throughput|scale|first-packet|cni|report|prepare\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] %s [flags]\n\nFlags:\n", strings.Join(verbs, "|"))
 		fs.PrintDefaults()
 	}
 	fs.Parse(os.Args[1:])
 	verb := fs.Arg(0)
-	if fs.NArg() != 1 || (verb != "demo" && verb != "bench" && verb != "throughput" && verb != "scale" && verb != "first-packet" && verb != "report" && verb != "cni" && verb != "prepare") || ((verb == "bench" || verb == "throughput") && *wgGo == "") {
+	fs.Parse(fs.Args()[min(1, fs.NArg()):]) // flags may also follow the verb
+	if fs.NArg() != 0 || !slices.Contains(verbs, verb) || ((verb == "bench" || verb == "throughput") && *wgGo == "") {
 		fs.Usage()
 		os.Exit(2)
 	}
@@ -62,6 +71,9 @@ func main() {
 			if err := bench(ctx, abs, *wgGo); err != nil {
 				return err
 			}
+			if err := benchFailover(ctx, abs, *steady, *keep); err != nil {
+				return err
+			}
 			if err := benchFirstPacket(ctx, abs); err != nil {
 				return err
 			}
@@ -77,6 +89,8 @@ func main() {
 		run = func() error { return bench(ctx, abs, *wgGo) }
 	case "cni":
 		run = func() error { return benchCNI(ctx, abs) }
+	case "failover":
+		run = func() error { return benchFailover(ctx, abs, *steady, *keep) }
 	case "report":
 		run = func() error { return writeReport(abs) }
 	case "scale":
