@@ -8,6 +8,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/wirelace/wirelace/api/v1alpha1"
+	"github.com/wirelace/wirelace/api/vocab"
 	"github.com/wirelace/wirelace/daemon/mesh"
 	"github.com/wirelace/wirelace/daemon/nat"
 )
@@ -79,9 +80,18 @@ func nodeSpec(s selfState) (v1alpha1.MeshNodeSpec, []netip.AddrPort, error) {
 		add(ap, v1alpha1.EndpointConfigured)
 	}
 	for _, ap := range s.NAT.Mapped {
-		if !slices.Contains(s.Host, ap.Addr()) { // an open node's mapped address is a host one
-			add(ap, v1alpha1.EndpointSTUN)
+		if slices.Contains(s.Host, ap.Addr()) {
+			continue // an open node's mapped address is a host one
 		}
+		if s.NAT.Type == vocab.NATSymmetric {
+			// A symmetric NAT maps each destination anew: the port STUN
+			// saw is one no peer can reach, and a new one at every check,
+			// which would rewrite the MeshNode every natRefresh. The
+			// node's own port is what a port-preserving NAT keeps, and
+			// it does not change.
+			ap = netip.AddrPortFrom(ap.Addr(), s.Port)
+		}
+		add(ap, v1alpha1.EndpointSTUN)
 	}
 	inner := slices.Concat(s.PodCIDRs, chained, s.MeshPools)
 	for _, a := range s.Host {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -78,6 +79,35 @@ func TestNodeSpec(t *testing.T) {
 	}
 	if spec.NATType != vocab.NATCone || spec.KeyPrefix != spec.PublicKey[:8] || spec.ControlKey != s.ControlKey.String() {
 		t.Errorf("spec %+v", spec)
+	}
+}
+
+// Behind a symmetric NAT every STUN check sees a new port: the spec must
+// not follow it (a MeshNode write each time, for a port no peer can use).
+func TestNodeSpecSymmetricNATPortIsStable(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	base := selfState{
+		WireGuardKey: testKey(t), ControlKey: testKey(t),
+		Host: []netip.Addr{netip.MustParseAddr("10.102.0.2")}, Port: 51820,
+	}
+	var specs []string
+	for _, mapped := range [][]netip.AddrPort{
+		{ap("198.18.0.30:40123"), ap("198.18.0.30:40124")}, // one port per STUN server
+		{ap("198.18.0.30:52001"), ap("198.18.0.30:52002")}, // the next check
+	} {
+		s := base
+		s.NAT = nat.Result{Type: vocab.NATSymmetric, Mapped: mapped}
+		spec, own, err := nodeSpec(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []netip.AddrPort{ap("198.18.0.30:51820"), ap("10.102.0.2:51820")}; !slices.Equal(own, want) {
+			t.Errorf("endpoints %v, want %v", own, want)
+		}
+		specs = append(specs, fmt.Sprint(spec.Endpoints))
+	}
+	if specs[0] != specs[1] {
+		t.Errorf("the spec changed with the mapped ports: %s, then %s", specs[0], specs[1])
 	}
 }
 
