@@ -148,7 +148,7 @@ type paths struct {
 	// idle and settled, and only scanned (idleScan).
 	loop     map[wgtypes.Key]*peerPath
 	lastScan time.Time
-	relayUp  bool // at the last step: the routes of all peers follow it
+	relayUp  bool // a relay was connected at the last step
 	// lastLostCheck is when lostHandshakes last read the device.
 	lastLostCheck time.Time
 
@@ -427,7 +427,6 @@ func (p *paths) setLocal(t vocab.NATType, cands []netip.AddrPort) {
 // this node's subnets, to recognise peers on the same network.
 func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 	now := p.now()
-	relayUp := p.relays != nil && p.relays.connected()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.routed = top.Routes()
@@ -460,7 +459,7 @@ func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 		// applyPeers configures in WireGuard) and gets a route before
 		// WireGuard does: its first handshake must not go nowhere.
 		p.bind.PeerEndpoint(n.PublicKey)
-		p.applyRoute(pp, now, relayUp)
+		p.applyRoute(pp, now)
 	}
 	for k, pp := range p.peers {
 		if !seen[k] {
@@ -525,18 +524,11 @@ func (p *paths) step(now time.Time) time.Time {
 	devPeers, polled := p.pollCounters(now)
 	rx := receiveBytes(devPeers)
 	var out []outgoing
-	relayUp := p.relays != nil && p.relays.connected()
+	relayUp := p.relays != nil && p.relays.Connected()
 
 	p.mu.Lock()
 	relayCameUp := relayUp && !p.relayUp
-	if relayUp != p.relayUp {
-		// Every route depends on the relay: a sweep of all peers, but only
-		// when a relay connection comes or goes.
-		p.relayUp = relayUp
-		for _, pp := range p.peers {
-			p.applyRoute(pp, now, relayUp)
-		}
-	}
+	p.relayUp = relayUp
 	dev := p.dev
 	p.wakeRelayed()
 	if now.Sub(p.lastScan) >= idleScan || now.Before(p.lastScan) {
@@ -576,8 +568,8 @@ func (p *paths) step(now time.Time) time.Time {
 		if acts.CallMeMaybe && relayUp && len(p.ownCands) > 0 {
 			out = append(out, outgoing{peer: pp.name, ctl: pp.ctl, wg: pp.wg, msg: probe.Message{Kind: probe.CallMeMaybe, Candidates: p.ownCands}})
 		}
-		p.applyRoute(pp, now, relayUp)
-		young = young || pp.route.Relay && now.Sub(pp.joined) < youngPeer
+		p.applyRoute(pp, now)
+		young = young || relayUp && pp.route.Relay && now.Sub(pp.joined) < youngPeer
 		if name, _ := pp.sm.Path(now); name != pp.path {
 			if pp.path != "" {
 				// The reason is formatted only here, on a change.
@@ -857,16 +849,18 @@ func (p *paths) observeRecv(pp *peerPath, a bind.Activity, rx map[wgtypes.Key]ui
 	return wantPoll
 }
 
-// applyRoute gives the Bind the peer's route now. Callers hold p.mu.
-func (p *paths) applyRoute(pp *peerPath, now time.Time, relayUp bool) {
+// applyRoute gives the Bind the peer's route now. Whether a relay is
+// connected is the Bind's to check at each send, so routes need no sweep
+// when one comes or goes. Callers hold p.mu.
+func (p *paths) applyRoute(pp *peerPath, now time.Time) {
 	direct, viaRelay := pp.sm.Send(now)
-	r := bind.Route{Direct: direct, Relay: viaRelay && relayUp}
-	if !r.Direct.IsValid() && !relayUp {
-		// Nothing confirmed and no relay to carry the traffic: send to the
-		// best guess rather than nowhere, so a peer on the same network is
+	r := bind.Route{Direct: direct, Relay: viaRelay}
+	if !r.Direct.IsValid() {
+		// Nothing confirmed: while no relay carries the traffic, the best
+		// guess rather than nowhere, so a peer on the same network is
 		// reachable before its first pong (and WireGuard's first handshake
 		// is not lost to a 5 s retry).
-		r.Direct = pp.first
+		r.Guess = pp.first
 	}
 	if r != pp.route {
 		if err := p.bind.SetRoute(pp.wg, r); err != nil {

@@ -138,8 +138,9 @@ func (rs *relaySet) SendPacket(dst wgtypes.Key, pkt []byte) error {
 	return last
 }
 
-// connected reports whether any relay is connected.
-func (rs *relaySet) connected() bool {
+// Connected reports whether any relay is connected; it implements
+// bind.Relay.
+func (rs *relaySet) Connected() bool {
 	for _, c := range rs.clients {
 		if c.Connected() {
 			return true
