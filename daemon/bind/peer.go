@@ -64,6 +64,8 @@ type peerEndpoint struct {
 	// changed; messages delivered by the relay.
 	lastSend atomic.Int64
 	relayed  atomic.Uint64
+	// The last handshake message sent (see Activity.Handshake).
+	hs atomic.Pointer[HandshakeSent]
 	// The direct receive counts change together (a lock taken once per
 	// run of messages in a batch, not per message), so that a reader never
 	// sees messages from one source counted under another.
@@ -149,6 +151,21 @@ type Activity struct {
 	// Relayed counts WireGuard messages from the peer delivered by the
 	// relay.
 	Relayed uint64
+	// Handshake is the last handshake message (initiation or response)
+	// sent to the peer; zero before the first.
+	Handshake HandshakeSent
+}
+
+// HandshakeSent is what became of a handshake message sent to a peer.
+type HandshakeSent struct {
+	At time.Time
+	// Relayed: it went through the relay.
+	Relayed bool
+	// Lost: it is not expected to arrive. It had no way but a guess (no
+	// relay connected, no direct address), which is nowhere for a peer
+	// behind a NAT; or it went through the relay, and the relay then said
+	// the peer was not connected there (RelayCannotReach).
+	Lost bool
 }
 
 // Activity reports the peer's traffic (zero for an unknown peer).
@@ -167,7 +184,35 @@ func (b *Bind) Activity(key wgtypes.Key) Activity {
 	a.Recv, a.RecvFrom, a.RecvSources = e.recv, e.recvFrom, e.recvSources
 	e.recvMu.Unlock()
 	a.Relayed = e.relayed.Load()
+	if hs := e.hs.Load(); hs != nil {
+		a.Handshake = *hs
+	}
 	return a
+}
+
+// RelayCannotReach records that a relay said the peer is not connected to
+// it: a handshake message last sent to the peer through the relay was
+// dropped there. (With several relays the notice may come from one the
+// handshake did not take; it is then lost only as far as the caller can
+// tell, which costs at most an early retry.)
+func (b *Bind) RelayCannotReach(key wgtypes.Key) {
+	b.peersMu.Lock()
+	e, ok := b.byKey[key]
+	b.peersMu.Unlock()
+	if !ok {
+		return
+	}
+	for {
+		hs := e.hs.Load()
+		if hs == nil || !hs.Relayed || hs.Lost {
+			return
+		}
+		lost := *hs
+		lost.Lost = true
+		if e.hs.CompareAndSwap(hs, &lost) {
+			return
+		}
+	}
 }
 
 // sessionsKept is how many of a peer's session indices are remembered:
@@ -290,6 +335,12 @@ func (b *Bind) sendPeer(bufs [][]byte, e *peerEndpoint) error {
 	d := e.direct.Load()
 	if d == nil && r == nil {
 		d = e.guess.Load()
+		if handshake {
+			// Sent to a guess, if anywhere: for a peer behind a NAT, lost.
+			e.hs.Store(&HandshakeSent{At: time.Now(), Lost: true})
+		}
+	} else if handshake {
+		e.hs.Store(&HandshakeSent{At: time.Now(), Relayed: r != nil})
 	}
 	var err error
 	if d != nil && !(r != nil && handshake) {

@@ -111,6 +111,55 @@ func TestRelayLookedAtPerSend(t *testing.T) {
 	}
 }
 
+// Activity says where the last handshake message went and whether it is
+// known lost: to a guess, lost; through the relay, not, until the relay
+// says the peer is not connected; directly, whatever the relay says.
+func TestHandshakeSentRecorded(t *testing.T) {
+	r := &countingRelay{down: true}
+	b, key, ep := relayedPeer(t, r)
+	addr := netip.MustParseAddrPort("127.0.0.1:9")
+	send := func(r Route) HandshakeSent {
+		t.Helper()
+		if err := b.SetRoute(key, r); err != nil {
+			t.Fatal(err)
+		}
+		before := time.Now()
+		b.Send([][]byte{msg(1, 148)}, ep)
+		hs := b.Activity(key).Handshake
+		if hs.At.Before(before) {
+			t.Fatalf("handshake sent at %v, before the send at %v", hs.At, before)
+		}
+		return hs
+	}
+	if hs := b.Activity(key).Handshake; !hs.At.IsZero() {
+		t.Fatalf("a handshake recorded before any was sent: %+v", hs)
+	}
+	if hs := send(Route{Relay: true, Guess: addr}); !hs.Lost || hs.Relayed {
+		t.Fatalf("to a guess with the relay down: %+v, want lost", hs)
+	}
+	r.down = false
+	if hs := send(Route{Relay: true, Guess: addr}); hs.Lost || !hs.Relayed {
+		t.Fatalf("through the relay: %+v, want relayed, not lost", hs)
+	}
+	b.RelayCannotReach(key)
+	if hs := b.Activity(key).Handshake; !hs.Lost {
+		t.Fatalf("the relay could not reach the peer: %+v, want lost", hs)
+	}
+	if hs := send(Route{Direct: addr}); hs.Lost || hs.Relayed {
+		t.Fatalf("direct: %+v, want neither relayed nor lost", hs)
+	}
+	b.RelayCannotReach(key)
+	if hs := b.Activity(key).Handshake; hs.Lost {
+		t.Fatalf("a direct handshake counted lost by the relay's notice: %+v", hs)
+	}
+	// Transport data is no handshake message.
+	at := b.Activity(key).Handshake.At
+	b.Send([][]byte{msg(4, 64)}, ep)
+	if got := b.Activity(key).Handshake.At; !got.Equal(at) {
+		t.Fatalf("transport data recorded as a handshake")
+	}
+}
+
 // withIndex returns pkt with idx written little-endian at off.
 func withIndex(pkt []byte, off int, idx uint32) []byte {
 	binary.LittleEndian.PutUint32(pkt[off:], idx)

@@ -67,17 +67,6 @@ const (
 	// cheaper.
 	counterShare   = 0.01
 	counterRecheck = time.Minute
-
-	// A new peer reached through the relay is watched for a lost first
-	// handshake every lostCheckEvery during its first youngPeer: its
-	// initiation may have gone to the relay before the peer was connected
-	// there (and the relay drops what it cannot deliver), which no relay
-	// connection of this node coming up would reveal. The peer is then
-	// asked to start a handshake itself (see lostHandshakes) until one
-	// completes; WireGuard would retry only after 5 s. Past youngPeer its
-	// own retries have happened anyway.
-	lostCheckEvery = 500 * time.Millisecond
-	youngPeer      = 10 * time.Second
 )
 
 // peerCounters reads the WireGuard device's peers with their counters;
@@ -85,12 +74,6 @@ const (
 // device counts only what authenticated, which no spoofer can make grow.
 type peerCounters interface {
 	Peers() ([]wgtypes.Peer, error)
-}
-
-// handshakes is what the path manager asks of the device besides its
-// counters; *device.Device implements it.
-type handshakes interface {
-	StartHandshake(key wgtypes.Key) error
 }
 
 // pathBind is what the path manager uses of the Bind; *bind.Bind implements
@@ -102,6 +85,7 @@ type pathBind interface {
 	PeerEndpoint(key wgtypes.Key) netip.AddrPort
 	RemovePeer(key wgtypes.Key)
 	DeliverRelayed(src wgtypes.Key, pkt []byte)
+	RelayCannotReach(key wgtypes.Key)
 }
 
 // paths runs the per-peer path state machines (daemon/path) and does their
@@ -375,8 +359,14 @@ func (p *paths) handleProbe(pkt []byte, from netip.AddrPort, viaRelay bool, rela
 		p.metrics.pongs.Inc()
 	case probe.Handshake:
 		if hs, ok := dev.(handshakes); ok {
-			if err := hs.StartHandshake(pp.wg); err != nil {
+			start, how := hs.StartHandshake, "start"
+			if restartsOnRequest(p.keys.PublicKey(), ctl, p.bind.Activity(pp.wg).Handshake, now) {
+				start, how = hs.RestartHandshake, "restart"
+			}
+			if err := start(pp.wg); err != nil {
 				p.log.Debug("handshake not started", "peer", name, "err", err)
+			} else {
+				p.log.Debug("handshake requested by peer", "peer", name, "action", how)
 			}
 		}
 	}
@@ -406,6 +396,19 @@ func (p *paths) nameOf(ctl wgtypes.Key) string {
 	}
 	return ""
 }
+
+// relayCannotReach is told by a relay client that the relay has no session
+// for dst: what this node last sent dst through it was dropped, a first
+// handshake included (see lostHandshakes).
+func (p *paths) relayCannotReach(dst wgtypes.Key) {
+	p.log.Debug("relay cannot reach peer", "key", dst)
+	p.bind.RelayCannotReach(dst)
+}
+
+// relayConnected is told by a relay client that its session came up: the
+// next step looks for handshakes lost meanwhile at once (lostCheckDue),
+// not a pathTick later.
+func (p *paths) relayConnected() { p.wake() }
 
 func (p *paths) wake() {
 	select {
@@ -636,41 +639,6 @@ func (p *paths) step(now time.Time) time.Time {
 		p.log.Warn("dropping path probes: a flood, or peers probing too fast", "rate_limited_total", limited, "queue_full_total", full)
 	}
 	return next
-}
-
-// lostCheckDue says whether to look for lost first handshakes now: when a
-// relay connection came up, and every every while a young peer is reached
-// through the relay.
-func lostCheckDue(relayCameUp, young bool, last, now time.Time, every time.Duration) bool {
-	return relayCameUp || young && now.Sub(last) >= every
-}
-
-// lostHandshakes picks, from the device's peers, those to ask through
-// the relay to start a handshake themselves (probe.Handshake). It runs when
-// the relay has just come up, and while a young peer is reached through it
-// (see lostCheckEvery). WireGuard sends a first packet's handshake
-// initiation at once, along whatever route the peer has then; before the
-// relay is connected that is a guessed address or nowhere, and a lost
-// initiation is retried only after WireGuard's 5 s rekey timeout, which it
-// will not shorten. A peer that WireGuard sent something but never
-// completed a handshake with, that the relay now reaches, and that is young
-// (or any such peer, when the relay has just come up) has sent no
-// initiation of its own: asked, its WireGuard starts one at once, and our
-// queued packets follow its handshake.
-func (p *paths) lostHandshakes(peers []wgtypes.Peer, relayCameUp bool, now time.Time) []outgoing {
-	var out []outgoing
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pe := range peers {
-		if pe.TransmitBytes == 0 || !pe.LastHandshakeTime.IsZero() {
-			continue
-		}
-		pp := p.peers[pe.PublicKey]
-		if pp != nil && pp.route.Relay && (relayCameUp || now.Sub(pp.joined) < youngPeer) {
-			out = append(out, outgoing{peer: pp.name, ctl: pp.ctl, wg: pp.wg, msg: probe.Message{Kind: probe.Handshake}})
-		}
-	}
-	return out
 }
 
 func earliest(a, b time.Time) time.Time {
