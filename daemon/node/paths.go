@@ -610,7 +610,7 @@ func (p *paths) step(now time.Time) time.Time {
 	if checkLost {
 		if devPeers == nil { // no counter read this step
 			var err error
-			if devPeers, err = dev.Peers(); err != nil {
+			if devPeers, err = p.readPeers(dev); err != nil {
 				p.log.Debug("cannot read the device's peers", "err", err)
 			}
 		}
@@ -725,6 +725,17 @@ func (p *paths) pollCounters(now time.Time) (peers []wgtypes.Peer, polled bool) 
 	if !polled {
 		return nil, false
 	}
+	peers, err := p.readPeers(dev)
+	if err != nil {
+		p.log.Debug("cannot read the device's counters", "err", err)
+		return nil, true
+	}
+	return peers, true
+}
+
+// readPeers reads the device's peers and notes what the read cost: the
+// reads for counters and for lost handshakes share counterShare.
+func (p *paths) readPeers(dev peerCounters) ([]wgtypes.Peer, error) {
 	start := time.Now() // the real clock: this is the read's cost
 	peers, err := dev.Peers()
 	cost := p.readCost(start)
@@ -735,11 +746,7 @@ func (p *paths) pollCounters(now time.Time) (peers []wgtypes.Peer, polled bool) 
 	}
 	p.lastCost = max(cost, 1)
 	p.mu.Unlock()
-	if err != nil {
-		p.log.Debug("cannot read the device's counters", "err", err)
-		return nil, true
-	}
-	return peers, true
+	return peers, err
 }
 
 // receiveBytes is each peer's receive counter, nil without a read.
