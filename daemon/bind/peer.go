@@ -31,12 +31,19 @@ var virtualPrefix = netip.MustParsePrefix("fd7a:ce5e:ffff:ffff::/64")
 // virtualPort is the port of every virtual endpoint; only the address counts.
 const virtualPort = 1
 
-// Route is where packets for a peer go now.
+// Route is where packets for a peer go now. Whether a relay is connected
+// is looked at for each send, not when the route is set: a route set
+// before the relay came up must not send a handshake into the void after
+// it did (WireGuard retries a lost initiation only after 5 s).
 type Route struct {
 	// Direct is the peer's address to send to directly; invalid for none.
 	Direct netip.AddrPort
-	// Relay also (or only) sends through the relay.
+	// Relay also (or only) sends through the relay, while one is connected.
 	Relay bool
+	// Guess is where packets go when neither Direct nor a connected relay
+	// takes them: the peer's best published address, so that a peer on
+	// the same network is reached before anything confirmed it.
+	Guess netip.AddrPort
 }
 
 // peerEndpoint is the conn.Endpoint wireguard-go holds for a peer.
@@ -44,6 +51,7 @@ type peerEndpoint struct {
 	key    wgtypes.Key
 	virt   netip.AddrPort
 	direct atomic.Pointer[conn.StdNetEndpoint] // nil: no direct path
+	guess  atomic.Pointer[conn.StdNetEndpoint] // nil: none (see Route.Guess)
 	relay  atomic.Bool
 
 	// sessions are the session indices this node chose in the handshake
@@ -56,6 +64,8 @@ type peerEndpoint struct {
 	// changed; messages delivered by the relay.
 	lastSend atomic.Int64
 	relayed  atomic.Uint64
+	// The last handshake message sent (see Activity.Handshake).
+	hs atomic.Pointer[HandshakeSent]
 	// The direct receive counts change together (a lock taken once per
 	// run of messages in a batch, not per message), so that a reader never
 	// sees messages from one source counted under another.
@@ -101,16 +111,23 @@ func (b *Bind) SetRoute(key wgtypes.Key, r Route) error {
 	if !ok {
 		return fmt.Errorf("set route: unknown peer %s", key)
 	}
-	if r.Direct.IsValid() {
-		d := netipx.UnmapAddrPort(r.Direct)
-		if cur := e.direct.Load(); cur == nil || cur.AddrPort != d {
-			e.direct.Store(&conn.StdNetEndpoint{AddrPort: d})
-		}
-	} else {
-		e.direct.Store(nil)
-	}
+	storeAddr(&e.direct, r.Direct)
+	storeAddr(&e.guess, r.Guess)
 	e.relay.Store(r.Relay)
 	return nil
+}
+
+// storeAddr points p at a (nil for an invalid one), keeping the endpoint
+// it holds if that is a already.
+func storeAddr(p *atomic.Pointer[conn.StdNetEndpoint], a netip.AddrPort) {
+	if !a.IsValid() {
+		p.Store(nil)
+		return
+	}
+	a = netipx.UnmapAddrPort(a)
+	if cur := p.Load(); cur == nil || cur.AddrPort != a {
+		p.Store(&conn.StdNetEndpoint{AddrPort: a})
+	}
 }
 
 // Activity is the traffic seen for a peer. None of it is authenticated:
@@ -134,6 +151,21 @@ type Activity struct {
 	// Relayed counts WireGuard messages from the peer delivered by the
 	// relay.
 	Relayed uint64
+	// Handshake is the last handshake message (initiation or response)
+	// sent to the peer; zero before the first.
+	Handshake HandshakeSent
+}
+
+// HandshakeSent is what became of a handshake message sent to a peer.
+type HandshakeSent struct {
+	At time.Time
+	// Relayed: it went through the relay.
+	Relayed bool
+	// Lost: it is not expected to arrive. It had no way but a guess (no
+	// relay connected, no direct address), which is nowhere for a peer
+	// behind a NAT; or it went through the relay, and the relay then said
+	// the peer was not connected there (RelayCannotReach).
+	Lost bool
 }
 
 // Activity reports the peer's traffic (zero for an unknown peer).
@@ -152,7 +184,35 @@ func (b *Bind) Activity(key wgtypes.Key) Activity {
 	a.Recv, a.RecvFrom, a.RecvSources = e.recv, e.recvFrom, e.recvSources
 	e.recvMu.Unlock()
 	a.Relayed = e.relayed.Load()
+	if hs := e.hs.Load(); hs != nil {
+		a.Handshake = *hs
+	}
 	return a
+}
+
+// RelayCannotReach records that a relay said the peer is not connected to
+// it: a handshake message last sent to the peer through the relay was
+// dropped there. (With several relays the notice may come from one the
+// handshake did not take; it is then lost only as far as the caller can
+// tell, which costs at most an early retry.)
+func (b *Bind) RelayCannotReach(key wgtypes.Key) {
+	b.peersMu.Lock()
+	e, ok := b.byKey[key]
+	b.peersMu.Unlock()
+	if !ok {
+		return
+	}
+	for {
+		hs := e.hs.Load()
+		if hs == nil || !hs.Relayed || hs.Lost {
+			return
+		}
+		lost := *hs
+		lost.Lost = true
+		if e.hs.CompareAndSwap(hs, &lost) {
+			return
+		}
+	}
 }
 
 // sessionsKept is how many of a peer's session indices are remembered:
@@ -250,8 +310,10 @@ func (b *Bind) RemovePeer(key wgtypes.Key) {
 // IsVirtual reports whether ap is a virtual peer endpoint.
 func IsVirtual(ap netip.AddrPort) bool { return virtualPrefix.Contains(ap.Addr().Unmap()) }
 
-// sendPeer sends a batch along the peer's route. With no route at all yet
-// the packets are dropped, as if lost: WireGuard retries its handshake.
+// sendPeer sends a batch along the peer's route: directly, through the
+// relay if the route has it and a relay is connected now, and to the
+// route's guess when neither of those takes it. With nowhere to go the
+// packets are dropped, as if lost: WireGuard retries its handshake.
 //
 // Transport data may go both ways at once (the replay window drops the
 // second copy), but a handshake message goes exactly one way: two copies
@@ -260,23 +322,36 @@ func IsVirtual(ap netip.AddrPort) bool { return virtualPrefix.Contains(ap.Addr()
 // responder kept the other's, which breaks the tunnel until the next
 // handshake. While in doubt the relay is the surer way.
 func (b *Bind) sendPeer(bufs [][]byte, e *peerEndpoint) error {
-	var err error
-	viaRelay := e.relay.Load()
 	handshake := IsHandshake(bufs)
 	if handshake {
 		b.learnSession(e, bufs)
 	}
-	if d := e.direct.Load(); d != nil && !(viaRelay && handshake) {
+	var r Relay
+	if e.relay.Load() {
+		if p := b.relay.Load(); p != nil && (*p).Connected() {
+			r = *p
+		}
+	}
+	d := e.direct.Load()
+	if d == nil && r == nil {
+		d = e.guess.Load()
+		if handshake {
+			// Sent to a guess, if anywhere: for a peer behind a NAT, lost.
+			e.hs.Store(&HandshakeSent{At: time.Now(), Lost: true})
+		}
+	} else if handshake {
+		e.hs.Store(&HandshakeSent{At: time.Now(), Relayed: r != nil})
+	}
+	var err error
+	if d != nil && !(r != nil && handshake) {
 		err = b.std.Send(bufs, d)
 		e.lastSend.Store(time.Now().UnixNano())
 	}
-	if viaRelay {
-		if r := b.relay.Load(); r != nil {
-			for _, buf := range bufs {
-				// Relay errors are not the device's to act on (the relay
-				// client reconnects by itself); dropping is what UDP would do.
-				(*r).SendPacket(e.key, buf)
-			}
+	if r != nil {
+		for _, buf := range bufs {
+			// Relay errors are not the device's to act on (the relay
+			// client reconnects by itself); dropping is what UDP would do.
+			r.SendPacket(e.key, buf)
 		}
 	}
 	return err

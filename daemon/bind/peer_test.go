@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
@@ -28,15 +29,21 @@ func TestIsHandshake(t *testing.T) {
 	}
 }
 
-type countingRelay struct{ n int }
+// countingRelay counts what it is given; down says it is not connected.
+type countingRelay struct {
+	n    int
+	down bool
+}
 
 func (r *countingRelay) SendPacket(wgtypes.Key, []byte) error { r.n++; return nil }
+func (r *countingRelay) Connected() bool                      { return !r.down }
 
-// A handshake on a route with both paths goes through the relay only;
-// transport data goes both ways.
-func TestHandshakeTakesOnePath(t *testing.T) {
+// relayedPeer is a closed Bind with relay r and one peer, whose key and
+// endpoint it returns. A direct send through a closed Bind errors, which
+// is how the tests see that one was attempted.
+func relayedPeer(t *testing.T, r *countingRelay) (*Bind, wgtypes.Key, conn.Endpoint) {
+	t.Helper()
 	b := New(nil)
-	r := &countingRelay{}
 	b.SetRelay(r)
 	k, _ := wgtypes.GeneratePrivateKey()
 	key := k.PublicKey()
@@ -48,8 +55,14 @@ func TestHandshakeTakesOnePath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The direct address is never reached (the bind is closed), which is
-	// what tells the test whether a direct send was attempted: it errors.
+	return b, key, ep
+}
+
+// A handshake on a route with both paths goes through the relay only;
+// transport data goes both ways.
+func TestHandshakeTakesOnePath(t *testing.T) {
+	r := &countingRelay{}
+	b, key, ep := relayedPeer(t, r)
 	if err := b.SetRoute(key, Route{Direct: netip.MustParseAddrPort("127.0.0.1:9"), Relay: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +77,86 @@ func TestHandshakeTakesOnePath(t *testing.T) {
 	}
 	if r.n != 2 {
 		t.Fatalf("transport data not relayed")
+	}
+}
+
+// Whether the relay carries a peer's packets is decided at each send, not
+// when the route was set: a handshake on a relay route goes to the guess
+// while no relay is connected, and through the relay alone once one is,
+// with no new route in between. A route with a direct address sends the
+// handshake there while the relay is down.
+func TestRelayLookedAtPerSend(t *testing.T) {
+	r := &countingRelay{down: true}
+	b, key, ep := relayedPeer(t, r)
+	guess := netip.MustParseAddrPort("127.0.0.1:9")
+	if err := b.SetRoute(key, Route{Relay: true, Guess: guess}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Send([][]byte{msg(1, 148)}, ep); err == nil || r.n != 0 {
+		t.Fatalf("relay down: handshake not sent to the guess (err %v, relayed %d)", err, r.n)
+	}
+	r.down = false
+	if err := b.Send([][]byte{msg(1, 148)}, ep); err != nil || r.n != 1 {
+		t.Fatalf("relay up: handshake went to the guess too (err %v) or was relayed %d times, want once", err, r.n)
+	}
+	if err := b.Send([][]byte{msg(4, 64), msg(4, 64)}, ep); err != nil || r.n != 3 {
+		t.Fatalf("relay up: data went to the guess too (err %v) or was relayed %d times in all, want 3", err, r.n)
+	}
+	r.down = true
+	if err := b.SetRoute(key, Route{Direct: guess, Relay: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Send([][]byte{msg(1, 148)}, ep); err == nil || r.n != 3 {
+		t.Fatalf("relay down: handshake not sent directly (err %v, relayed %d)", err, r.n-3)
+	}
+}
+
+// Activity says where the last handshake message went and whether it is
+// known lost: to a guess, lost; through the relay, not, until the relay
+// says the peer is not connected; directly, whatever the relay says.
+func TestHandshakeSentRecorded(t *testing.T) {
+	r := &countingRelay{down: true}
+	b, key, ep := relayedPeer(t, r)
+	addr := netip.MustParseAddrPort("127.0.0.1:9")
+	send := func(r Route) HandshakeSent {
+		t.Helper()
+		if err := b.SetRoute(key, r); err != nil {
+			t.Fatal(err)
+		}
+		before := time.Now()
+		b.Send([][]byte{msg(1, 148)}, ep)
+		hs := b.Activity(key).Handshake
+		if hs.At.Before(before) {
+			t.Fatalf("handshake sent at %v, before the send at %v", hs.At, before)
+		}
+		return hs
+	}
+	if hs := b.Activity(key).Handshake; !hs.At.IsZero() {
+		t.Fatalf("a handshake recorded before any was sent: %+v", hs)
+	}
+	if hs := send(Route{Relay: true, Guess: addr}); !hs.Lost || hs.Relayed {
+		t.Fatalf("to a guess with the relay down: %+v, want lost", hs)
+	}
+	r.down = false
+	if hs := send(Route{Relay: true, Guess: addr}); hs.Lost || !hs.Relayed {
+		t.Fatalf("through the relay: %+v, want relayed, not lost", hs)
+	}
+	b.RelayCannotReach(key)
+	if hs := b.Activity(key).Handshake; !hs.Lost {
+		t.Fatalf("the relay could not reach the peer: %+v, want lost", hs)
+	}
+	if hs := send(Route{Direct: addr}); hs.Lost || hs.Relayed {
+		t.Fatalf("direct: %+v, want neither relayed nor lost", hs)
+	}
+	b.RelayCannotReach(key)
+	if hs := b.Activity(key).Handshake; hs.Lost {
+		t.Fatalf("a direct handshake counted lost by the relay's notice: %+v", hs)
+	}
+	// Transport data is no handshake message.
+	at := b.Activity(key).Handshake.At
+	b.Send([][]byte{msg(4, 64)}, ep)
+	if got := b.Activity(key).Handshake.At; !got.Equal(at) {
+		t.Fatalf("transport data recorded as a handshake")
 	}
 }
 

@@ -12,6 +12,9 @@ import (
 // Relay sends WireGuard packets to a peer through the relay servers.
 type Relay interface {
 	SendPacket(dst wgtypes.Key, pkt []byte) error
+	// Connected reports whether a relay is connected now: whether
+	// SendPacket can take a packet at all.
+	Connected() bool
 }
 
 // SetRelay sets the relay the Bind sends through (nil: none).

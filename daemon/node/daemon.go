@@ -283,7 +283,7 @@ func (d *Daemon) openDevice(meshIPs []netip.Addr, undo *cleanups) error {
 	var relays *relaySet
 	if len(cfg.Relays) > 0 {
 		var err error
-		relays, err = newRelaySet(cfg.Relays, cfg.RelayCA, cfg.FwMark, d.keys.WireGuard.PublicKey(), d.keys.Control, paths.handleRelayed, d.log)
+		relays, err = newRelaySet(cfg.Relays, cfg.RelayCA, cfg.FwMark, d.keys.WireGuard.PublicKey(), d.keys.Control, paths, d.log)
 		if err != nil {
 			return err
 		}

@@ -67,17 +67,6 @@ const (
 	// cheaper.
 	counterShare   = 0.01
 	counterRecheck = time.Minute
-
-	// A new peer reached through the relay is watched for a lost first
-	// handshake every lostCheckEvery during its first youngPeer: its
-	// initiation may have gone to the relay before the peer was connected
-	// there (and the relay drops what it cannot deliver), which no relay
-	// connection of this node coming up would reveal. The peer is then
-	// asked to start a handshake itself (see lostHandshakes) until one
-	// completes; WireGuard would retry only after 5 s. Past youngPeer its
-	// own retries have happened anyway.
-	lostCheckEvery = 500 * time.Millisecond
-	youngPeer      = 10 * time.Second
 )
 
 // peerCounters reads the WireGuard device's peers with their counters;
@@ -85,12 +74,6 @@ const (
 // device counts only what authenticated, which no spoofer can make grow.
 type peerCounters interface {
 	Peers() ([]wgtypes.Peer, error)
-}
-
-// handshakes is what the path manager asks of the device besides its
-// counters; *device.Device implements it.
-type handshakes interface {
-	StartHandshake(key wgtypes.Key) error
 }
 
 // pathBind is what the path manager uses of the Bind; *bind.Bind implements
@@ -102,6 +85,7 @@ type pathBind interface {
 	PeerEndpoint(key wgtypes.Key) netip.AddrPort
 	RemovePeer(key wgtypes.Key)
 	DeliverRelayed(src wgtypes.Key, pkt []byte)
+	RelayCannotReach(key wgtypes.Key)
 }
 
 // paths runs the per-peer path state machines (daemon/path) and does their
@@ -148,7 +132,7 @@ type paths struct {
 	// idle and settled, and only scanned (idleScan).
 	loop     map[wgtypes.Key]*peerPath
 	lastScan time.Time
-	relayUp  bool // at the last step: the routes of all peers follow it
+	relayUp  bool // a relay was connected at the last step
 	// lastLostCheck is when lostHandshakes last read the device.
 	lastLostCheck time.Time
 
@@ -375,8 +359,14 @@ func (p *paths) handleProbe(pkt []byte, from netip.AddrPort, viaRelay bool, rela
 		p.metrics.pongs.Inc()
 	case probe.Handshake:
 		if hs, ok := dev.(handshakes); ok {
-			if err := hs.StartHandshake(pp.wg); err != nil {
+			start, how := hs.StartHandshake, "start"
+			if restartsOnRequest(p.keys.PublicKey(), ctl, p.bind.Activity(pp.wg).Handshake, now) {
+				start, how = hs.RestartHandshake, "restart"
+			}
+			if err := start(pp.wg); err != nil {
 				p.log.Debug("handshake not started", "peer", name, "err", err)
+			} else {
+				p.log.Debug("handshake requested by peer", "peer", name, "action", how)
 			}
 		}
 	}
@@ -407,6 +397,19 @@ func (p *paths) nameOf(ctl wgtypes.Key) string {
 	return ""
 }
 
+// relayCannotReach is told by a relay client that the relay has no session
+// for dst: what this node last sent dst through it was dropped, a first
+// handshake included (see lostHandshakes).
+func (p *paths) relayCannotReach(dst wgtypes.Key) {
+	p.log.Debug("relay cannot reach peer", "key", dst)
+	p.bind.RelayCannotReach(dst)
+}
+
+// relayConnected is told by a relay client that its session came up: the
+// next step looks for handshakes lost meanwhile at once (lostCheckDue),
+// not a pathTick later.
+func (p *paths) relayConnected() { p.wake() }
+
 func (p *paths) wake() {
 	select {
 	case p.kick <- struct{}{}:
@@ -427,7 +430,6 @@ func (p *paths) setLocal(t vocab.NATType, cands []netip.AddrPort) {
 // this node's subnets, to recognise peers on the same network.
 func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 	now := p.now()
-	relayUp := p.relays != nil && p.relays.connected()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.routed = top.Routes()
@@ -460,7 +462,7 @@ func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
 		// applyPeers configures in WireGuard) and gets a route before
 		// WireGuard does: its first handshake must not go nowhere.
 		p.bind.PeerEndpoint(n.PublicKey)
-		p.applyRoute(pp, now, relayUp)
+		p.applyRoute(pp, now)
 	}
 	for k, pp := range p.peers {
 		if !seen[k] {
@@ -525,18 +527,11 @@ func (p *paths) step(now time.Time) time.Time {
 	devPeers, polled := p.pollCounters(now)
 	rx := receiveBytes(devPeers)
 	var out []outgoing
-	relayUp := p.relays != nil && p.relays.connected()
+	relayUp := p.relays != nil && p.relays.Connected()
 
 	p.mu.Lock()
 	relayCameUp := relayUp && !p.relayUp
-	if relayUp != p.relayUp {
-		// Every route depends on the relay: a sweep of all peers, but only
-		// when a relay connection comes or goes.
-		p.relayUp = relayUp
-		for _, pp := range p.peers {
-			p.applyRoute(pp, now, relayUp)
-		}
-	}
+	p.relayUp = relayUp
 	dev := p.dev
 	p.wakeRelayed()
 	if now.Sub(p.lastScan) >= idleScan || now.Before(p.lastScan) {
@@ -576,8 +571,8 @@ func (p *paths) step(now time.Time) time.Time {
 		if acts.CallMeMaybe && relayUp && len(p.ownCands) > 0 {
 			out = append(out, outgoing{peer: pp.name, ctl: pp.ctl, wg: pp.wg, msg: probe.Message{Kind: probe.CallMeMaybe, Candidates: p.ownCands}})
 		}
-		p.applyRoute(pp, now, relayUp)
-		young = young || pp.route.Relay && now.Sub(pp.joined) < youngPeer
+		p.applyRoute(pp, now)
+		young = young || relayUp && pp.route.Relay && now.Sub(pp.joined) < youngPeer
 		if name, _ := pp.sm.Path(now); name != pp.path {
 			if pp.path != "" {
 				// The reason is formatted only here, on a change.
@@ -615,7 +610,7 @@ func (p *paths) step(now time.Time) time.Time {
 	if checkLost {
 		if devPeers == nil { // no counter read this step
 			var err error
-			if devPeers, err = dev.Peers(); err != nil {
+			if devPeers, err = p.readPeers(dev); err != nil {
 				p.log.Debug("cannot read the device's peers", "err", err)
 			}
 		}
@@ -644,41 +639,6 @@ func (p *paths) step(now time.Time) time.Time {
 		p.log.Warn("dropping path probes: a flood, or peers probing too fast", "rate_limited_total", limited, "queue_full_total", full)
 	}
 	return next
-}
-
-// lostCheckDue says whether to look for lost first handshakes now: when a
-// relay connection came up, and every every while a young peer is reached
-// through the relay.
-func lostCheckDue(relayCameUp, young bool, last, now time.Time, every time.Duration) bool {
-	return relayCameUp || young && now.Sub(last) >= every
-}
-
-// lostHandshakes picks, from the device's peers, those to ask through
-// the relay to start a handshake themselves (probe.Handshake). It runs when
-// the relay has just come up, and while a young peer is reached through it
-// (see lostCheckEvery). WireGuard sends a first packet's handshake
-// initiation at once, along whatever route the peer has then; before the
-// relay is connected that is a guessed address or nowhere, and a lost
-// initiation is retried only after WireGuard's 5 s rekey timeout, which it
-// will not shorten. A peer that WireGuard sent something but never
-// completed a handshake with, that the relay now reaches, and that is young
-// (or any such peer, when the relay has just come up) has sent no
-// initiation of its own: asked, its WireGuard starts one at once, and our
-// queued packets follow its handshake.
-func (p *paths) lostHandshakes(peers []wgtypes.Peer, relayCameUp bool, now time.Time) []outgoing {
-	var out []outgoing
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pe := range peers {
-		if pe.TransmitBytes == 0 || !pe.LastHandshakeTime.IsZero() {
-			continue
-		}
-		pp := p.peers[pe.PublicKey]
-		if pp != nil && pp.route.Relay && (relayCameUp || now.Sub(pp.joined) < youngPeer) {
-			out = append(out, outgoing{peer: pp.name, ctl: pp.ctl, wg: pp.wg, msg: probe.Message{Kind: probe.Handshake}})
-		}
-	}
-	return out
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -765,6 +725,17 @@ func (p *paths) pollCounters(now time.Time) (peers []wgtypes.Peer, polled bool) 
 	if !polled {
 		return nil, false
 	}
+	peers, err := p.readPeers(dev)
+	if err != nil {
+		p.log.Debug("cannot read the device's counters", "err", err)
+		return nil, true
+	}
+	return peers, true
+}
+
+// readPeers reads the device's peers and notes what the read cost: the
+// reads for counters and for lost handshakes share counterShare.
+func (p *paths) readPeers(dev peerCounters) ([]wgtypes.Peer, error) {
 	start := time.Now() // the real clock: this is the read's cost
 	peers, err := dev.Peers()
 	cost := p.readCost(start)
@@ -775,11 +746,7 @@ func (p *paths) pollCounters(now time.Time) (peers []wgtypes.Peer, polled bool) 
 	}
 	p.lastCost = max(cost, 1)
 	p.mu.Unlock()
-	if err != nil {
-		p.log.Debug("cannot read the device's counters", "err", err)
-		return nil, true
-	}
-	return peers, true
+	return peers, err
 }
 
 // receiveBytes is each peer's receive counter, nil without a read.
@@ -857,16 +824,18 @@ func (p *paths) observeRecv(pp *peerPath, a bind.Activity, rx map[wgtypes.Key]ui
 	return wantPoll
 }
 
-// applyRoute gives the Bind the peer's route now. Callers hold p.mu.
-func (p *paths) applyRoute(pp *peerPath, now time.Time, relayUp bool) {
+// applyRoute gives the Bind the peer's route now. Whether a relay is
+// connected is the Bind's to check at each send, so routes need no sweep
+// when one comes or goes. Callers hold p.mu.
+func (p *paths) applyRoute(pp *peerPath, now time.Time) {
 	direct, viaRelay := pp.sm.Send(now)
-	r := bind.Route{Direct: direct, Relay: viaRelay && relayUp}
-	if !r.Direct.IsValid() && !relayUp {
-		// Nothing confirmed and no relay to carry the traffic: send to the
-		// best guess rather than nowhere, so a peer on the same network is
+	r := bind.Route{Direct: direct, Relay: viaRelay}
+	if !r.Direct.IsValid() {
+		// Nothing confirmed: while no relay carries the traffic, the best
+		// guess rather than nowhere, so a peer on the same network is
 		// reachable before its first pong (and WireGuard's first handshake
 		// is not lost to a 5 s retry).
-		r.Direct = pp.first
+		r.Guess = pp.first
 	}
 	if r != pp.route {
 		if err := p.bind.SetRoute(pp.wg, r); err != nil {

@@ -36,11 +36,21 @@ type relaySet struct {
 	states map[string]client.State
 }
 
-// newRelaySet creates a client per relay; receive gets every packet any
-// relay delivers.
+// relayEvents is what the relay clients tell the path manager; *paths
+// implements it. Each is called on a client's goroutine.
+type relayEvents interface {
+	// handleRelayed gets every packet any relay delivers.
+	handleRelayed(src wgtypes.Key, pkt []byte)
+	// relayCannotReach: a relay says dst is not connected to it.
+	relayCannotReach(dst wgtypes.Key)
+	// relayConnected: a relay session came up.
+	relayConnected()
+}
+
+// newRelaySet creates a client per relay, which tell ev what they see.
 // Their TCP connections carry mark, so that the node-IP policy rule never
 // routes them into the mesh they carry (a relay may run on a node).
-func newRelaySet(addrs []string, caFile string, mark int, pub, control wgtypes.Key, receive func(src wgtypes.Key, pkt []byte), log *slog.Logger) (*relaySet, error) {
+func newRelaySet(addrs []string, caFile string, mark int, pub, control wgtypes.Key, ev relayEvents, log *slog.Logger) (*relaySet, error) {
 	rs := &relaySet{states: map[string]client.State{}}
 	var tlsCfg *tls.Config
 	if caFile != "" {
@@ -75,7 +85,8 @@ func newRelaySet(addrs []string, caFile string, mark int, pub, control wgtypes.K
 			Addr:       addr,
 			PublicKey:  pub,
 			ControlKey: control,
-			Receive:    receive,
+			Receive:    ev.handleRelayed,
+			PeerGone:   ev.relayCannotReach,
 			Logger:     log,
 			OnState: func(s client.State) {
 				rs.mu.Lock()
@@ -83,6 +94,7 @@ func newRelaySet(addrs []string, caFile string, mark int, pub, control wgtypes.K
 				rs.mu.Unlock()
 				if s.Connected {
 					log.Info("relay connected", "relay", addr)
+					ev.relayConnected()
 				}
 			},
 		}
@@ -138,8 +150,9 @@ func (rs *relaySet) SendPacket(dst wgtypes.Key, pkt []byte) error {
 	return last
 }
 
-// connected reports whether any relay is connected.
-func (rs *relaySet) connected() bool {
+// Connected reports whether any relay is connected; it implements
+// bind.Relay.
+func (rs *relaySet) Connected() bool {
 	for _, c := range rs.clients {
 		if c.Connected() {
 			return true

@@ -63,6 +63,13 @@ const (
 	// minReconnectDelay is the first retry after a lost session: short,
 	// because packets to relay-only peers are being dropped meanwhile.
 	minReconnectDelay = 250 * time.Millisecond
+	// minRefusedDelay is the first retry after the relay refused this
+	// node: the relay is up, and a node is refused mostly at start-up,
+	// until the relay's watch has seen the MeshNode the node has just
+	// published (tens of milliseconds). Meanwhile the node's first
+	// handshakes through the relay are lost, to it and from it, so a
+	// refusal is retried sooner, and still doubles up to maxReconnectDelay.
+	minRefusedDelay = 50 * time.Millisecond
 	// maxReconnectDelay is low because a relay that comes back must carry
 	// its relay-only pairs again within seconds; a failed attempt is one
 	// TCP SYN, cheap even from a thousand nodes (the jitter spreads them).
@@ -246,10 +253,7 @@ func (c *Client) Run(ctx context.Context) error {
 			c.log.Debug("relay client stopped")
 			return nil
 		}
-		if lasted >= stableAfter {
-			delay = 0
-		}
-		delay = min(max(2*delay, minReconnectDelay), maxReconnectDelay)
+		delay = retryDelay(delay, lasted, err)
 		wait := jitter(delay)
 		c.notify(State{Err: err})
 		if lasted > 0 {
@@ -265,6 +269,21 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// retryDelay is the back-off before the next attempt, after one that
+// failed with err (or a session that ended with it after lasting lasted)
+// following a back-off of prev.
+func retryDelay(prev, lasted time.Duration, err error) time.Duration {
+	if lasted >= stableAfter {
+		prev = 0
+	}
+	floor := minReconnectDelay
+	var refused *RefusedError
+	if lasted == 0 && errors.As(err, &refused) {
+		floor = minRefusedDelay
+	}
+	return min(max(2*prev, floor), maxReconnectDelay)
 }
 
 func (c *Client) notify(s State) {

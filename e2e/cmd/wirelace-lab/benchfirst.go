@@ -4,15 +4,22 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
+	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/wirelace/wirelace/api/v1alpha1"
 	"github.com/wirelace/wirelace/e2e/benchreport"
 	"github.com/wirelace/wirelace/e2e/lab"
 )
@@ -20,9 +27,13 @@ import (
 // The first packet of a new pair that can only use the relay (both nodes
 // behind symmetric NATs): the time from both daemons being ready to the
 // first answered ping, pinging every 50 ms from the moment they are.
-// WireGuard sends its first handshake before the pair has a route and
-// retries only after 5 s, so a lost first handshake shows as ~5 s.
-const firstPacketTrials = 10
+// WireGuard retries a lost handshake initiation only after 5 s, so a
+// first handshake lost on the way shows as ~5 s. A trial over slowTrial
+// prints both daemons' logs around it (see explainSlow).
+const (
+	firstPacketTrials = 20
+	slowTrial         = time.Second
+)
 
 // pingReply matches a reply line of `ping -D`: its timestamp.
 var pingReply = regexp.MustCompile(`^\[(\d+\.\d+)\] \d+ bytes from`)
@@ -31,7 +42,8 @@ func benchFirstPacket(ctx context.Context, root string) error {
 	say("First packet: %d new relay-only pairs (both nodes behind symmetric NATs)", firstPacketTrials)
 	var res benchreport.FirstPacket
 	err := withLab(ctx, lab.Options{Root: root}, false, func(l *lab.Lab) error {
-		if _, err := l.AddRelay(ctx, "relay1"); err != nil {
+		relay, err := l.AddRelay(ctx, "relay1")
+		if err != nil {
 			return err
 		}
 		s1, err := l.AddSite(ctx, "cloud1", lab.NATSymmetric)
@@ -42,12 +54,16 @@ func benchFirstPacket(ctx context.Context, root string) error {
 		if err != nil {
 			return err
 		}
+		seen, err := watchMeshNodes(ctx, l)
+		if err != nil {
+			return err
+		}
+		defer seen.stop()
 		for trial := range firstPacketTrials {
-			d, err := firstPacket(ctx, l, trial, s1, s2)
+			d, err := firstPacket(ctx, l, trial, s1, s2, relay, seen)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("  pair %2d: first reply %6.0f ms after both daemons were ready\n", trial, ms(d))
 			res.Ms = append(res.Ms, ms(d))
 		}
 		return nil
@@ -57,13 +73,15 @@ func benchFirstPacket(ctx context.Context, root string) error {
 	}
 	sorted := slices.Sorted(slices.Values(res.Ms))
 	res.Trials, res.P50Ms, res.MaxMs = len(sorted), sorted[len(sorted)/2], sorted[len(sorted)-1]
-	fmt.Printf("  p50 %.0f ms, max %.0f ms\n", res.P50Ms, res.MaxMs)
+	slow := len(sorted) - sort.SearchFloat64s(sorted, ms(slowTrial)+1e-9)
+	fmt.Printf("  p50 %.0f ms, max %.0f ms; %d of %d over %v\n", res.P50Ms, res.MaxMs, slow, len(sorted), slowTrial)
 	return writeBenchJSON(root, benchreport.FirstPacketFile, res)
 }
 
 // firstPacket starts a new pair, one node at each site, and times its
-// first answered ping.
-func firstPacket(ctx context.Context, l *lab.Lab, trial int, s1, s2 *lab.Site) (time.Duration, error) {
+// first answered ping; a slow one is explained from the logs.
+func firstPacket(ctx context.Context, l *lab.Lab, trial int, s1, s2 *lab.Site, relay *lab.Relay, seen *meshNodesSeen) (time.Duration, error) {
+	start := time.Now()
 	a, err := l.AddNode(ctx, fmt.Sprintf("x%d", trial), lab.InSite(s1))
 	if err != nil {
 		return 0, err
@@ -89,13 +107,76 @@ func firstPacket(ctx context.Context, l *lab.Lab, trial int, s1, s2 *lab.Site) (
 	if err != nil || len(sb.MeshIPs) == 0 {
 		return 0, fmt.Errorf("%s has no mesh IP: %v", b.Name, err)
 	}
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", a.NetNS, "ping", "-n", "-D", "-i", "0.05", "-W", "1", "-w", "12", sb.MeshIPs[0])
+	reply, err := firstReply(ctx, a, sb.MeshIPs[0])
+	if err != nil {
+		return 0, fmt.Errorf("pair %s-%s: %w", a.Name, b.Name, err)
+	}
+	d := reply.Sub(ready)
+	fmt.Printf("  pair %2d: first reply %6.0f ms after both daemons were ready", trial, ms(d))
+	if at, ok := seen.both(a.Name, b.Name); ok {
+		fmt.Printf(", %6.0f ms after both MeshNodes existed", ms(reply.Sub(at)))
+	}
+	fmt.Println()
+	if d > slowTrial {
+		explainSlow([]logSource{{a.Name, a.LogPath}, {b.Name, b.LogPath}, {relay.Name, relay.LogPath}}, start, reply, ready)
+	}
+	return d, nil
+}
+
+// meshNodesSeen is when the bench first saw each MeshNode, by name: the
+// arrival of its watch event (the API's own timestamps have whole seconds).
+// Pings start only once both daemons are ready, so a time from the
+// MeshNodes is an upper bound.
+type meshNodesSeen struct {
+	stop func()
+	mu   sync.Mutex
+	at   map[string]time.Time
+}
+
+func watchMeshNodes(ctx context.Context, l *lab.Lab) (*meshNodesSeen, error) {
+	w, err := l.Dynamic.Resource(v1alpha1.MeshNodeResource).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("watch MeshNodes: %w", err)
+	}
+	s := &meshNodesSeen{stop: w.Stop, at: map[string]time.Time{}}
+	go func() {
+		for ev := range w.ResultChan() {
+			o, ok := ev.Object.(metav1.Object)
+			if !ok || ev.Type != watch.Added {
+				continue
+			}
+			s.mu.Lock()
+			if _, dup := s.at[o.GetName()]; !dup {
+				s.at[o.GetName()] = time.Now()
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s, nil
+}
+
+// both is when the later of the two MeshNodes was first seen.
+func (s *meshNodesSeen) both(a, b string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ta, oka := s.at[a]
+	tb, okb := s.at[b]
+	if ta.Before(tb) {
+		ta = tb
+	}
+	return ta, oka && okb
+}
+
+// firstReply pings ip from n every 50 ms and returns when the first reply
+// came.
+func firstReply(ctx context.Context, n *lab.Node, ip string) (time.Time, error) {
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.NetNS, "ping", "-n", "-D", "-i", "0.05", "-W", "1", "-w", "12", ip)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return 0, err
+		return time.Time{}, err
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, err
+		return time.Time{}, err
 	}
 	defer func() {
 		cmd.Process.Kill()
@@ -105,10 +186,59 @@ func firstPacket(ctx context.Context, l *lab.Lab, trial int, s1, s2 *lab.Site) (
 	for sc.Scan() {
 		if m := pingReply.FindStringSubmatch(sc.Text()); m != nil {
 			ts, _ := strconv.ParseFloat(m[1], 64)
-			return time.Unix(0, int64(ts*1e9)).Sub(ready), nil
+			return time.Unix(0, int64(ts*1e9)), nil
 		}
 	}
-	return 0, fmt.Errorf("pair %s-%s: no reply within 12 s", a.Name, b.Name)
+	return time.Time{}, errors.New("no reply within 12 s")
+}
+
+// logSource is a process's log file, by the name its lines are shown under.
+type logSource struct{ name, path string }
+
+// Lines of a slow trial worth showing: the first handshake's story (sent,
+// received, retried), relay sessions, peers and paths, probes that failed.
+var (
+	storyLine = regexp.MustCompile(`[Hh]andshake|[Kk]eypair|relay conn|client connected|refused|peer configured|published MeshNode|path changed|not sent|not started|asking peer|cannot reach|NAT classified`)
+	logTime   = regexp.MustCompile(`^time=(\S+) level=\S+ `)
+	noise     = regexp.MustCompile(` device=lace0 component=wireguard-go`)
+)
+
+// explainSlow prints the story lines the logs wrote between from and a
+// little after to, merged in time order, each timed from ready: what
+// happened to the first handshake of a slow pair.
+func explainSlow(srcs []logSource, from, to, ready time.Time) {
+	type line struct {
+		at   time.Time
+		text string
+	}
+	var lines []line
+	for _, src := range srcs {
+		f, err := os.Open(src.path)
+		if err != nil {
+			fmt.Printf("    (no log of %s: %v)\n", src.name, err)
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			m := logTime.FindStringSubmatch(sc.Text())
+			if m == nil || !storyLine.MatchString(sc.Text()) {
+				continue
+			}
+			at, err := time.Parse(time.RFC3339Nano, m[1])
+			if err != nil || at.Before(from) || at.After(to.Add(300*time.Millisecond)) {
+				continue
+			}
+			text := noise.ReplaceAllString(sc.Text()[len(m[0]):], "")
+			lines = append(lines, line{at, fmt.Sprintf("%-7s %s", src.name, text)})
+		}
+		f.Close()
+	}
+	slices.SortStableFunc(lines, func(a, b line) int { return a.at.Compare(b.at) })
+	fmt.Printf("    over %v: the logs from the start of the pair to its first reply, in ms from both ready:\n", slowTrial)
+	for _, l := range lines {
+		fmt.Printf("    %+7.0f %s\n", ms(l.at.Sub(ready)), l.text)
+	}
 }
 
 // writeReport turns the JSON of the last bench runs into docs/bench
