@@ -3,7 +3,6 @@ package kube
 import (
 	"net/netip"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/wirelace/wirelace/api/v1alpha1"
@@ -18,17 +17,21 @@ import (
 const byNodeName = "spec.nodeName"
 
 func indexSpecNodeName(obj any) ([]string, error) {
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
-		return nil, nil
+	var name string
+	switch o := obj.(type) {
+	case *v1alpha1.IPClaim:
+		name = o.Spec.NodeName
+	case *v1alpha1.RouteGrant:
+		name = o.Spec.NodeName
 	}
-	name, _, _ := unstructured.NestedString(u.Object, "spec", "nodeName")
 	if name == "" {
 		return nil, nil
 	}
 	return []string{name}, nil
 }
 
+// byNode returns the cache's own objects naming node: callers must not
+// change them.
 func byNode[T any](inf cache.SharedIndexInformer, node string) []*T {
 	objs, err := inf.GetIndexer().ByIndex(byNodeName, node)
 	if err != nil {
@@ -36,11 +39,7 @@ func byNode[T any](inf cache.SharedIndexInformer, node string) []*T {
 	}
 	var out []*T
 	for _, obj := range objs {
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
-			continue
-		}
-		if t, err := fromUnstructured[T](u); err == nil {
+		if t, ok := obj.(*T); ok {
 			out = append(out, t)
 		}
 	}

@@ -58,11 +58,20 @@ func NewWatcher(c Clients, nodeName string, ciliumNodes bool, meshChanged, podsC
 		core:     informers.NewSharedInformerFactory(c.Core, resyncPeriod),
 	}
 	w.meshNodes = w.dyn.ForResource(v1alpha1.MeshNodeResource).Informer()
-	if err := w.meshNodes.SetTransform(typedMeshNode); err != nil {
-		return nil, fmt.Errorf("MeshNode informer: %w", err)
-	}
 	w.ipClaims = w.dyn.ForResource(v1alpha1.IPClaimResource).Informer()
 	w.routeGrants = w.dyn.ForResource(v1alpha1.RouteGrantResource).Informer()
+	for _, t := range []struct {
+		inf       cache.SharedIndexInformer
+		transform cache.TransformFunc
+	}{
+		{w.meshNodes, decodeOnce[v1alpha1.MeshNode]},
+		{w.ipClaims, decodeOnce[v1alpha1.IPClaim]},
+		{w.routeGrants, decodeOnce[v1alpha1.RouteGrant]},
+	} {
+		if err := t.inf.SetTransform(t.transform); err != nil {
+			return nil, fmt.Errorf("informer: %w", err)
+		}
+	}
 	for _, inf := range []cache.SharedIndexInformer{w.ipClaims, w.routeGrants} {
 		if err := inf.AddIndexers(cache.Indexers{byNodeName: indexSpecNodeName}); err != nil {
 			return nil, fmt.Errorf("informer: %w", err)
@@ -129,21 +138,21 @@ func slimPod(obj any) (any, error) {
 	}, nil
 }
 
-// typedMeshNode decodes a MeshNode once, as it enters the cache, rather
-// than at every reconcile: with a thousand nodes every reconcile would
-// otherwise convert a thousand maps, and the typed object is also smaller
-// to keep. An object that does not decode is cached as its error, for
-// MeshNodes to report.
-func typedMeshNode(obj any) (any, error) {
+// decodeOnce decodes one of the CRDs' objects once, as it enters the
+// cache, rather than at every reconcile: with a thousand nodes every
+// reconcile would otherwise convert thousands of maps (MeshNodes,
+// IPClaims), and the typed objects are also smaller to keep. An object
+// that does not decode is cached as its error, for the reader to report.
+func decodeOnce[T any](obj any) (any, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return obj, nil // a deletion tombstone: its object was decoded when cached
 	}
-	mn, err := fromUnstructured[v1alpha1.MeshNode](u)
+	t, err := fromUnstructured[T](u)
 	if err != nil {
 		return &undecodable{ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), ResourceVersion: u.GetResourceVersion()}, err: err}, nil
 	}
-	return mn, nil
+	return t, nil
 }
 
 // undecodable stands in the cache for an object that did not decode.
