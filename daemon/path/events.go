@@ -50,6 +50,7 @@ func (p *Peer) confirm(a netip.AddrPort, how confirmation, now time.Time) {
 		// dates traffic's proof at the start of the interval it covers):
 		// those still await an answer.
 		p.sentSince = p.lastSent.After(now)
+		p.unanswered = now
 		p.liveness = time.Time{}
 	}
 	if p.state(now) == stateDirect {
@@ -144,8 +145,11 @@ func (p *Peer) OnDirectHint(from netip.AddrPort, now time.Time) {
 // OnDirectSend records that a WireGuard packet was sent to the direct
 // address at `at` (the daemon may report the latest once per tick). It arms
 // fast loss detection: if nothing confirms the path within SuspectAfter of
-// the last confirmation, Tick pings it, and if that goes unanswered for
-// LivenessWait packets go on both paths, long before TrustDirect runs out.
+// the first send since the last confirmation, Tick pings it, and if that
+// goes unanswered for LivenessWait packets go on both paths, long before
+// TrustDirect runs out. Counting from the send, not from the confirmation,
+// lets a request that pauses and then gets its answer (a health check, a
+// ping) cost no probe.
 // Without these reports only TrustDirect detects a loss.
 //
 // It returns true when this report armed that detection (the first send
@@ -162,6 +166,7 @@ func (p *Peer) OnDirectSend(at time.Time) bool {
 		return false
 	}
 	p.sentSince = true
+	p.unanswered = at
 	return true
 }
 

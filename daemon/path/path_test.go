@@ -643,7 +643,8 @@ func TestNoDuplicateSendsWhenConfirmed(t *testing.T) {
 	}
 }
 
-// OnDirectSend says when it armed loss detection: once per confirmation.
+// OnDirectSend says when it armed loss detection: once per confirmation;
+// the liveness ping comes SuspectAfter after that first unanswered send.
 func TestOnDirectSendArms(t *testing.T) {
 	p := NewPeer("b", t0)
 	if p.OnDirectSend(t0) {
@@ -653,25 +654,52 @@ func TestOnDirectSendArms(t *testing.T) {
 	if p.OnDirectSend(t0) {
 		t.Fatal("armed by a send no later than the confirmation")
 	}
-	if !p.OnDirectSend(t0.Add(time.Millisecond)) {
+	sent := t0.Add(time.Millisecond)
+	if !p.OnDirectSend(sent) {
 		t.Fatal("first send after the confirmation did not arm")
 	}
 	if p.OnDirectSend(t0.Add(2 * time.Millisecond)) {
 		t.Fatal("armed twice")
 	}
-	if a := p.Tick(t0.Add(2 * time.Millisecond)); !a.Next.Equal(t0.Add(SuspectAfter)) {
-		t.Fatalf("Next %v, want SuspectAfter after the confirmation", a.Next.Sub(t0))
+	suspect := sent.Add(SuspectAfter)
+	if a := p.Tick(t0.Add(2 * time.Millisecond)); !a.Next.Equal(suspect) {
+		t.Fatalf("Next %v, want SuspectAfter after the first unanswered send", a.Next.Sub(t0))
 	}
-	a := p.Tick(t0.Add(SuspectAfter))
-	if len(a.Pings) != 1 || a.Pings[0].To != stunA || !a.Next.Equal(t0.Add(SuspectAfter+LivenessWait)) {
+	a := p.Tick(suspect)
+	if len(a.Pings) != 1 || a.Pings[0].To != stunA || !a.Next.Equal(suspect.Add(LivenessWait)) {
 		t.Fatalf("liveness: %+v", a)
 	}
-	if d, r := p.Send(t0.Add(SuspectAfter + LivenessWait)); d != stunA || !r {
+	if d, r := p.Send(suspect.Add(LivenessWait)); d != stunA || !r {
 		t.Fatalf("unanswered liveness ping: Send %v %v, want both", d, r)
 	}
-	p.OnPong(stunA, a.Pings[0].TxID, t0.Add(SuspectAfter+LivenessWait+time.Millisecond))
-	if d, r := p.Send(t0.Add(SuspectAfter + LivenessWait + time.Millisecond)); d != stunA || r {
+	p.OnPong(stunA, a.Pings[0].TxID, suspect.Add(LivenessWait+time.Millisecond))
+	if d, r := p.Send(suspect.Add(LivenessWait + time.Millisecond)); d != stunA || r {
 		t.Fatalf("late pong: Send %v %v, want direct", d, r)
+	}
+}
+
+// A request once a second answered within SuspectAfter (a health check, a
+// ping) keeps the path confirmed by itself: it costs no liveness ping,
+// only the heartbeat while trust runs out, and none of them doubts it.
+func TestAnsweredRequestsCostNoLivenessPing(t *testing.T) {
+	p := NewPeer("b", t0)
+	p.OnDirectRecv(stunA, t0)
+	pings := 0
+	now := t0
+	for range 30 {
+		now = now.Add(time.Second)
+		p.OnDirectSend(now)
+		pings += len(p.Tick(now).Pings)
+		answer := now.Add(50 * time.Millisecond)
+		pings += len(p.Tick(answer).Pings)
+		p.OnDirectRecv(stunA, answer)
+		pings += len(p.Tick(answer.Add(300 * time.Millisecond)).Pings)
+		if d, r := p.Send(answer.Add(300 * time.Millisecond)); d != stunA || r {
+			t.Fatalf("at %v: Send %v %v, want direct only", now.Sub(t0), d, r)
+		}
+	}
+	if pings != 0 {
+		t.Errorf("%d pings over 30 answered requests, want none (traffic confirms the path)", pings)
 	}
 }
 

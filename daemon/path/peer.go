@@ -20,6 +20,7 @@ type Peer struct {
 	lastConfirm time.Time      // last pong from / traffic from active
 	confirmedBy confirmation   // what last confirmed it
 	sentSince   bool           // OnDirectSend since lastConfirm
+	unanswered  time.Time      // with sentSince: when the first such send went out
 	lastSent    time.Time      // the latest OnDirectSend
 	liveness    time.Time      // deadline of the unanswered liveness ping; zero: none
 	lastUpgrade time.Time

@@ -107,7 +107,7 @@ func (p *Peer) keepDirect(acts *Actions, now time.Time) {
 	if !now.Before(refresh) && (c.lastPing.Before(refresh) || now.Sub(c.lastPing) >= HeartbeatRetry) {
 		p.ping(acts, c, now)
 	}
-	if p.sentSince && p.liveness.IsZero() && now.Sub(p.lastConfirm) >= SuspectAfter {
+	if p.sentSince && p.liveness.IsZero() && now.Sub(p.unanswered) >= SuspectAfter {
 		sent := p.ping(acts, c, now)
 		p.liveness = answerBy(sent, c.rtt, now)
 	}
@@ -270,7 +270,7 @@ func (p *Peer) next(now time.Time) time.Time {
 			at(c.lastPing.Add(HeartbeatRetry))
 		}
 		if p.sentSince && p.liveness.IsZero() {
-			at(p.lastConfirm.Add(SuspectAfter))
+			at(p.unanswered.Add(SuspectAfter))
 		}
 		at(p.lastUpgrade.Add(UpgradeInterval))
 		// Another confirmed address outliving this one takes over then.

@@ -36,8 +36,8 @@ const (
 	// often the direct address is pinged while degraded.
 	HeartbeatRetry = 500 * time.Millisecond
 	// SuspectAfter: when we have sent to the direct address (OnDirectSend)
-	// and nothing has confirmed it for this long, ping it at once instead of
-	// waiting for the heartbeat. The daemon confirms a path with two-way
+	// and nothing has confirmed it for this long since that send, ping it
+	// at once instead of waiting for the heartbeat. The daemon confirms a path with two-way
 	// traffic from the device's counters about every 100 ms, so this leaves
 	// one late read of slack; a path carrying only our sends is pinged about
 	// this often, which such traffic dwarfs.
