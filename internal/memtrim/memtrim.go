@@ -53,26 +53,32 @@ type Sample struct {
 // without a runtime to provoke.
 type policy struct {
 	slack, quietAlloc uint64
-	// rest is what the heap held after the last trim (or at start): the
-	// level a quiet node returns to.
-	rest uint64
-	last Sample
-	seen bool
+	// rest is what the heap held right after the last trim, or less if
+	// the runtime shrank it since: the level a quiet node returns to.
+	// Until a first trim it is unknown: a sample taken at start could be
+	// in the middle of a burst, and would be no rest at all.
+	rest  uint64
+	known bool
+	last  Sample
+	seen  bool
 }
 
 // observe takes the sample of a new interval and reports whether to trim.
 func (p *policy) observe(s Sample) bool {
 	defer func() { p.last, p.seen = s, true }()
 	if !p.seen {
-		p.rest = s.Held
-		return false
+		return false // no allocation rate yet
+	}
+	quiet := s.Allocated-p.last.Allocated < p.quietAlloc
+	if !p.known {
+		// The first quiet moment learns the rest, by trimming.
+		return quiet && s.Held > p.slack
 	}
 	if s.Held < p.rest {
 		// The runtime gave memory back by itself; this is the new rest.
 		p.rest = s.Held
 		return false
 	}
-	quiet := s.Allocated-p.last.Allocated < p.quietAlloc
 	// Garbage up to GOGC of the rest between two collections is normal
 	// (a node with a thousand peers reconciling makes some); trimming
 	// that would only repeat collections the runtime does anyway.
@@ -80,7 +86,7 @@ func (p *policy) observe(s Sample) bool {
 }
 
 // trimmed records what the heap holds right after a trim.
-func (p *policy) trimmed(s Sample) { p.rest, p.last = s.Held, s }
+func (p *policy) trimmed(s Sample) { p.rest, p.known, p.last = s.Held, true, s }
 
 // Trimmer runs the policy against the Go runtime.
 type Trimmer struct {

@@ -17,10 +17,10 @@ func TestPolicy(t *testing.T) {
 		s    Sample
 		trim bool
 	}{
-		{"first sample sets the rest", Sample{Held: 30 * mib, Allocated: 100 * mib, GCPercent: 100}, false},
-		{"a burst: the heap grows while allocating fast", Sample{Held: 250 * mib, Allocated: 2000 * mib, GCPercent: 100}, false},
+		{"the first sample, in a burst (the daemon just started)", Sample{Held: 150 * mib, Allocated: 400 * mib, GCPercent: 100}, false},
+		{"the burst goes on: the heap grows while allocating fast", Sample{Held: 250 * mib, Allocated: 2000 * mib, GCPercent: 100}, false},
 		{"still busy", Sample{Held: 260 * mib, Allocated: 4000 * mib, GCPercent: 100}, false},
-		{"quiet and holding much more than at rest", Sample{Held: 260 * mib, Allocated: 4010 * mib, GCPercent: 100}, true},
+		{"quiet: the first trim, which learns the rest", Sample{Held: 260 * mib, Allocated: 4010 * mib, GCPercent: 100}, true},
 	}
 	for _, st := range steps {
 		if got := p.observe(st.s); got != st.trim {
@@ -71,7 +71,7 @@ func TestTrimmerReturnsPooledBuffers(t *testing.T) {
 
 	tr := New(slog.New(slog.DiscardHandler))
 	tr.every = 20 * time.Millisecond
-	tr.policy.rest, tr.policy.last, tr.policy.seen = rest.Held, busy, true
+	tr.policy.rest, tr.policy.known, tr.policy.last, tr.policy.seen = rest.Held, true, busy, true
 	trimmed := make(chan [2]uint64, 1)
 	tr.OnTrim = func(before, after uint64) {
 		select {
