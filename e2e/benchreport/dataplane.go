@@ -18,9 +18,10 @@ type ScaleDataPlane struct {
 	// Change is one fake node's WireGuard key changed in its MeshNode.
 	Change PeerChange `json:"peer_change"`
 	// Throughput is one TCP stream to the real node through lace0. It is
-	// measured after the largest size, the fake nodes' MeshNodes deleted
-	// down to this size, so that no transfer's memory counts in the
-	// memory figures.
+	// measured after every memory figure (a transfer grows the daemons'
+	// memory): at the largest size, at each smaller one with the fake
+	// nodes' MeshNodes deleted down to it, and at the largest again, whose
+	// rounds are both passes'.
 	Throughput *PathThroughput `json:"throughput,omitempty"`
 }
 
@@ -97,7 +98,7 @@ func dataPlaneMarkdown(sc []Scale) string {
 			continue
 		}
 		if md.Len() == 0 {
-			md.WriteString("\nThe data plane: lace0 with one WireGuard peer per node (all idle but one real node). A one-peer change is one node's WireGuard key changed in its MeshNode; CPU is the daemon's over a fixed window less its idle rate. Throughput is one TCP stream to the real node, measured last, with MeshNodes deleted down to each size.\n\n| nodes | peers | change visible p50 | max | daemon CPU per change | peers written per change | heap in use | live heap | Gbit/s | CPU s/Gbit |\n|---|---|---|---|---|---|---|---|---|---|\n")
+			md.WriteString("\nThe data plane: lace0 with one WireGuard peer per node (all idle but one real node). A one-peer change is one node's WireGuard key changed in its MeshNode; CPU is the daemon's over a fixed window less its idle rate. Throughput is one TCP stream to the real node, measured last: from the largest size down, MeshNodes deleted, then the largest again (its rounds are both passes', so a steady drift of the machine's load cancels out).\n\n| nodes | peers | change visible p50 | max | daemon CPU per change | peers written per change | heap in use | live heap | Gbit/s | CPU s/Gbit |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		}
 		gbps, cpu := "-", "-"
 		if d.Throughput != nil {

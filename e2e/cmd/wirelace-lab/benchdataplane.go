@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -24,8 +25,9 @@ import (
 // MeshNode, timed to the new key on lace0, the daemon's CPU over a fixed
 // window, and how many peers it wrote (its own counter). After the
 // largest size, the fake MeshNodes are deleted size by size and TCP
-// throughput a→b is measured at each: transfers grow a daemon's memory,
-// so they come after every memory figure.
+// throughput a→b is measured at each, then at the largest size again:
+// transfers grow a daemon's memory, so they come after every memory
+// figure.
 const (
 	changeTrials = 5
 	// changeWindow is the fixed window a change's CPU is metered over,
@@ -237,62 +239,138 @@ func metricMiB(exposition, name string) (float64, error) {
 	return b / (1 << 20), nil
 }
 
-// throughputs measures a→b at each size, from the largest down: the fake
-// MeshNodes beyond a size are deleted and lace0 waited down to that size's
-// peer count first. created is how many fake nodes exist.
+// throughputs measures a→b at each size, from the largest down, then at
+// the largest again: the fake MeshNodes beyond a size are deleted (and at
+// the end created again) and lace0 waited to that size's peer count
+// first. The load of a shared machine drifts over minutes; measuring the
+// largest size before and after the others cancels a steady drift out of
+// the comparison. created is how many fake nodes exist.
 func (dp *dataPlane) throughputs(ctx context.Context, results []benchreport.Scale, created int) error {
 	pids := []int{dp.a.PID(), dp.b.PID()}
+	// The first transfer through the daemons fills their buffer pools
+	// (page faults, RSS up by tens of MiB): it is run once, uncounted, so
+	// that the first size measured does not pay it alone.
+	if _, err := iperf(ctx, dp.a, dp.bIP, pids, 0); err != nil {
+		return fmt.Errorf("a→b warm-up: %w", err)
+	}
+	rounds := map[*benchreport.Scale][]iperfResult{}
+	measure := func(r *benchreport.Scale) error {
+		for range benchRounds {
+			// Each side's CPU and the machine's load, printed: which
+			// side a slow round cost, or whether the machine was busy.
+			ca, cb := cpuSeconds(pids[:1]), cpuSeconds(pids[1:])
+			res, err := iperf(ctx, dp.a, dp.bIP, pids, 0)
+			if err != nil {
+				return fmt.Errorf("a→b with %d peers: %w", r.DataPlane.Peers, err)
+			}
+			ca, cb = cpuSeconds(pids[:1])-ca, cpuSeconds(pids[1:])-cb
+			load, _ := os.ReadFile("/proc/loadavg")
+			fmt.Printf("  %4d nodes, %4d peers on lace0: a→b %.2f Gbit/s, CPU-s a %.2f b %.2f, load %s\n",
+				r.Nodes, r.DataPlane.Peers, res.Gbps, ca, cb, strings.Join(strings.Fields(string(load))[:3], " "))
+			rounds[r] = append(rounds[r], res)
+		}
+		return nil
+	}
+	var largest *benchreport.Scale
+	var deleted []*unstructured.Unstructured
 	for i := len(results) - 1; i >= 0; i-- {
 		r := &results[i]
 		if r.DataPlane == nil {
 			continue
 		}
-		if err := dp.shrink(ctx, r.Nodes, created, r.DataPlane.Peers); err != nil {
+		if largest == nil {
+			largest = r
+		}
+		gone, err := dp.deleteFakes(ctx, r.Nodes, created)
+		if err != nil {
 			return err
 		}
+		deleted = append(deleted, gone...)
 		created = min(created, r.Nodes)
-		var rounds []iperfResult
-		for range benchRounds {
-			res, err := iperf(ctx, dp.a, dp.bIP, pids, 0)
-			if err != nil {
-				return fmt.Errorf("a→b with %d peers: %w", r.DataPlane.Peers, err)
-			}
-			rounds = append(rounds, res)
+		if err := dp.waitPeers(ctx, r.DataPlane.Peers); err != nil {
+			return err
 		}
-		t := pathThroughput(fmt.Sprintf("a→b, %d peers", r.DataPlane.Peers), rounds)
+		if err := measure(r); err != nil {
+			return err
+		}
+	}
+	if largest == nil {
+		return nil
+	}
+	if len(deleted) > 0 {
+		if err := dp.recreate(ctx, deleted); err != nil {
+			return err
+		}
+		if err := dp.waitPeers(ctx, largest.DataPlane.Peers); err != nil {
+			return err
+		}
+		if err := measure(largest); err != nil {
+			return err
+		}
+	}
+	for r, rs := range rounds {
+		t := pathThroughput(fmt.Sprintf("a→b, %d peers", r.DataPlane.Peers), rs)
 		r.DataPlane.Throughput = &t
-		fmt.Printf("  %4d nodes, %4d peers on lace0: a→b %.2f Gbit/s (rounds %.2f), CPU %.2f s/Gbit\n",
-			r.Nodes, r.DataPlane.Peers, t.Gbps, t.RoundsGbps, t.CPUPerGbit)
 	}
 	return nil
 }
 
-// shrink deletes the MeshNodes of fake nodes [to, from) and waits until
-// lace0 has peers peers.
-func (dp *dataPlane) shrink(ctx context.Context, to, from, peers int) error {
+// deleteFakes deletes the MeshNodes of fake nodes [to, from) and returns
+// them as they were.
+func (dp *dataPlane) deleteFakes(ctx context.Context, to, from int) ([]*unstructured.Unstructured, error) {
 	res := dp.l.Dynamic.Resource(v1alpha1.MeshNodeResource)
+	gone := make([]*unstructured.Unstructured, max(from-to, 0))
 	var g errgroup.Group
 	g.SetLimit(16)
 	for i := to; i < from; i++ {
 		g.Go(func() error {
 			name := lab.FakeNodeName(i)
+			u, err := res.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return fmt.Errorf("get MeshNode %s: %w", name, err)
+			}
 			if err := res.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 				return fmt.Errorf("delete MeshNode %s: %w", name, err)
+			}
+			gone[i-to] = u
+			return nil
+		})
+	}
+	return gone, g.Wait()
+}
+
+// recreate creates MeshNodes deleted by deleteFakes again.
+func (dp *dataPlane) recreate(ctx context.Context, objs []*unstructured.Unstructured) error {
+	res := dp.l.Dynamic.Resource(v1alpha1.MeshNodeResource)
+	var g errgroup.Group
+	g.SetLimit(16)
+	for _, u := range objs {
+		g.Go(func() error {
+			u = u.DeepCopy()
+			// What the API server assigned the deleted object.
+			u.SetResourceVersion("")
+			u.SetUID("")
+			u.SetCreationTimestamp(metav1.Time{})
+			u.SetManagedFields(nil)
+			if _, err := res.Create(ctx, u, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("create MeshNode %s again: %w", u.GetName(), err)
 			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
+	return g.Wait()
+}
+
+// waitPeers waits until lace0 has n peers.
+func (dp *dataPlane) waitPeers(ctx context.Context, n int) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		keys, err := dp.peerKeys(ctx)
-		if err == nil && len(keys) == peers {
+		if err == nil && len(keys) == n {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("lace0 of %s: %d peers, want %d (%v)", dp.a.Name, len(keys), peers, err)
+			return fmt.Errorf("lace0 of %s: %d peers, want %d (%v)", dp.a.Name, len(keys), n, err)
 		}
 		select {
 		case <-ctx.Done():

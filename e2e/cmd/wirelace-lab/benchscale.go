@@ -94,7 +94,7 @@ func benchScale(ctx context.Context, root string) error {
 				r.Nodes, r.DataPlane.Peers, r.DataPlane.HeapInuseMiB, r.DataPlane.HeapLiveMiB, c.VisibleP50Ms, c.VisibleMaxMs, c.CPUMs, c.IdleCPUMs, c.PeerWrites)
 			results = append(results, r)
 		}
-		say("Scale, data plane: TCP a→b through lace0, %d rounds of %s, MeshNodes deleted down to each size", benchRounds, benchDuration)
+		say("Scale, data plane: TCP a→b through lace0, %d rounds of %s per size, from the largest down (MeshNodes deleted) and the largest again", benchRounds, benchDuration)
 		return dp.throughputs(ctx, results, created)
 	})
 	if err != nil {
