@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wirelace/wirelace/api/vocab"
@@ -24,6 +26,9 @@ type metrics struct {
 	pings       prometheus.Counter
 	pongs       prometheus.Counter
 	memoryTrims prometheus.Counter
+	// peerWrites counts peers in UAPI set operations: a change to one
+	// node must cost a write of that peer, not of every peer.
+	peerWrites prometheus.Counter
 }
 
 func newMetrics(d *Daemon) *metrics {
@@ -41,8 +46,15 @@ func newMetrics(d *Daemon) *metrics {
 		memoryTrims: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wirelace_memory_trims_total", Help: "Times the heap a burst of traffic left behind was returned to the OS.",
 		}),
+		peerWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wirelace_wireguard_peer_writes_total", Help: "Peers added, changed or removed on the WireGuard device.",
+		}),
 	}
-	m.reg.MustRegister(m.pathChanges, m.pings, m.pongs, m.memoryTrims, statusCollector{d}, prometheus.NewGoCollector())
+	// The live heap (marked by the last GC) besides the MemStats gauges:
+	// heap in use swings with the GC cycle, the live heap is what peers cost.
+	goMetrics := collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)}))
+	m.reg.MustRegister(m.pathChanges, m.pings, m.pongs, m.memoryTrims, m.peerWrites, statusCollector{d}, goMetrics)
 	return m
 }
 

@@ -182,6 +182,7 @@ func (d *Daemon) applyPeers(top mesh.Topology) error {
 		if err := d.dev.Configure(cfg); err != nil {
 			return fmt.Errorf("configure WireGuard peers: %w", err)
 		}
+		d.metrics.peerWrites.Add(float64(len(cfg.Peers)))
 		for _, pc := range cfg.Peers {
 			switch {
 			case pc.Remove:

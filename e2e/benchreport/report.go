@@ -81,6 +81,7 @@ func Write(dir, out string) error {
 			fmt.Fprintf(&md, "| %d | %.0f ms | %.0f ms | %s | %.2f%% of a core | %.0f MiB | %.1f | %.1f |\n",
 				s.Nodes, s.JoinP50Ms, s.JoinMaxMs, burst, s.CPUPercent, s.RSSMiB, s.WritesPerMin, s.ReadsPerMin)
 		}
+		md.WriteString(dataPlaneMarkdown(sc))
 	}
 	if err := failoverSection(dir, out, &md); err != nil {
 		return err

@@ -46,6 +46,8 @@ type Scale struct {
 	WritesPerMin   float64            `json:"api_writes_per_min"`
 	ReadsPerMin    float64            `json:"api_reads_per_min"`
 	RequestsByKind map[string]float64 `json:"api_requests_per_min_by_kind"`
+	// DataPlane is lace0 at this size (dataplane.go).
+	DataPlane *ScaleDataPlane `json:"data_plane,omitempty"`
 }
 
 // The files make bench writes, in the bench directory.

@@ -21,7 +21,8 @@ import (
 // configured before routes) on the real node; how long the node takes in a
 // burst of new nodes (created several at a time); and, over a quiet window, the daemon's CPU, its RSS
 // and the requests it sends the API server (its own counter,
-// wirelace_api_requests_total).
+// wirelace_api_requests_total). Alongside, the data plane: lace0 with a
+// peer per node, one of them real (benchdataplane.go).
 const (
 	scaleSamples = 10               // single joins timed per size
 	scaleQuiet   = 30 * time.Second // the quiet window
@@ -42,6 +43,10 @@ func benchScale(ctx context.Context, root string) error {
 		}
 		if err := a.WaitReady(ctx, 60*time.Second); err != nil {
 			return err
+		}
+		dp, err := newDataPlane(ctx, l, a)
+		if err != nil {
+			return fmt.Errorf("data plane: %w", err)
 		}
 		created := 0
 		for _, size := range scaleSizes {
@@ -80,9 +85,17 @@ func benchScale(ctx context.Context, root string) error {
 			}
 			fmt.Printf("  %4d nodes: join p50 %6.0f ms, max %6.0f ms; burst of %3d applied %6.0f ms after the last create; idle %.2f%% of a core, RSS %.0f MiB, API %.1f writes/min, %.1f reads/min %v\n",
 				r.Nodes, r.JoinP50Ms, r.JoinMaxMs, r.BurstNodes, r.BurstMs, r.CPUPercent, r.RSSMiB, r.WritesPerMin, r.ReadsPerMin, r.RequestsByKind)
+			// After the quiet window, which it would disturb.
+			if r.DataPlane, err = dp.measure(ctx, r.CPUPercent); err != nil {
+				return fmt.Errorf("data plane at %d nodes: %w", size, err)
+			}
+			c := r.DataPlane.Change
+			fmt.Printf("  %4d nodes, %4d peers on lace0: heap in use %.1f MiB, live %.1f MiB; one key changed: on lace0 p50 %.0f ms, max %.0f ms, daemon CPU %.0f ms (idle %.0f ms in the window), %.1f peers written\n",
+				r.Nodes, r.DataPlane.Peers, r.DataPlane.HeapInuseMiB, r.DataPlane.HeapLiveMiB, c.VisibleP50Ms, c.VisibleMaxMs, c.CPUMs, c.IdleCPUMs, c.PeerWrites)
 			results = append(results, r)
 		}
-		return nil
+		say("Scale, data plane: TCP a→b through lace0, %d rounds of %s per size, from the largest down (MeshNodes deleted) and the largest again", benchRounds, benchDuration)
+		return dp.throughputs(ctx, results, created)
 	})
 	if err != nil {
 		return err
