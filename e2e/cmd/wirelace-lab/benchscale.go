@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wirelace/wirelace/daemon/path"
 	"github.com/wirelace/wirelace/e2e/benchreport"
 	"github.com/wirelace/wirelace/e2e/lab"
 )
@@ -67,6 +68,7 @@ func benchScale(ctx context.Context, root string) error {
 			}
 			// One at a time.
 			var joins []time.Duration
+			var lastJoin time.Time
 			for range scaleSamples {
 				t0 := time.Now()
 				if err := l.AddFakeNode(ctx, created); err != nil {
@@ -76,10 +78,18 @@ func benchScale(ctx context.Context, root string) error {
 					return err
 				}
 				joins = append(joins, time.Since(t0))
+				lastJoin = time.Now()
 				created++
 			}
 			slices.Sort(joins)
 			r.JoinP50Ms, r.JoinMaxMs = ms(joins[len(joins)/2]), ms(joins[len(joins)-1])
+			// A new peer counts as active for path.IdleTimeout (its direct
+			// path is looked for at once); idle is after that.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(path.IdleTimeout - time.Since(lastJoin)):
+			}
 			if err := quietWindow(ctx, a, &r); err != nil {
 				return err
 			}
