@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -171,7 +169,7 @@ func quietWindow(ctx context.Context, n *lab.Node, r *benchreport.Scale) error {
 		return err
 	}
 	r.CPUPercent = 100 * (cpu1 - cpu0) / scaleQuiet.Seconds()
-	if r.RSSMiB, err = rssMiB(pid); err != nil {
+	if r.RSSMiB, err = procStatusMiB(pid, "VmRSS"); err != nil {
 		return err
 	}
 	perMin := time.Minute.Seconds() / scaleQuiet.Seconds()
@@ -213,19 +211,4 @@ func apiRequests(metrics string) (map[string]float64, error) {
 		out[verb+" "+resource] = v
 	}
 	return out, nil
-}
-
-// rssMiB is a process's resident set (VmRSS).
-func rssMiB(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 }
