@@ -8,46 +8,6 @@ import (
 	"testing"
 )
 
-func TestHelmWrapperGoMod(t *testing.T) {
-	got := string(helmWrapperGoMod())
-	for _, want := range []string{"module " + helmWrapModule + "\n", "require helm.sh/helm/v3 " + HelmVersion + "\n"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("wrapper go.mod lacks %q:\n%s", want, got)
-		}
-	}
-}
-
-// TestHelmStamp checks that a build is reused only with a matching stamp
-// and an executable binary, so that a killed or older build is redone.
-func TestHelmStamp(t *testing.T) {
-	dir := t.TempDir()
-	stamp, helm := filepath.Join(dir, "stamp"), filepath.Join(dir, "helm")
-	if helmUpToDate(stamp, helm) {
-		t.Fatal("up to date with nothing there")
-	}
-	if err := os.WriteFile(helm, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(stamp, []byte(strings.Replace(helmStampText(), HelmVersion, "v3.0.0", 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if helmUpToDate(stamp, helm) {
-		t.Fatal("up to date with another version's stamp")
-	}
-	if err := os.WriteFile(stamp, []byte(helmStampText()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if !helmUpToDate(stamp, helm) {
-		t.Fatal("not up to date with a matching stamp")
-	}
-	if err := os.Chmod(helm, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if helmUpToDate(stamp, helm) {
-		t.Fatal("up to date with a binary that is not executable")
-	}
-}
-
 // TestEnsureHelm builds (or reuses) the real helm and runs it.
 func TestEnsureHelm(t *testing.T) {
 	if testing.Short() {

@@ -16,13 +16,14 @@ import (
 )
 
 // TestGroupStamp: a group of binaries is reused only with its own stamp and
-// every binary executable, so a killed build, or one of other versions, is
-// redone.
+// every binary executable, so a killed build, another group's or one of
+// another recipe is redone.
 func TestGroupStamp(t *testing.T) {
 	dir := t.TempDir()
 	stamp := filepath.Join(dir, "stamp")
 	bins := []string{filepath.Join(dir, "a"), filepath.Join(dir, "b")}
-	if groupUpToDate(stamp, runtimeStampText(), bins) {
+	node := groupStampText("node")
+	if groupUpToDate(stamp, node, bins) {
 		t.Fatal("up to date with nothing there")
 	}
 	for _, b := range bins {
@@ -30,27 +31,75 @@ func TestGroupStamp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(stamp, []byte(nodeStampText()), 0o644); err != nil {
+	for _, other := range []string{groupStampText("helm"), strings.Replace(node, ContainerdVersion, "v2.0.0", 1)} {
+		if err := os.WriteFile(stamp, []byte(other), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if groupUpToDate(stamp, node, bins) {
+			t.Fatalf("up to date with the stamp %q", other)
+		}
+	}
+	if err := os.WriteFile(stamp, []byte(node), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if groupUpToDate(stamp, runtimeStampText(), bins) {
-		t.Fatal("up to date with the other group's stamp")
-	}
-	if err := os.WriteFile(stamp, []byte(runtimeStampText()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if !groupUpToDate(stamp, runtimeStampText(), bins) {
+	if !groupUpToDate(stamp, node, bins) {
 		t.Fatal("not up to date with a matching stamp")
+	}
+	if err := os.Chmod(bins[0], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if groupUpToDate(stamp, node, bins) {
+		t.Fatal("up to date with a binary that is not executable")
 	}
 	if err := os.Remove(bins[1]); err != nil {
 		t.Fatal(err)
 	}
-	if groupUpToDate(stamp, runtimeStampText(), bins) {
+	if groupUpToDate(stamp, node, bins) {
 		t.Fatal("up to date with a binary missing")
 	}
-	for _, want := range []string{ContainerdVersion, CNIPluginsVersion, containerdTags} {
-		if !strings.Contains(runtimeStampText(), want) {
-			t.Errorf("runtime stamp %q does not record %s", runtimeStampText(), want)
+	for _, want := range []string{KubernetesVersion, EtcdVersion, ContainerdVersion, CNIPluginsVersion, HelmVersion, labBuildTags} {
+		if !strings.Contains(node, want) {
+			t.Errorf("stamp %q does not record %s", node, want)
+		}
+	}
+}
+
+// TestTargetNames: go build names etcd's binary after the element before
+// its major version suffix; the lab installs it as etcd.
+func TestTargetNames(t *testing.T) {
+	for _, tc := range []struct {
+		t           buildTarget
+		built, name string
+	}{
+		{buildTarget{pkg: etcdModule, out: "etcd"}, "server", "etcd"},
+		{buildTarget{pkg: kubeletPkg}, "kubelet", "kubelet"},
+		{buildTarget{pkg: containerdModule + "/cmd/ctr"}, "ctr", "ctr"},
+		{buildTarget{pkg: helmPkg}, "helm", "helm"},
+	} {
+		if got := tc.t.built(); got != tc.built {
+			t.Errorf("%s: go build writes %q, want %q", tc.t.pkg, got, tc.built)
+		}
+		if got := tc.t.name(); got != tc.name {
+			t.Errorf("%s: installed as %q, want %q", tc.t.pkg, got, tc.name)
+		}
+	}
+}
+
+// TestLabLdflags: one set of version stamps serves every binary, each set
+// the way its upstream build sets it.
+func TestLabLdflags(t *testing.T) {
+	got := labLdflags()
+	for _, want := range []string{
+		"-s -w ",
+		"-X k8s.io/component-base/version.gitVersion=" + KubernetesVersion + " ",
+		"-X k8s.io/component-base/version.gitMinor=" + strings.Split(KubernetesVersion, ".")[1] + " ",
+		"-X github.com/containerd/containerd/v2/version.Version=" + ContainerdVersion + " ",
+		"-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=" + CNIPluginsVersion + " ",
+		"-X helm.sh/helm/v3/internal/version.version=" + HelmVersion + " ",
+		"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=" + strings.Split(KubernetesVersion, ".")[1] + " ",
+	} {
+		if !strings.Contains(got+" ", want) {
+			t.Errorf("ldflags %q lack %q", got, want)
 		}
 	}
 }
