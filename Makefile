@@ -121,14 +121,18 @@ e2e-run:
 	{ $(E2E_GO_TEST) -skip '$(E2E_LATE)' ./e2e/... && $(E2E_GO_TEST) -run '$(E2E_LATE)' ./e2e/...; } 2>&1 | e2e/summarize.sh
 
 # The lab's binaries (kube-apiserver, kubelet, containerd, helm: long when
-# cold) build in the background at a lower CPU priority while the unit
-# tests, fuzzing and the first lab pass run, which leave the CPUs idle
-# while they fetch modules, link and wait on timers. Their progress goes to
-# .cache/lab-bins.log, shown in full if the build fails.
-test: deps fmt vet
+# cold) build in the background at a lower CPU priority from the start,
+# while vet, the unit tests, fuzzing and the first lab pass run, which leave
+# the CPUs idle while they fetch modules, link and wait on timers. Their
+# progress goes to .cache/lab-bins.log, shown in full if the build fails.
+# The lab tool that builds them is compiled first, alone: vet needs the same
+# packages, and two go commands compiling them at once would each do it.
+test: deps fmt
+	$(GO) build -o /dev/null ./e2e/cmd/wirelace-lab
 	@$(MAKE) --no-print-directory -j2 checks lab-bins-background
 
-checks: unit
+checks: vet
+	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory build-race cni-plugins
 	@$(MAKE) --no-print-directory e2e-run
