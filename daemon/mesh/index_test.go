@@ -59,8 +59,12 @@ func TestPrefixIndexMatchesBruteForce(t *testing.T) {
 func BenchmarkPrefixIndex1000Nodes(b *testing.B) {
 	ps := prefixesOf1000Nodes()
 	b.ResetTimer()
+	var qs []netip.Prefix
+	for _, o := range ps {
+		qs = append(qs, o.p)
+	}
 	for b.Loop() {
-		x := newPrefixIndex()
+		x := newPrefixIndex(qs...)
 		for _, o := range ps {
 			if _, ok := x.overlapping(o.p, o.node); ok {
 				b.Fatal("unexpected overlap")

@@ -94,6 +94,8 @@ type Daemon struct {
 	// runs collapse into one more, and failures are retried with backoff.
 	queue   workqueue.TypedRateLimitingInterface[string]
 	podKick chan struct{}
+	// cache is the reconcile loop's own (reconcile_cache.go).
+	cache reconcileCache
 
 	mu     sync.Mutex
 	ready  bool

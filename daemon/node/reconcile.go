@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,7 +21,17 @@ import (
 // reconcile makes the world match the mesh: this node's MeshNode says what
 // it is, and the device's peers and routes are exactly the other nodes'.
 // It is idempotent and reads the API only through the informer caches.
-func (d *Daemon) reconcile(ctx context.Context) error {
+//
+// Between full resyncs (fullResync) it writes only what differs from what
+// it wrote last, and parses only MeshNodes that changed (reconcileCache);
+// the result is what a full reconcile would make. A failure makes the next
+// run a full one.
+func (d *Daemon) reconcile(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			d.cache.forgetApplied()
+		}
+	}()
 	self := d.cfg.NodeName
 	node := d.watcher.Node(self)
 	if node == nil {
@@ -65,17 +76,25 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	for _, err := range errs {
 		d.log.Warn("skipping undecodable MeshNode", "err", err)
 	}
-	var nodes []mesh.Node
+	// Sized up front: a mesh.Node is large, and growing a slice of 1000 of
+	// them showed in a one-peer change's profile.
+	nodes := make([]mesh.Node, 0, len(meshNodes))
+	present := make(map[string]bool, len(meshNodes))
 	for _, mn := range meshNodes {
 		if mn.Name == self {
 			continue
 		}
-		n, err := mesh.ParseClaim(kube.MeshNodeClaim(mn))
+		present[mn.Name] = true
+		n, err := d.cache.parse(mn)
 		if err != nil {
 			d.log.Warn("skipping invalid MeshNode", "peer", mn.Name, "err", err)
 			continue
 		}
 		nodes = append(nodes, n)
+	}
+	d.cache.keepClaims(present)
+	if d.cache.startRun(time.Now()) {
+		d.log.Debug("full resync: reading WireGuard peers and routes back")
 	}
 	onLink := subnetsOf(host)
 	top := mesh.Desired(d.self(onLink), nodes, d.facts(nodes, onLink))
@@ -140,8 +159,24 @@ func (d *Daemon) facts(nodes []mesh.Node, onLink []netip.Prefix) map[string]mesh
 // syncRoutes applies one table's routes and logs what changed. A route
 // another owner holds for the same destination is left alone and warned
 // about once per reconcile that finds it.
+//
+// What the table holds comes from the cache when known (see fullResync),
+// else from a listing of our routes.
 func (d *Daemon) syncRoutes(name string, table int, desired []netip.Prefix) error {
-	added, removed, taken, err := routes.Sync(d.dev.Index(), table, desired)
+	actual, known := d.cache.routes[table]
+	if !known {
+		var err error
+		if actual, err = routes.List(d.dev.Index(), table); err != nil {
+			return err
+		}
+	}
+	add, del := mesh.RouteChanges(desired, actual)
+	added, removed, taken, err := routes.Apply(d.dev.Index(), table, add, del)
+	if err != nil {
+		delete(d.cache.routes, table) // some writes failed: list next time
+	} else {
+		d.cache.routesApplied(table, desired, taken)
+	}
 	if len(added)+len(removed) > 0 {
 		d.log.Info("routes changed", "table", name, "added", added, "removed", removed)
 	}
@@ -168,20 +203,29 @@ func (d *Daemon) syncNodeIPRoutes(desired []netip.Prefix) error {
 	return d.syncRoutes("node-ip", d.cfg.RouteTable, desired)
 }
 
+// applyPeers writes the device's peers that differ from top. What the
+// device holds comes from the cache when known (see fullResync): reading
+// it over UAPI means the device printing, and wgctrl parsing, every peer.
 func (d *Daemon) applyPeers(top mesh.Topology) error {
-	actual, err := d.dev.Peers()
-	if err != nil {
-		return fmt.Errorf("read WireGuard peers: %w", err)
+	if d.cache.peers == nil {
+		actual, err := d.dev.Peers()
+		if err != nil {
+			return fmt.Errorf("read WireGuard peers: %w", err)
+		}
+		d.cache.peers = mesh.AppliedPeers(actual)
 	}
-	names := map[string]string{}
+	names := make(map[string]string, len(top.Peers))
 	for _, p := range top.Peers {
 		names[p.PublicKey.String()] = p.Name
 	}
-	cfg := mesh.PeerChanges(top.Peers, actual, d.bind.PeerEndpoint)
+	cfg := mesh.PeerChangesFrom(top.Peers, d.cache.peers, d.bind.PeerEndpoint)
 	if len(cfg.Peers) > 0 {
 		if err := d.dev.Configure(cfg); err != nil {
+			// Part of it may have been applied: read the device next time.
+			d.cache.peers = nil
 			return fmt.Errorf("configure WireGuard peers: %w", err)
 		}
+		mesh.RecordConfig(d.cache.peers, cfg)
 		d.metrics.peerWrites.Add(float64(len(cfg.Peers)))
 		for _, pc := range cfg.Peers {
 			switch {

@@ -37,6 +37,17 @@ func Sync(linkIndex, table int, desired []netip.Prefix) (added, removed, taken [
 		return nil, nil, nil, err
 	}
 	add, del := mesh.RouteChanges(desired, actual)
+	return Apply(linkIndex, table, add, del)
+}
+
+// Apply deletes del and adds add, our routes on the link in table, as Sync
+// does once it has listed the table: a caller that remembers what it
+// applied (and so knows add and del without a listing of every route) can
+// change one route for the cost of one. The same rules hold: deletes carry
+// Protocol, so they only ever remove our own routes, and adds are
+// exclusive, so a route someone else owns is reported in taken and left
+// alone.
+func Apply(linkIndex, table int, add, del []netip.Prefix) (added, removed, taken []netip.Prefix, err error) {
 	var errs []error
 	for _, p := range del {
 		if err := netlink.RouteDel(route(linkIndex, table, p)); err != nil && !errors.Is(err, unix.ESRCH) {

@@ -3,12 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/wirelace/wirelace/daemon/config"
 	"github.com/wirelace/wirelace/daemon/path"
 	"github.com/wirelace/wirelace/e2e/benchreport"
+	"github.com/wirelace/wirelace/e2e/k8s"
 	"github.com/wirelace/wirelace/e2e/lab"
 )
 
@@ -37,7 +43,16 @@ func benchScale(ctx context.Context, root string) error {
 		if err != nil {
 			return err
 		}
-		if err := a.Start(); err != nil {
+		// WIRELACE_LAB_PROFILE=<dir> also records a CPU profile of the
+		// daemon over each size's key changes (<dir>/change-<size>.pprof):
+		// where a one-peer change's CPU goes. Off by default, as sampling
+		// costs a little CPU itself.
+		profileDir := os.Getenv("WIRELACE_LAB_PROFILE")
+		var extra []string
+		if profileDir != "" {
+			extra = append(extra, "--profiling")
+		}
+		if err := a.Start(extra...); err != nil {
 			return err
 		}
 		if err := a.WaitReady(ctx, 60*time.Second); err != nil {
@@ -94,8 +109,19 @@ func benchScale(ctx context.Context, root string) error {
 			fmt.Printf("  %4d nodes: join p50 %6.0f ms, max %6.0f ms; burst of %3d applied %6.0f ms after the last create; idle %.2f%% of a core, RSS %.0f MiB, API %.1f writes/min, %.1f reads/min %v\n",
 				r.Nodes, r.JoinP50Ms, r.JoinMaxMs, r.BurstNodes, r.BurstMs, r.CPUPercent, r.RSSMiB, r.WritesPerMin, r.ReadsPerMin, r.RequestsByKind)
 			// After the quiet window, which it would disturb.
+			var profiled chan error
+			if profileDir != "" {
+				profiled = make(chan error, 1)
+				file := filepath.Join(profileDir, fmt.Sprintf("change-%d.pprof", size))
+				go func() { profiled <- cpuProfile(ctx, a, file, profileSpan) }()
+			}
 			if r.DataPlane, err = dp.measure(ctx, r.CPUPercent); err != nil {
 				return fmt.Errorf("data plane at %d nodes: %w", size, err)
+			}
+			if profiled != nil {
+				if err := <-profiled; err != nil {
+					say("no CPU profile at %d nodes: %v", size, err)
+				}
 			}
 			c := r.DataPlane.Change
 			fmt.Printf("  %4d nodes, %4d peers on lace0: heap in use %.1f MiB, live %.1f MiB; one key changed: on lace0 p50 %.0f ms, max %.0f ms, daemon CPU %.0f ms (idle %.0f ms in the window), %.1f peers written\n",
@@ -109,6 +135,39 @@ func benchScale(ctx context.Context, root string) error {
 		return err
 	}
 	return writeBenchJSON(root, benchreport.ScaleFile, results)
+}
+
+// profileSpan is how long cpuProfile samples: the key changes' metered
+// part (changeTrials windows of changeWindow) comes after the timed part,
+// which polls `wg show` and so shows in the profile too.
+const profileSpan = 2 * changeTrials * changeWindow
+
+// cpuProfile fetches a CPU profile of n's daemon over span (it serves
+// /debug/pprof with --profiling) and writes it to file.
+func cpuProfile(ctx context.Context, n *lab.Node, file string, span time.Duration) error {
+	c := &http.Client{Timeout: span + 30*time.Second, Transport: &http.Transport{DialContext: k8s.DialerIn(n.NetNS)}}
+	// The lab runs the daemon with its default metrics listener.
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", config.Defaults().MetricsListen, int(span.Seconds()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
