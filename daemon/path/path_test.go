@@ -801,3 +801,55 @@ func TestHintsNeverConfirm(t *testing.T) {
 	w.run(10 * time.Millisecond)
 	w.wantPath(vocab.PathDirect, stunA)
 }
+
+// As the daemon reports them: a step sees the send and the answer together,
+// up to a loop period (250 ms, more than SuspectAfter) after both, and the
+// proof of the answer is dated back at its arrival (the Bind's stamp), not
+// at the step. Sparse traffic both ways then keeps the path confirmed with
+// no liveness ping and no heartbeat for a minute (dated at the daemon's
+// read before, a second earlier, a proof came before the send and answered
+// nothing: a ping a second); when the answers stop
+// (the path is cut), the first unanswered send is pinged SuspectAfter
+// after it, and packets go both ways LivenessWait later.
+func TestLateReportedAnswersCostNoLivenessPing(t *testing.T) {
+	p := NewPeer("b", t0)
+	p.OnDirectRecv(stunA, t0)
+	p.Tick(t0) // the first upgrade round
+	pings := 0
+	now := t0
+	for i := range 60 {
+		send := t0.Add(time.Duration(i+1) * time.Second)
+		answer := send.Add(3 * time.Millisecond)
+		// Steps at 0.24 s past the send, as if the loop slept a period.
+		step := send.Add(240 * time.Millisecond)
+		pings += len(p.Tick(send.Add(-10 * time.Millisecond)).Pings)
+		p.OnDirectSend(send)
+		p.OnDirectRecv(stunA, answer)
+		now = step
+		pings += len(p.Tick(now).Pings)
+		if d, r := p.Send(now); d != stunA || r {
+			t.Fatalf("at %v: Send %v %v, want direct only", now.Sub(t0), d, r)
+		}
+	}
+	// The upgrade round, once an UpgradeInterval, measures the RTT (and
+	// looks for a better path); nothing else pings.
+	if pings > 1 {
+		t.Errorf("%d pings over 60 s of answered requests reported late, want only the upgrade round", pings)
+	}
+
+	// The cut: a send, no answer.
+	send := now.Add(760 * time.Millisecond)
+	if !p.OnDirectSend(send) {
+		t.Fatal("the first unanswered send did not arm loss detection")
+	}
+	a := p.Tick(send.Add(SuspectAfter - time.Millisecond))
+	if len(a.Pings) != 0 || !a.Next.Equal(send.Add(SuspectAfter)) {
+		t.Fatalf("before SuspectAfter: %+v", a)
+	}
+	if a = p.Tick(send.Add(SuspectAfter)); len(a.Pings) != 1 || a.Pings[0].To != stunA {
+		t.Fatalf("SuspectAfter after the unanswered send: %+v, want a liveness ping", a)
+	}
+	if d, r := p.Send(send.Add(SuspectAfter + LivenessWait)); d != stunA || !r {
+		t.Fatalf("unanswered liveness ping: Send %v %v, want both paths", d, r)
+	}
+}
