@@ -147,3 +147,11 @@ func TestArrivalAllocations(t *testing.T) {
 		t.Errorf("demux allocates %v times per batch with stamps, want 0", allocs)
 	}
 }
+
+// Before any message, no epoch has one, the first included.
+func TestArrivedSinceNone(t *testing.T) {
+	b := New(nil)
+	if b.ArrivedSince(0) || b.ArrivedSince(1) {
+		t.Fatal("arrival reported with none")
+	}
+}

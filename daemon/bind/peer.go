@@ -208,8 +208,9 @@ func (a Activity) FirstSince(epoch, before uint64) (Arrival, bool) {
 
 // ArrivedSince reports whether a WireGuard message for one of a peer's
 // sessions arrived directly in epoch or later: whether a read of the
-// device's counters now could confirm a path. One atomic load.
-func (b *Bind) ArrivedSince(epoch uint64) bool { return b.arrived.Load() >= epoch }
+// device's counters now could confirm a path (epoch 0, none, stands for
+// the first). One atomic load.
+func (b *Bind) ArrivedSince(epoch uint64) bool { return b.arrived.Load() >= max(epoch, 1) }
 
 // NextEpoch begins a new epoch and returns it; the path manager calls it
 // just before each read of the device's receive counters, so that the
