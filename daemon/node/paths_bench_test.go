@@ -112,10 +112,13 @@ type simMesh struct {
 	byAddr map[netip.AddrPort]*simPeer
 	byWG   map[wgtypes.Key]*simPeer
 
-	pongs  []simPong
-	busy   time.Duration // this node's time in step and handleProbe
-	remote time.Duration // the peers' time (answering pings), within busy
-	steps  int
+	pongs []simPong
+	// replying: runRequests has the peer send the requests and this node
+	// answer them.
+	replying bool
+	busy     time.Duration // this node's time in step and handleProbe
+	remote   time.Duration // the peers' time (answering pings), within busy
+	steps    int
 }
 
 func newSimMesh(tb testing.TB, n int) *simMesh {
@@ -468,6 +471,13 @@ func (m *simMesh) runRequests(d, period, rtt time.Duration, sp *simPeer, answere
 	for m.clk.now().Before(end) {
 		now := m.clk.now()
 		for !nextSend.After(now) {
+			if m.replying {
+				// The peer asks, this node answers.
+				m.arrive(sp, sp.addr, nextSend, true)
+				m.send(sp, nextSend.Add(rtt))
+				nextSend = nextSend.Add(period)
+				continue
+			}
 			m.send(sp, nextSend)
 			if answered() {
 				pending = append(pending, nextSend.Add(rtt))
@@ -530,6 +540,17 @@ func TestSparseTrafficConfirms(t *testing.T) {
 	}
 	if st := m.p.peers[sp.wg].sm.Status(m.clk.now()); st.Path != vocab.PathDirect {
 		t.Fatalf("after the traffic: path %s (%s)", st.Path, st.Reason)
+	}
+	// The other side of the same traffic: the peer asks and this node
+	// answers, which nothing answers back (path.ReplyWindow).
+	m.replying = true
+	pings, stop = m.pingsTo(sp)
+	m.runRequests(window, time.Second, 2*time.Millisecond, sp, func() bool { return true })
+	stop()
+	m.replying = false
+	t.Logf("answering 1 pps for %v: %d pings to the peer", window, *pings)
+	if *pings > int(window/(3*time.Second)) {
+		t.Fatalf("%d pings in %v of answering, want at most one per 3 s", *pings, window)
 	}
 
 	// The path is cut: sends go on, no answer comes, pongs neither.

@@ -643,8 +643,9 @@ func TestNoDuplicateSendsWhenConfirmed(t *testing.T) {
 	}
 }
 
-// OnDirectSend says when it armed loss detection: once per confirmation;
-// the liveness ping comes SuspectAfter after that first unanswered send.
+// OnDirectSend says when it armed loss detection: once per confirmation,
+// not by a reply to the traffic that confirmed (within ReplyWindow); the
+// liveness ping comes SuspectAfter after that first unanswered send.
 func TestOnDirectSendArms(t *testing.T) {
 	p := NewPeer("b", t0)
 	if p.OnDirectSend(t0) {
@@ -654,15 +655,18 @@ func TestOnDirectSendArms(t *testing.T) {
 	if p.OnDirectSend(t0) {
 		t.Fatal("armed by a send no later than the confirmation")
 	}
-	sent := t0.Add(time.Millisecond)
+	if p.OnDirectSend(t0.Add(ReplyWindow)) {
+		t.Fatal("armed by a reply to the traffic that confirmed")
+	}
+	sent := t0.Add(ReplyWindow + time.Millisecond)
 	if !p.OnDirectSend(sent) {
 		t.Fatal("first send after the confirmation did not arm")
 	}
-	if p.OnDirectSend(t0.Add(2 * time.Millisecond)) {
+	if p.OnDirectSend(sent.Add(time.Millisecond)) {
 		t.Fatal("armed twice")
 	}
 	suspect := sent.Add(SuspectAfter)
-	if a := p.Tick(t0.Add(2 * time.Millisecond)); !a.Next.Equal(suspect) {
+	if a := p.Tick(sent.Add(time.Millisecond)); !a.Next.Equal(suspect) {
 		t.Fatalf("Next %v, want SuspectAfter after the first unanswered send", a.Next.Sub(t0))
 	}
 	a := p.Tick(suspect)
@@ -851,5 +855,50 @@ func TestLateReportedAnswersCostNoLivenessPing(t *testing.T) {
 	}
 	if d, r := p.Send(send.Add(SuspectAfter + LivenessWait)); d != stunA || !r {
 		t.Fatalf("unanswered liveness ping: Send %v %v, want both paths", d, r)
+	}
+}
+
+// The side that only answers: a request a second arrives, and its answer
+// leaves a few milliseconds later. Nothing answers the answer until the
+// next request, so were it an unanswered send it would cost a liveness
+// ping a second; within ReplyWindow of the proven request it is a reply,
+// and costs none. A send of its own past the window still arms (pinged
+// SuspectAfter after it); after a pong, which nothing replies to, the
+// first send arms.
+func TestRepliesCostNoLivenessPing(t *testing.T) {
+	p := NewPeer("b", t0)
+	p.OnDirectRecv(stunA, t0)
+	p.Tick(t0) // the first upgrade round
+	pings := 0
+	var now time.Time
+	for i := range 59 {
+		req := t0.Add(time.Duration(i+1) * time.Second)
+		step := req.Add(240 * time.Millisecond) // the daemon's step, later
+		p.OnDirectSend(req.Add(2 * time.Millisecond))
+		p.OnDirectRecv(stunA, req) // proven by the read in that step
+		now = step
+		pings += len(p.Tick(now).Pings)
+	}
+	if pings != 0 {
+		t.Errorf("%d pings over a minute of answering a request a second, want none", pings)
+	}
+
+	own := now.Add(100 * time.Millisecond)
+	if !p.OnDirectSend(own) {
+		t.Fatal("a send of its own did not arm")
+	}
+	if a := p.Tick(own.Add(SuspectAfter)); len(a.Pings) != 1 {
+		t.Fatalf("a send of its own, unanswered for SuspectAfter: %+v, want a liveness ping", a)
+	}
+
+	q := NewPeer("c", t0)
+	q.SetCandidates([]Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATCone, t0)
+	a := q.Tick(t0)
+	if len(a.Pings) == 0 {
+		t.Fatal("no ping to start with")
+	}
+	q.OnPong(a.Pings[0].To, a.Pings[0].TxID, t0.Add(time.Millisecond))
+	if !q.OnDirectSend(t0.Add(2 * time.Millisecond)) {
+		t.Fatal("the first send after a pong did not arm: nothing replies to a pong")
 	}
 }
