@@ -166,9 +166,13 @@ type Activity struct {
 // peer's sessions after a read of the device's counters began an epoch
 // (NextEpoch). Like everything the Bind counts it is unauthenticated; it
 // only dates what a later read of the counters proves: every message whose
-// decryption that read can count arrived at or after the stamp of the
-// epoch the read before it began (but those the device still held, undecrypted,
-// when the epoch began: its queues' latency, well under a millisecond).
+// decryption that read counts and the read before did not arrived at or
+// after the stamp of the epoch the read before began. Except those the
+// device still held, undecrypted, when that epoch began (its queues'
+// latency, as when proofs were dated at the read): if only they grew the
+// counter, a message spoofed from the peer's address and session after
+// the epoch began dates the proof later than they arrived, by up to the
+// time between the reads, once; the next read sees no growth.
 type Arrival struct {
 	// Epoch is the epoch it arrived in; 0 for none.
 	Epoch uint64
@@ -181,11 +185,10 @@ type Arrival struct {
 	Relayed uint64
 }
 
-// FirstSince returns the arrival of the first message counted in Recv in
-// epoch or later, but before the epoch before (that is, the first to
-// arrive between the reads that began epoch and before). ok is false when
-// none did, or when it cannot be told: more epochs with messages came
-// since than Arrivals keeps.
+// FirstSince returns the first message counted in Recv in an epoch from
+// epoch up to, not including, before: the first to arrive between the
+// reads that began the two. ok is false when none did, or when that cannot
+// be told (more epochs with messages came since than Arrivals keeps).
 func (a Activity) FirstSince(epoch, before uint64) (Arrival, bool) {
 	if epoch == 0 {
 		return Arrival{}, false
