@@ -902,3 +902,35 @@ func TestRepliesCostNoLivenessPing(t *testing.T) {
 		t.Fatal("the first send after a pong did not arm: nothing replies to a pong")
 	}
 }
+
+// A slow pong stretches the liveness wait (2 RTT) only while it is recent:
+// one measured long ago, with traffic confirming the path since, leaves
+// LivenessWait.
+func TestLivenessWaitForgetsOldRTT(t *testing.T) {
+	p := NewPeer("b", t0)
+	p.SetCandidates([]Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATCone, t0)
+	a := p.Tick(t0)
+	if len(a.Pings) == 0 {
+		t.Fatal("no ping to start with")
+	}
+	slow := 200 * time.Millisecond
+	p.OnPong(stunA, a.Pings[0].TxID, t0.Add(slow))
+	wait := func(at time.Time) time.Duration {
+		t.Helper()
+		p.OnDirectRecv(stunA, at)
+		send := at.Add(ReplyWindow + time.Millisecond)
+		p.OnDirectSend(send)
+		a := p.Tick(send.Add(SuspectAfter))
+		if len(a.Pings) == 0 {
+			t.Fatalf("at %v: no liveness ping", at.Sub(t0))
+		}
+		return a.Next.Sub(send.Add(SuspectAfter))
+	}
+	if w := wait(t0.Add(time.Second)); w != 2*slow {
+		t.Fatalf("a second after a %v pong: liveness wait %v, want %v", slow, w, 2*slow)
+	}
+	// A pong answers that ping in time; the path then lives on traffic.
+	if w := wait(t0.Add(RTTRecent + 2*time.Second)); w != LivenessWait {
+		t.Fatalf("%v after the slow pong: liveness wait %v, want LivenessWait", RTTRecent+2*time.Second, w)
+	}
+}

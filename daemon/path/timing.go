@@ -52,6 +52,11 @@ const (
 	// failover gap of a busy path: 0.35 s plus the age of the last
 	// confirmation.
 	LivenessWait = 150 * time.Millisecond
+	// RTTRecent is how long a pong's RTT stretches LivenessWait (see
+	// answerBy): on a loaded node for the pongs while the load lasts, as
+	// the heartbeats and liveness pings of a doubted path measure it
+	// again.
+	RTTRecent = TrustDirect
 	// ReplyWindow: a send this soon after the arrival that last confirmed
 	// the path is taken for a reply to it, and arms no liveness ping (see
 	// OnDirectSend). A side that only answers (a server, the far end of a
