@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -44,6 +45,16 @@ type Bind struct {
 	// sessions maps the session indices of every peer (see learnSession)
 	// to the peer, for the receive path.
 	sessions atomic.Pointer[map[uint32]*peerEndpoint]
+
+	// epoch counts the reads of the device's receive counters (NextEpoch):
+	// the receive path stamps each peer's first message of an epoch (see
+	// Arrival). It starts at 1, so that 0 means no epoch.
+	epoch atomic.Uint64
+	// arrived is the latest epoch in which a message for a peer's session
+	// arrived directly (see ArrivedSince).
+	arrived atomic.Uint64
+	// now is the clock of those stamps (time.Now; see SetClock).
+	now func() time.Time
 }
 
 var _ conn.Bind = (*Bind)(nil)
@@ -53,14 +64,22 @@ func New(log *slog.Logger) *Bind {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Bind{
+	b := &Bind{
 		log:    log,
 		std:    conn.NewStdNetBind(),
 		relayQ: make(chan relayed, relayQueueLen),
 		byKey:  map[wgtypes.Key]*peerEndpoint{},
 		byVirt: map[netip.Addr]*peerEndpoint{},
 	}
+	b.epoch.Store(1)
+	b.now = time.Now
+	return b
 }
+
+// SetClock sets the clock that stamps arrivals (see Arrival), which must
+// be the one their reader compares them with: tests that run the path
+// manager on a fake clock set it, before Open.
+func (b *Bind) SetClock(now func() time.Time) { b.now = now }
 
 // SetHandler sets the function that receives non-WireGuard packets. It may be
 // called at any time; nil drops such packets.

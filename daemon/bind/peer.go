@@ -73,6 +73,9 @@ type peerEndpoint struct {
 	recv        uint64
 	recvFrom    netip.AddrPort
 	recvSources uint64
+	// arrivals are the peer's first direct messages in the last two epochs
+	// that had any, newest first (see Arrival; guarded by recvMu).
+	arrivals [2]Arrival
 }
 
 var _ conn.Endpoint = (*peerEndpoint)(nil)
@@ -154,7 +157,69 @@ type Activity struct {
 	// Handshake is the last handshake message (initiation or response)
 	// sent to the peer; zero before the first.
 	Handshake HandshakeSent
+	// Arrivals are the first messages counted in Recv in the last two
+	// epochs (see NextEpoch) that had any, newest first; see FirstSince.
+	Arrivals [2]Arrival
 }
+
+// Arrival stamps the first WireGuard message received directly for a
+// peer's sessions after a read of the device's counters began an epoch
+// (NextEpoch). Like everything the Bind counts it is unauthenticated; it
+// only dates what a later read of the counters proves: every message whose
+// decryption that read counts and the read before did not arrived at or
+// after the stamp of the epoch the read before began. Except those the
+// device still held, undecrypted, when that epoch began (its queues'
+// latency, as when proofs were dated at the read): if only they grew the
+// counter, a message spoofed from the peer's address and session after
+// the epoch began dates the proof later than they arrived, by up to the
+// time between the reads, once; the next read sees no growth.
+type Arrival struct {
+	// Epoch is the epoch it arrived in; 0 for none.
+	Epoch uint64
+	// At is when the Bind counted it.
+	At time.Time
+	// Sources is RecvSources just after it was counted: while RecvSources
+	// still has this value, every message counted since came from RecvFrom.
+	Sources uint64
+	// Relayed is Relayed when it was counted.
+	Relayed uint64
+}
+
+// FirstSince returns the first message counted in Recv in an epoch from
+// epoch up to, not including, before: the first to arrive between the
+// reads that began the two. ok is false when none did, or when that cannot
+// be told (more epochs with messages came since than Arrivals keeps).
+func (a Activity) FirstSince(epoch, before uint64) (Arrival, bool) {
+	if epoch == 0 {
+		return Arrival{}, false
+	}
+	newest, older := a.Arrivals[0], a.Arrivals[1]
+	switch {
+	case older.Epoch == epoch:
+		return older, older.Epoch < before
+	case older.Epoch > epoch:
+		// Epochs from epoch up to older's may have had messages that
+		// Arrivals no longer holds: the first is unknown.
+		return Arrival{}, false
+	case newest.Epoch >= epoch && newest.Epoch < before:
+		// No message in any epoch from epoch to newest's: older would
+		// hold it.
+		return newest, true
+	}
+	return Arrival{}, false
+}
+
+// ArrivedSince reports whether a WireGuard message for one of a peer's
+// sessions arrived directly in epoch or later: whether a read of the
+// device's counters now could confirm a path (epoch 0, none, stands for
+// the first). One atomic load.
+func (b *Bind) ArrivedSince(epoch uint64) bool { return b.arrived.Load() >= max(epoch, 1) }
+
+// NextEpoch begins a new epoch and returns it; the path manager calls it
+// just before each read of the device's receive counters, so that the
+// next read's growth can be dated (see Arrival). It costs the receive path
+// one atomic load per batch, and one clock read per peer per epoch.
+func (b *Bind) NextEpoch() uint64 { return b.epoch.Add(1) }
 
 // HandshakeSent is what became of a handshake message sent to a peer.
 type HandshakeSent struct {
@@ -182,6 +247,7 @@ func (b *Bind) Activity(key wgtypes.Key) Activity {
 	}
 	e.recvMu.Lock()
 	a.Recv, a.RecvFrom, a.RecvSources = e.recv, e.recvFrom, e.recvSources
+	a.Arrivals = e.arrivals
 	e.recvMu.Unlock()
 	a.Relayed = e.relayed.Load()
 	if hs := e.hs.Load(); hs != nil {
@@ -274,9 +340,9 @@ func receiverIndex(pkt []byte) (uint32, bool) {
 }
 
 // noteRecv counts n WireGuard messages received directly from addr for the
-// session idx, if it is one of a peer's. Called once per run of messages
-// of one source and session in a batch.
-func (b *Bind) noteRecv(addr netip.AddrPort, idx uint32, n uint64) {
+// session idx, if it is one of a peer's, in epoch (see Arrival). Called
+// once per run of messages of one source and session in a batch.
+func (b *Bind) noteRecv(addr netip.AddrPort, idx uint32, n uint64, epoch uint64) {
 	m := b.sessions.Load()
 	if m == nil {
 		return
@@ -291,6 +357,21 @@ func (b *Bind) noteRecv(addr netip.AddrPort, idx uint32, n uint64) {
 		e.recvSources++
 	}
 	e.recv += n
+	switch newest := e.arrivals[0].Epoch; {
+	case epoch == newest:
+	case epoch > newest:
+		// The first message since a read began this epoch: one clock read
+		// per peer per epoch, not per message.
+		e.arrivals[1] = e.arrivals[0]
+		e.arrivals[0] = Arrival{Epoch: epoch, At: b.now(), Sources: e.recvSources, Relayed: e.relayed.Load()}
+		for a := b.arrived.Load(); a < epoch && !b.arrived.CompareAndSwap(a, epoch); a = b.arrived.Load() {
+		}
+	case epoch > e.arrivals[1].Epoch:
+		// A batch of the other socket, read before the epoch's newest
+		// began but counted after its first message: its own epoch's
+		// first, and no later than that message.
+		e.arrivals[1] = Arrival{Epoch: epoch, At: e.arrivals[0].At, Sources: e.recvSources, Relayed: e.relayed.Load()}
+	}
 	e.recvMu.Unlock()
 }
 

@@ -27,6 +27,10 @@ func (b *Bind) demux(inner conn.ReceiveFunc) conn.ReceiveFunc {
 		if err != nil {
 			return n, err
 		}
+		// Loaded after the batch was read, never before: a batch read
+		// after a NextEpoch must not be stamped with the epoch before it
+		// (its messages would seem to have arrived before the read).
+		epoch := b.epoch.Load()
 		// Count direct traffic once per run of one source and session:
 		// batches are mostly from one peer, so this is one map lookup per
 		// batch, not per packet.
@@ -47,7 +51,7 @@ func (b *Bind) demux(inner conn.ReceiveFunc) conn.ReceiveFunc {
 				}
 				from := endpointAddr(eps[i])
 				if run.n > 0 && (from != run.from || idx != run.idx) {
-					b.noteRecv(run.from, run.idx, run.n)
+					b.noteRecv(run.from, run.idx, run.n, epoch)
 					run.n = 0
 				}
 				run.from, run.idx = from, idx
@@ -60,7 +64,7 @@ func (b *Bind) demux(inner conn.ReceiveFunc) conn.ReceiveFunc {
 			sizes[i] = 0
 		}
 		if run.n > 0 {
-			b.noteRecv(run.from, run.idx, run.n)
+			b.noteRecv(run.from, run.idx, run.n, epoch)
 		}
 		return n, nil
 	}

@@ -50,20 +50,21 @@ const (
 	// costs tens of microseconds with a few peers; counterShare bounds it
 	// with many).
 	counterPoll = path.SuspectAfter / 2
-	// evidenceFresh: counters read longer ago than this are too old a
-	// baseline to confirm anything (the packets that made them grow may be
-	// that old, and a proof is dated at the baseline); they are only a new
-	// baseline for the next read. Longer than counterPoll, so that reads
-	// spaced out by their cost (up to 5 ms each, see counterShare) still
-	// confirm, if later than SuspectAfter (liveness pings then help).
-	evidenceFresh = 500 * time.Millisecond
+	// pollsTooSlow: reads spaced further apart than this (for their cost,
+	// see counterShare) confirm too late to spare liveness pings, so they
+	// are not made for that; pongs confirm. Any age of the read before is
+	// sound (a proof is dated at the first message after it, see
+	// observeRecv): this is only about what the reads are worth. Longer
+	// than counterPoll, so that reads spaced out by a moderate cost (up to
+	// 5 ms each) still confirm.
+	pollsTooSlow = 500 * time.Millisecond
 	// counterShare is the most of one core the counter reads may take. A read
 	// lists every peer of the device over UAPI (13-28 ms with 1000 peers,
 	// measured with wireguard-go and wgctrl), while a ping costs this node a
 	// few microseconds: reads are spaced so that they stay within the share,
-	// and when that leaves them too far apart to be fresh (more than about
-	// 300 peers), traffic is only a hint and pongs confirm, as without a
-	// device, with one read per counterRecheck to see whether reads became
+	// and when that leaves them further apart than pollsTooSlow (more than
+	// about 300 peers), traffic is only a hint and pongs confirm, as without
+	// a device, with one read per counterRecheck to see whether reads became
 	// cheaper.
 	counterShare   = 0.01
 	counterRecheck = time.Minute
@@ -80,6 +81,8 @@ type peerCounters interface {
 // it. An interface so that tests can count what the path loop touches.
 type pathBind interface {
 	Activity(key wgtypes.Key) bind.Activity
+	NextEpoch() uint64
+	ArrivedSince(epoch uint64) bool
 	SetRoute(key wgtypes.Key, r bind.Route) error
 	SendTo(pkt []byte, to netip.AddrPort) error
 	PeerEndpoint(key wgtypes.Key) netip.AddrPort
@@ -122,11 +125,17 @@ type paths struct {
 	// then traffic is never more than a hint.
 	dev      peerCounters
 	lastPoll time.Time
+	// lastEpoch is the Bind's epoch the last read began (see
+	// bind.Arrival).
+	lastEpoch uint64
 	// pollCost is what a read costs: the lesser of the last two, so that
 	// one read slowed by a pause does not stop them.
 	pollCost time.Duration
 	lastCost time.Duration // the last read's, zero before the first
-	needPoll bool          // an active peer has traffic a read could confirm
+	// needPoll: an active peer had traffic a read could confirm at the
+	// last step. (So has one the Bind saw a message for since the last
+	// read: see pollCounters.)
+	needPoll bool
 
 	// loop is the peers the path loop ticks (see pathTick); the others are
 	// idle and settled, and only scanned (idleScan).
@@ -168,10 +177,10 @@ type peerPath struct {
 
 // evidence is what was known of a peer's received traffic at one poll.
 type evidence struct {
-	act  bind.Activity
-	rx   uint64 // the device's receive bytes
-	rxOK bool   // rx was read
-	at   time.Time
+	act   bind.Activity
+	rx    uint64 // the device's receive bytes
+	rxOK  bool   // rx was read
+	epoch uint64 // the Bind's epoch begun just before the read (bind.Arrival)
 }
 
 // newPaths returns the path manager; its relays, if any, are set before it
@@ -524,7 +533,7 @@ type outgoing struct {
 // when it next needs to run.
 func (p *paths) step(now time.Time) time.Time {
 	next := now.Add(pathTick)
-	devPeers, polled := p.pollCounters(now)
+	devPeers, epoch := p.pollCounters(now)
 	rx := receiveBytes(devPeers)
 	var out []outgoing
 	relayUp := p.relays != nil && p.relays.Connected()
@@ -561,7 +570,7 @@ func (p *paths) step(now time.Time) time.Time {
 		if a.Relayed == prev.Relayed {
 			pp.directOnly.Store(pp.route.Direct.IsValid() && !pp.route.Relay)
 		}
-		if p.observeRecv(pp, a, rx, polled, now) {
+		if p.observeRecv(pp, a, rx, epoch, now) {
 			p.needPoll = true
 		}
 		acts := pp.sm.Tick(now)
@@ -708,29 +717,41 @@ func (p *paths) pollSpacing() time.Duration {
 
 // pollsOff reports whether reads are too costly to come often enough to
 // confirm anything (see counterShare).
-func (p *paths) pollsOff() bool { return p.pollSpacing() > evidenceFresh }
+func (p *paths) pollsOff() bool { return p.pollSpacing() > pollsTooSlow }
 
-// pollCounters reads the device's peers (their counters) if an active peer
-// had traffic to confirm at the last step and pollEvery has passed since
-// the last read. polled says whether it did; peers is nil when there is no
-// device or it could not be read.
-func (p *paths) pollCounters(now time.Time) (peers []wgtypes.Peer, polled bool) {
+// pollCounters reads the device's peers (their counters) if pollEvery has
+// passed since the last read and there is traffic a read could confirm:
+// an active peer had some at the last step, or the Bind saw a message
+// arrive for a peer since the last read. The latter is what confirms
+// sparse traffic in time: the answer to a send, arrived since the last
+// step, is proven by a read in this step, before the machine, seeing the
+// send unconfirmed for path.SuspectAfter, pings (the loop sleeps up to
+// pathTick, longer than SuspectAfter). epoch is the Bind's epoch it began
+// just before the read, 0 if it did not read; peers is nil when there is
+// no device or it could not be read.
+func (p *paths) pollCounters(now time.Time) (peers []wgtypes.Peer, epoch uint64) {
 	p.mu.Lock()
 	dev := p.dev
-	polled = dev != nil && p.needPoll && (now.Sub(p.lastPoll) >= p.pollEvery() || now.Before(p.lastPoll))
+	polled := dev != nil && (now.Sub(p.lastPoll) >= p.pollEvery() || now.Before(p.lastPoll)) &&
+		(p.needPoll || p.bind.ArrivedSince(p.lastEpoch))
 	if polled {
 		p.lastPoll = now
+		// Before the read: every message the next read can count that
+		// this one did not arrives in the new epoch or later, at or after
+		// the Bind's stamp (see observeRecv).
+		epoch = p.bind.NextEpoch()
+		p.lastEpoch = epoch
 	}
 	p.mu.Unlock()
 	if !polled {
-		return nil, false
+		return nil, 0
 	}
 	peers, err := p.readPeers(dev)
 	if err != nil {
 		p.log.Debug("cannot read the device's counters", "err", err)
-		return nil, true
+		return nil, epoch
 	}
-	return peers, true
+	return peers, epoch
 }
 
 // readPeers reads the device's peers and notes what the read cost: the
@@ -765,21 +786,31 @@ func receiveBytes(peers []wgtypes.Peer) map[wgtypes.Key]uint64 {
 // arrived directly since the last poll. The Bind counts them before the
 // device decrypts them, so by themselves they prove nothing: anyone can
 // send packets of the right shape, from any source. They confirm the path
-// (OnDirectRecv) only if, over the interval from the last poll to this one,
-// no longer than evidenceFresh, the device's receive counter for the peer
-// grew (it counts only what decrypted), nothing came for the peer through
-// the relay (so what decrypted came directly), and every direct message
-// naming the peer's sessions came from one source, the address we send to.
-// Anything less is a hint to ping (OnDirectHint), except a baseline that is
-// merely too old, which the poll renews. Between polls, messages from the
-// address we send to ask for a poll (the result), to confirm them or to
-// renew the baseline; others are hints at once. So does a poll that found
-// such messages: while they flow, reads follow each other counterPoll
-// apart. Callers hold p.mu.
-func (p *paths) observeRecv(pp *peerPath, a bind.Activity, rx map[wgtypes.Key]uint64, polled bool, now time.Time) (wantPoll bool) {
+// (OnDirectRecv) only if, from the last poll to this one (epoch, nonzero
+// when this step polled), the device's receive counter for the peer grew
+// (it counts only what decrypted), nothing came for the peer through the
+// relay (so what decrypted came directly), and every direct message naming
+// the peer's sessions came from one source, the address we send to.
+//
+// The proof is dated at the first of those messages to arrive after the
+// last poll began its epoch, as the Bind stamped it (bind.Arrival): every
+// message the growth can come from arrived at or after that stamp, so the
+// date is sound however long ago the last poll was. (Dating it at the last
+// poll, as before, made traffic of a packet a second, whose polls are a
+// second apart, prove nothing: its every send armed a liveness ping.) With
+// no message between the two polls the growth is from ones the device
+// still held at the last, and this poll is only a new baseline; so is one
+// whose messages all came after it began, which it cannot have counted.
+// Anything less is a hint to ping (OnDirectHint). Between polls,
+// messages from the address we send to ask for a poll (the result), to
+// confirm them; others are hints at once. So does a poll that found such
+// messages: while they flow, reads follow each other counterPoll apart.
+// Callers hold p.mu.
+func (p *paths) observeRecv(pp *peerPath, a bind.Activity, rx map[wgtypes.Key]uint64, epoch uint64, now time.Time) (wantPoll bool) {
+	polled := epoch != 0
 	prev := pp.seen
 	if polled {
-		cur := evidence{act: a, at: now}
+		cur := evidence{act: a, epoch: epoch}
 		cur.rx, cur.rxOK = rx[pp.wg]
 		pp.seen = cur
 	}
@@ -792,15 +823,16 @@ func (p *paths) observeRecv(pp *peerPath, a bind.Activity, rx map[wgtypes.Key]ui
 	var hint bool
 	if polled {
 		cur := pp.seen
-		fresh := prev.rxOK && now.Sub(prev.at) <= evidenceFresh && !now.Before(prev.at)
+		first, stamped := a.FirstSince(prev.epoch, epoch)
+		// The stamp's own counts cover the messages between the last poll's
+		// epoch and its look at the Bind, which prev.act does not.
+		clean = clean && (!stamped || first.Sources == a.RecvSources && first.Relayed == a.Relayed)
 		switch {
-		case clean && fresh && cur.rxOK && cur.rx > prev.rx:
-			// What decrypted arrived after the last read, perhaps just
-			// after it: that is all the path is proven for. Dating the
-			// proof at the read itself would add up to a poll interval to
-			// the failover gap.
-			pp.sm.OnDirectRecv(from, prev.at)
-		case clean && !fresh && cur.rxOK:
+		case clean && prev.rxOK && cur.rxOK && stamped && cur.rx > prev.rx:
+			// Never later than now: the Bind's clock is the same, but a
+			// proof from the future would outlive the path.
+			pp.sm.OnDirectRecv(from, earliest(first.At, now))
+		case clean && cur.rxOK && (!prev.rxOK || !stamped):
 			// Only a new baseline: the next poll may confirm.
 		default:
 			// Mixed sources or relayed traffic, or the device did not count

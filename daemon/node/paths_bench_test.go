@@ -31,6 +31,17 @@ type countingBind struct {
 	activity, setRoute, sendTo int
 	onSend                     func(pkt []byte, to netip.AddrPort)
 	traffic                    map[wgtypes.Key]*bind.Activity
+	epoch                      uint64 // the last NextEpoch
+	arrived                    uint64 // the epoch of the last arrive
+}
+
+func (c *countingBind) ArrivedSince(epoch uint64) bool {
+	return c.arrived >= epoch || c.Bind.ArrivedSince(epoch)
+}
+
+func (c *countingBind) NextEpoch() uint64 {
+	c.epoch = c.Bind.NextEpoch()
+	return c.epoch
 }
 
 func (c *countingBind) Activity(k wgtypes.Key) bind.Activity {
@@ -101,10 +112,13 @@ type simMesh struct {
 	byAddr map[netip.AddrPort]*simPeer
 	byWG   map[wgtypes.Key]*simPeer
 
-	pongs  []simPong
-	busy   time.Duration // this node's time in step and handleProbe
-	remote time.Duration // the peers' time (answering pings), within busy
-	steps  int
+	pongs []simPong
+	// replying: runRequests has the peer send the requests and this node
+	// answer them.
+	replying bool
+	busy     time.Duration // this node's time in step and handleProbe
+	remote   time.Duration // the peers' time (answering pings), within busy
+	steps    int
 }
 
 func newSimMesh(tb testing.TB, n int) *simMesh {
@@ -178,18 +192,41 @@ func (m *simMesh) answer(pkt []byte, to netip.AddrPort) {
 // a batch sent to it and one received from it (which the device
 // authenticates).
 func (m *simMesh) talk(sp *simPeer) {
+	m.send(sp, m.clk.now())
+	m.arrive(sp, sp.addr, m.clk.now(), true)
+}
+
+// traffic is sp's traffic as the Bind counts it.
+func (m *simMesh) traffic(sp *simPeer) *bind.Activity {
 	a := m.b.traffic[sp.wg]
 	if a == nil {
 		a = &bind.Activity{}
 		m.b.traffic[sp.wg] = a
 	}
-	a.LastSend = m.clk.now()
+	return a
+}
+
+// send has WireGuard send a batch to sp directly at `at`.
+func (m *simMesh) send(sp *simPeer, at time.Time) { m.traffic(sp).LastSend = at }
+
+// arrive has a WireGuard message for sp's session arrive directly from
+// `from` at `at`, counted and stamped as the Bind would (see
+// bind.Arrival); the device authenticates it if genuine.
+func (m *simMesh) arrive(sp *simPeer, from netip.AddrPort, at time.Time, genuine bool) {
+	a := m.traffic(sp)
 	a.Recv++
-	if a.RecvFrom != sp.addr {
-		a.RecvFrom = sp.addr
+	if a.RecvFrom != from || a.RecvSources == 0 {
+		a.RecvFrom = from
 		a.RecvSources++
 	}
-	m.dev.received(sp.wg, 128)
+	if e := max(m.b.epoch, 1); a.Arrivals[0].Epoch != e {
+		a.Arrivals[1] = a.Arrivals[0]
+		a.Arrivals[0] = bind.Arrival{Epoch: e, At: at, Sources: a.RecvSources, Relayed: a.Relayed}
+		m.b.arrived = e
+	}
+	if genuine {
+		m.dev.received(sp.wg, 128)
+	}
 }
 
 // inLoop is how many peers the path loop ticks.
@@ -413,5 +450,195 @@ func BenchmarkUpdate1000(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		m.p.update(top, nil)
+	}
+}
+
+// request is one exchange of sparse traffic: this node sends sp a packet
+// at `at` and, if the peer answers, the answer arrives rtt later.
+type request struct {
+	at     time.Time
+	answer bool
+}
+
+// runRequests runs the mesh for d while this node sends sp a packet every
+// period, answered rtt later while answered() holds (the device counts the
+// answers), as a pod pinging another across the mesh does; the path loop
+// runs as in run. It returns the first send that went unanswered.
+func (m *simMesh) runRequests(d, period, rtt time.Duration, sp *simPeer, answered func() bool) (firstLost time.Time) {
+	end := m.clk.now().Add(d)
+	nextSend := m.clk.now()
+	var pending []time.Time // answers due
+	for m.clk.now().Before(end) {
+		now := m.clk.now()
+		for !nextSend.After(now) {
+			if m.replying {
+				// The peer asks, this node answers.
+				m.arrive(sp, sp.addr, nextSend, true)
+				m.send(sp, nextSend.Add(rtt))
+				nextSend = nextSend.Add(period)
+				continue
+			}
+			m.send(sp, nextSend)
+			if answered() {
+				pending = append(pending, nextSend.Add(rtt))
+			} else if firstLost.IsZero() {
+				firstLost = nextSend
+			}
+			nextSend = nextSend.Add(period)
+		}
+		for len(pending) > 0 && !pending[0].After(now) {
+			m.arrive(sp, sp.addr, pending[0], true)
+			pending = pending[1:]
+		}
+		next := m.stepOnce()
+		wait := min(max(next.Sub(now), 10*time.Millisecond), pathTick)
+		if len(m.pongs) > 0 {
+			m.clk.add(time.Millisecond)
+			wait -= time.Millisecond
+			pongs := m.pongs
+			m.pongs = nil
+			for _, pg := range pongs {
+				m.p.handleProbe(pg.pkt, pg.from, false, wgtypes.Key{})
+			}
+		}
+		select {
+		case <-m.p.kick:
+			m.stepOnce()
+		default:
+		}
+		// Sends and answers do not wake the loop (the daemon sees them at
+		// its next step, as here); only time and probes do.
+		m.clk.add(wait)
+	}
+	return firstLost
+}
+
+// TestSparseTrafficConfirms: a pod pings another across the mesh once a
+// second, answered within milliseconds. The answers, authenticated by the
+// device's counters, confirm the direct path, though the reads are a
+// second apart (each dated at the Bind's stamp of the first answer after
+// the read before, see observeRecv): at most a heartbeat every few
+// seconds, not a liveness ping a second (which dating a proof at the read
+// before, or refusing reads older than 500 ms, gave). When the answers
+// stop (the path is cut), the first unanswered send is pinged within
+// path.SuspectAfter and the path doubted within LivenessWait of that.
+func TestSparseTrafficConfirms(t *testing.T) {
+	m := newSimMesh(t, 3)
+	sp := m.peers[1]
+	m.run(10*time.Second, sp)
+	if st := m.p.peers[sp.wg].sm.Status(m.clk.now()); st.Path != vocab.PathDirect {
+		t.Fatalf("warm-up: path %s", st.Path)
+	}
+	pings, stop := m.pingsTo(sp)
+	const window = time.Minute
+	reads := m.dev.reads
+	m.runRequests(window, time.Second, 3*time.Millisecond, sp, func() bool { return true })
+	stop()
+	t.Logf("1 pps answered for %v: %d pings to the peer, %d device reads", window, *pings, m.dev.reads-reads)
+	if *pings > int(window/(3*time.Second)) {
+		t.Fatalf("%d pings in %v of answered traffic, want at most one per 3 s", *pings, window)
+	}
+	if st := m.p.peers[sp.wg].sm.Status(m.clk.now()); st.Path != vocab.PathDirect {
+		t.Fatalf("after the traffic: path %s (%s)", st.Path, st.Reason)
+	}
+	// The other side of the same traffic: the peer asks and this node
+	// answers, which nothing answers back (path.ReplyWindow).
+	m.replying = true
+	pings, stop = m.pingsTo(sp)
+	m.runRequests(window, time.Second, 2*time.Millisecond, sp, func() bool { return true })
+	stop()
+	m.replying = false
+	t.Logf("answering 1 pps for %v: %d pings to the peer", window, *pings)
+	if *pings > int(window/(3*time.Second)) {
+		t.Fatalf("%d pings in %v of answering, want at most one per 3 s", *pings, window)
+	}
+
+	// The path is cut: sends go on, no answer comes, pongs neither.
+	sp.up = false
+	pings, stop = m.pingsTo(sp)
+	defer stop()
+	var firstPing time.Time
+	inner := m.b.onSend
+	m.b.onSend = func(pkt []byte, to netip.AddrPort) {
+		if to == sp.addr && firstPing.IsZero() {
+			firstPing = m.clk.now()
+		}
+		inner(pkt, to)
+	}
+	cut := m.clk.now()
+	lost := m.runRequests(path.SuspectAfter+path.LivenessWait+50*time.Millisecond, time.Second, 3*time.Millisecond, sp, func() bool { return false })
+	if firstPing.IsZero() {
+		t.Fatal("a cut path was not pinged")
+	}
+	t.Logf("cut at %v: first unanswered send %v later, pinged %v after it", cut.Sub(t0), lost.Sub(cut), firstPing.Sub(lost))
+	if d := firstPing.Sub(lost); d < 0 || d > path.SuspectAfter+20*time.Millisecond {
+		t.Fatalf("pinged %v after the first unanswered send, want within %v", d, path.SuspectAfter)
+	}
+	if st := m.p.peers[sp.wg].sm.Status(m.clk.now()); st.Path == vocab.PathDirect {
+		t.Fatalf("%v after the cut: still direct only (%s)", m.clk.now().Sub(cut), st.Reason)
+	}
+}
+
+// Spoofed messages stamped by the Bind never confirm: not with the
+// device's counter standing still (a spoofer copying the peer's address
+// and session), nor when a spoofer's message from another address is the
+// first after a read, however much the peer's own traffic made the counter
+// grow meanwhile. Pongs are off, so only traffic could confirm.
+func TestSpoofedStampNeverConfirms(t *testing.T) {
+	m := newSimMesh(t, 2)
+	sp := m.peers[0]
+	m.run(10*time.Second, sp)
+	pp := m.p.peers[sp.wg]
+	if st := pp.sm.Status(m.clk.now()); st.Path != vocab.PathDirect {
+		t.Fatalf("warm-up: path %s", st.Path)
+	}
+	sp.up = false
+
+	// The peer is silent; a spoofer sends its messages from its address,
+	// ten a second, while this node sends one a second.
+	start := m.clk.now()
+	for end := start.Add(path.TrustDirect + path.FallbackAfter); m.clk.now().Before(end); {
+		now := m.clk.now()
+		if now.Sub(start)%time.Second < 100*time.Millisecond {
+			m.send(sp, now)
+		}
+		m.arrive(sp, sp.addr, now, false)
+		m.stepOnce()
+		m.clk.add(100 * time.Millisecond)
+	}
+	if st := pp.sm.Status(m.clk.now()); st.Path == vocab.PathDirect {
+		t.Fatalf("spoofed from the peer's address: still %s (%s)", st.Path, st.Reason)
+	}
+
+	// The peer talks, answered within 3 ms, but a spoofer's message from
+	// elsewhere arrives first after every read: the growth cannot be told
+	// from the spoofer's, so nothing is confirmed, and the path is left
+	// once its trust runs out. Without the spoofer the same traffic keeps
+	// it (the control).
+	for _, spoof := range []bool{false, true} {
+		m := newSimMesh(t, 2)
+		sp := m.peers[0]
+		m.run(10*time.Second, sp)
+		pp := m.p.peers[sp.wg]
+		sp.up = false
+		other := netip.MustParseAddrPort("203.0.113.9:51820")
+		left := false
+		for end := m.clk.now().Add(3 * path.TrustDirect); m.clk.now().Before(end); {
+			now := m.clk.now()
+			if spoof {
+				m.arrive(sp, other, now, false)
+			}
+			m.send(sp, now.Add(time.Millisecond))
+			m.arrive(sp, sp.addr, now.Add(4*time.Millisecond), true)
+			m.clk.add(5 * time.Millisecond)
+			for range 4 {
+				m.stepOnce()
+				m.clk.add(250 * time.Millisecond)
+			}
+			left = left || pp.sm.Status(m.clk.now()).Path != vocab.PathDirect
+		}
+		if left != spoof {
+			t.Fatalf("spoofer %v: path left direct %v", spoof, left)
+		}
 	}
 }

@@ -127,6 +127,9 @@ func newHarness(t *testing.T, clk *fakeClock, peers ...*testPeer) *harness {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	h := &harness{t: t, clk: clk, b: bind.New(log), wgIn: make(chan delivered, 4096)}
+	if clk != nil {
+		h.b.SetClock(clk.now)
+	}
 	fns, port, err := h.b.Open(0)
 	if err != nil {
 		t.Fatal(err)

@@ -47,9 +47,9 @@ func (p *Peer) confirm(a netip.AddrPort, how confirmation, now time.Time) {
 		p.lastConfirm = now
 		p.confirmedBy = how
 		// A proof may be dated before sends already reported (the daemon
-		// dates traffic's proof at the start of the interval it covers):
-		// those still await an answer.
-		p.sentSince = p.lastSent.After(now)
+		// dates traffic's proof at the first message of the interval it
+		// covers): those still await an answer, but for replies to it.
+		p.sentSince = p.lastSent.After(p.repliesUntil())
 		p.unanswered = now
 		p.liveness = time.Time{}
 	}
@@ -149,7 +149,9 @@ func (p *Peer) OnDirectHint(from netip.AddrPort, now time.Time) {
 // goes unanswered for LivenessWait packets go on both paths, long before
 // TrustDirect runs out. Counting from the send, not from the confirmation,
 // lets a request that pauses and then gets its answer (a health check, a
-// ping) cost no probe.
+// ping) cost no probe; a send within ReplyWindow of the traffic that last
+// confirmed the path is a reply to it, and arms nothing (a side that only
+// answers would otherwise ping after every answer).
 // Without these reports only TrustDirect detects a loss.
 //
 // It returns true when this report armed that detection (the first send
@@ -162,12 +164,22 @@ func (p *Peer) OnDirectSend(at time.Time) bool {
 	if at.After(p.lastSent) {
 		p.lastSent = at
 	}
-	if p.sentSince || !p.active.IsValid() || !at.After(p.lastConfirm) {
+	if p.sentSince || !p.active.IsValid() || !at.After(p.repliesUntil()) {
 		return false
 	}
 	p.sentSince = true
 	p.unanswered = at
 	return true
+}
+
+// repliesUntil is the end of the window in which sends are taken for
+// replies to the last confirmation (see ReplyWindow): only traffic's, as
+// nothing replies to a pong.
+func (p *Peer) repliesUntil() time.Time {
+	if p.confirmedBy == confirmData {
+		return p.lastConfirm.Add(ReplyWindow)
+	}
+	return p.lastConfirm
 }
 
 // OnRelayRecv records that WireGuard traffic from this peer arrived through

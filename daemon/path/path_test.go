@@ -643,8 +643,9 @@ func TestNoDuplicateSendsWhenConfirmed(t *testing.T) {
 	}
 }
 
-// OnDirectSend says when it armed loss detection: once per confirmation;
-// the liveness ping comes SuspectAfter after that first unanswered send.
+// OnDirectSend says when it armed loss detection: once per confirmation,
+// not by a reply to the traffic that confirmed (within ReplyWindow); the
+// liveness ping comes SuspectAfter after that first unanswered send.
 func TestOnDirectSendArms(t *testing.T) {
 	p := NewPeer("b", t0)
 	if p.OnDirectSend(t0) {
@@ -654,15 +655,18 @@ func TestOnDirectSendArms(t *testing.T) {
 	if p.OnDirectSend(t0) {
 		t.Fatal("armed by a send no later than the confirmation")
 	}
-	sent := t0.Add(time.Millisecond)
+	if p.OnDirectSend(t0.Add(ReplyWindow)) {
+		t.Fatal("armed by a reply to the traffic that confirmed")
+	}
+	sent := t0.Add(ReplyWindow + time.Millisecond)
 	if !p.OnDirectSend(sent) {
 		t.Fatal("first send after the confirmation did not arm")
 	}
-	if p.OnDirectSend(t0.Add(2 * time.Millisecond)) {
+	if p.OnDirectSend(sent.Add(time.Millisecond)) {
 		t.Fatal("armed twice")
 	}
 	suspect := sent.Add(SuspectAfter)
-	if a := p.Tick(t0.Add(2 * time.Millisecond)); !a.Next.Equal(suspect) {
+	if a := p.Tick(sent.Add(time.Millisecond)); !a.Next.Equal(suspect) {
 		t.Fatalf("Next %v, want SuspectAfter after the first unanswered send", a.Next.Sub(t0))
 	}
 	a := p.Tick(suspect)
@@ -800,4 +804,133 @@ func TestHintsNeverConfirm(t *testing.T) {
 	}
 	w.run(10 * time.Millisecond)
 	w.wantPath(vocab.PathDirect, stunA)
+}
+
+// As the daemon reports them: a step sees the send and the answer together,
+// up to a loop period (250 ms, more than SuspectAfter) after both, and the
+// proof of the answer is dated back at its arrival (the Bind's stamp), not
+// at the step. Sparse traffic both ways then keeps the path confirmed with
+// no liveness ping and no heartbeat for a minute (dated at the daemon's
+// read before, a second earlier, a proof came before the send and answered
+// nothing: a ping a second); when the answers stop
+// (the path is cut), the first unanswered send is pinged SuspectAfter
+// after it, and packets go both ways LivenessWait later.
+func TestLateReportedAnswersCostNoLivenessPing(t *testing.T) {
+	p := NewPeer("b", t0)
+	p.OnDirectRecv(stunA, t0)
+	p.Tick(t0) // the first upgrade round
+	pings := 0
+	now := t0
+	for i := range 60 {
+		send := t0.Add(time.Duration(i+1) * time.Second)
+		answer := send.Add(3 * time.Millisecond)
+		// Steps at 0.24 s past the send, as if the loop slept a period.
+		step := send.Add(240 * time.Millisecond)
+		pings += len(p.Tick(send.Add(-10 * time.Millisecond)).Pings)
+		p.OnDirectSend(send)
+		p.OnDirectRecv(stunA, answer)
+		now = step
+		pings += len(p.Tick(now).Pings)
+		if d, r := p.Send(now); d != stunA || r {
+			t.Fatalf("at %v: Send %v %v, want direct only", now.Sub(t0), d, r)
+		}
+	}
+	// The upgrade round, once an UpgradeInterval, measures the RTT (and
+	// looks for a better path); nothing else pings.
+	if pings > 1 {
+		t.Errorf("%d pings over 60 s of answered requests reported late, want only the upgrade round", pings)
+	}
+
+	// The cut: a send, no answer.
+	send := now.Add(760 * time.Millisecond)
+	if !p.OnDirectSend(send) {
+		t.Fatal("the first unanswered send did not arm loss detection")
+	}
+	a := p.Tick(send.Add(SuspectAfter - time.Millisecond))
+	if len(a.Pings) != 0 || !a.Next.Equal(send.Add(SuspectAfter)) {
+		t.Fatalf("before SuspectAfter: %+v", a)
+	}
+	if a = p.Tick(send.Add(SuspectAfter)); len(a.Pings) != 1 || a.Pings[0].To != stunA {
+		t.Fatalf("SuspectAfter after the unanswered send: %+v, want a liveness ping", a)
+	}
+	if d, r := p.Send(send.Add(SuspectAfter + LivenessWait)); d != stunA || !r {
+		t.Fatalf("unanswered liveness ping: Send %v %v, want both paths", d, r)
+	}
+}
+
+// The side that only answers: a request a second arrives, and its answer
+// leaves a few milliseconds later. Nothing answers the answer until the
+// next request, so were it an unanswered send it would cost a liveness
+// ping a second; within ReplyWindow of the proven request it is a reply,
+// and costs none. A send of its own past the window still arms (pinged
+// SuspectAfter after it); after a pong, which nothing replies to, the
+// first send arms.
+func TestRepliesCostNoLivenessPing(t *testing.T) {
+	p := NewPeer("b", t0)
+	p.OnDirectRecv(stunA, t0)
+	p.Tick(t0) // the first upgrade round
+	pings := 0
+	var now time.Time
+	for i := range 59 {
+		req := t0.Add(time.Duration(i+1) * time.Second)
+		step := req.Add(240 * time.Millisecond) // the daemon's step, later
+		p.OnDirectSend(req.Add(2 * time.Millisecond))
+		p.OnDirectRecv(stunA, req) // proven by the read in that step
+		now = step
+		pings += len(p.Tick(now).Pings)
+	}
+	if pings != 0 {
+		t.Errorf("%d pings over a minute of answering a request a second, want none", pings)
+	}
+
+	own := now.Add(100 * time.Millisecond)
+	if !p.OnDirectSend(own) {
+		t.Fatal("a send of its own did not arm")
+	}
+	if a := p.Tick(own.Add(SuspectAfter)); len(a.Pings) != 1 {
+		t.Fatalf("a send of its own, unanswered for SuspectAfter: %+v, want a liveness ping", a)
+	}
+
+	q := NewPeer("c", t0)
+	q.SetCandidates([]Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATCone, t0)
+	a := q.Tick(t0)
+	if len(a.Pings) == 0 {
+		t.Fatal("no ping to start with")
+	}
+	q.OnPong(a.Pings[0].To, a.Pings[0].TxID, t0.Add(time.Millisecond))
+	if !q.OnDirectSend(t0.Add(2 * time.Millisecond)) {
+		t.Fatal("the first send after a pong did not arm: nothing replies to a pong")
+	}
+}
+
+// A slow pong stretches the liveness wait (2 RTT) only while it is recent:
+// one measured long ago, with traffic confirming the path since, leaves
+// LivenessWait.
+func TestLivenessWaitForgetsOldRTT(t *testing.T) {
+	p := NewPeer("b", t0)
+	p.SetCandidates([]Candidate{{Addr: stunA, Kind: vocab.EndpointSTUN}}, vocab.NATCone, vocab.NATCone, t0)
+	a := p.Tick(t0)
+	if len(a.Pings) == 0 {
+		t.Fatal("no ping to start with")
+	}
+	slow := 200 * time.Millisecond
+	p.OnPong(stunA, a.Pings[0].TxID, t0.Add(slow))
+	wait := func(at time.Time) time.Duration {
+		t.Helper()
+		p.OnDirectRecv(stunA, at)
+		send := at.Add(ReplyWindow + time.Millisecond)
+		p.OnDirectSend(send)
+		a := p.Tick(send.Add(SuspectAfter))
+		if len(a.Pings) == 0 {
+			t.Fatalf("at %v: no liveness ping", at.Sub(t0))
+		}
+		return a.Next.Sub(send.Add(SuspectAfter))
+	}
+	if w := wait(t0.Add(time.Second)); w != 2*slow {
+		t.Fatalf("a second after a %v pong: liveness wait %v, want %v", slow, w, 2*slow)
+	}
+	// A pong answers that ping in time; the path then lives on traffic.
+	if w := wait(t0.Add(RTTRecent + 2*time.Second)); w != LivenessWait {
+		t.Fatalf("%v after the slow pong: liveness wait %v, want LivenessWait", RTTRecent+2*time.Second, w)
+	}
 }

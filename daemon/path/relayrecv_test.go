@@ -10,9 +10,9 @@ import (
 func TestProofOlderThanSendKeepsItArmed(t *testing.T) {
 	p := NewPeer("b", t0)
 	p.OnDirectRecv(stunA, t0)
-	p.OnDirectSend(t0.Add(80 * time.Millisecond))
-	p.OnDirectRecv(stunA, t0.Add(50*time.Millisecond)) // proof dated before the send
-	if a := p.Tick(t0.Add(90 * time.Millisecond)); !a.Next.Equal(t0.Add(50*time.Millisecond + SuspectAfter)) {
+	p.OnDirectSend(t0.Add(50*time.Millisecond + ReplyWindow + 30*time.Millisecond))
+	p.OnDirectRecv(stunA, t0.Add(50*time.Millisecond)) // proof dated before the send, which is no reply to it
+	if a := p.Tick(t0.Add(50*time.Millisecond + ReplyWindow + 40*time.Millisecond)); !a.Next.Equal(t0.Add(50*time.Millisecond + SuspectAfter)) {
 		t.Fatalf("Next %v, want SuspectAfter after the proof: the send still awaits one", a.Next.Sub(t0))
 	}
 }

@@ -52,6 +52,22 @@ const (
 	// failover gap of a busy path: 0.35 s plus the age of the last
 	// confirmation.
 	LivenessWait = 150 * time.Millisecond
+	// RTTRecent is how long a pong's RTT stretches LivenessWait (see
+	// answerBy): on a loaded node for the pongs while the load lasts, as
+	// the heartbeats and liveness pings of a doubted path measure it
+	// again.
+	RTTRecent = TrustDirect
+	// ReplyWindow: a send this soon after the arrival that last confirmed
+	// the path is taken for a reply to it, and arms no liveness ping (see
+	// OnDirectSend). A side that only answers (a server, the far end of a
+	// ping) would otherwise ping after every answer: nothing answers an
+	// answer until the next request, a second later at a request a second.
+	// If the path is cut the requester's own sends go unanswered, and the
+	// relay brings its doubt here (OnRelayRecv); a side that also sends on
+	// its own arms at its first send past the window, so loss is noticed
+	// at most this much later. Replies on a node take well under a
+	// millisecond; this leaves room for a loaded one.
+	ReplyWindow = 30 * time.Millisecond
 	// FallbackAfter is how long the path may stay unconfirmed after trust
 	// expired (sending on both paths meanwhile) before the relay alone is
 	// used: duplicates are cheap for a few seconds, not for ever.
