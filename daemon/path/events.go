@@ -51,7 +51,14 @@ func (p *Peer) confirm(a netip.AddrPort, how confirmation, now time.Time) {
 		// covers): those still await an answer, but for replies to it.
 		p.sentSince = p.lastSent.After(p.repliesUntil())
 		p.unanswered = now
-		p.liveness = time.Time{}
+		// A proof dated before the doubt began (traffic counted only after
+		// the liveness ping went out, its proof dated at its arrival) says
+		// nothing about the path since: the ping still wants its answer.
+		// Clearing it would restart the wait, and a cut found that way is
+		// found up to a counter read later.
+		if !now.Before(p.doubtSince) {
+			p.liveness = time.Time{}
+		}
 	}
 	if p.state(now) == stateDirect {
 		p.att.on = false
@@ -198,7 +205,7 @@ func (p *Peer) repliesUntil() time.Time {
 func (p *Peer) OnRelayRecv(at time.Time) bool {
 	woke := p.noteActive(at)
 	if p.state(at) == stateDirect && at.Sub(p.lastConfirm) >= SuspectAfter && (p.liveness.IsZero() || at.Before(p.liveness)) {
-		p.liveness = at
+		p.liveness, p.doubtSince = at, at
 	}
 	return woke
 }

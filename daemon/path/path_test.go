@@ -934,3 +934,42 @@ func TestLivenessWaitForgetsOldRTT(t *testing.T) {
 		t.Fatalf("%v after the slow pong: liveness wait %v, want LivenessWait", RTTRecent+2*time.Second, w)
 	}
 }
+
+// A cut found by an unanswered liveness ping stays found when the proof of
+// traffic from before the ping is reported after it (the daemon dates
+// traffic's proof at its arrival, and reads the device's counters only now
+// and then): that proof confirms nothing since the doubt began, so the
+// ping's deadline holds. A proof dated after the ping went out clears it.
+func TestProofFromBeforeTheDoubtKeepsIt(t *testing.T) {
+	p := NewPeer("b", t0)
+	p.OnDirectRecv(stunA, t0)
+	p.Tick(t0) // the first upgrade round
+	send := t0.Add(time.Second)
+	if !p.OnDirectSend(send) {
+		t.Fatal("the first unanswered send did not arm loss detection")
+	}
+	pinged := send.Add(SuspectAfter)
+	a := p.Tick(pinged)
+	if len(a.Pings) != 1 || a.Pings[0].To != stunA {
+		t.Fatalf("SuspectAfter after the unanswered send: %+v, want a liveness ping", a)
+	}
+	// The last packet before the cut arrived just before the ping was
+	// sent; its proof comes a read later.
+	p.OnDirectRecv(stunA, pinged.Add(-10*time.Millisecond))
+	if d, r := p.Send(pinged.Add(LivenessWait)); d != stunA || !r {
+		t.Fatalf("after a proof from before the ping: Send %v %v, want both paths at the ping's deadline", d, r)
+	}
+
+	// Traffic that arrived after the ping went out does clear the doubt.
+	q := NewPeer("b", t0)
+	q.OnDirectRecv(stunA, t0)
+	q.Tick(t0)
+	q.OnDirectSend(send)
+	if a := q.Tick(pinged); len(a.Pings) != 1 {
+		t.Fatalf("no liveness ping: %+v", a)
+	}
+	q.OnDirectRecv(stunA, pinged.Add(time.Millisecond))
+	if d, r := q.Send(pinged.Add(LivenessWait)); d != stunA || r {
+		t.Fatalf("after a proof from after the ping: Send %v %v, want direct only", d, r)
+	}
+}

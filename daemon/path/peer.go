@@ -23,6 +23,7 @@ type Peer struct {
 	unanswered  time.Time      // with sentSince: when the first such send went out
 	lastSent    time.Time      // the latest OnDirectSend
 	liveness    time.Time      // deadline of the unanswered liveness ping; zero: none
+	doubtSince  time.Time      // with liveness: when the path came into doubt
 	lastUpgrade time.Time
 
 	// Activity (see IdleTimeout).

@@ -109,7 +109,7 @@ func (p *Peer) keepDirect(acts *Actions, now time.Time) {
 	}
 	if p.sentSince && p.liveness.IsZero() && now.Sub(p.unanswered) >= SuspectAfter {
 		sent := p.ping(acts, c, now)
-		p.liveness = answerBy(sent, c.recentRTT(now), now)
+		p.liveness, p.doubtSince = answerBy(sent, c.recentRTT(now), now), now
 	}
 	if now.Sub(p.lastUpgrade) >= UpgradeInterval {
 		// Every eligible address, the active one included so that its RTT
