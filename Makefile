@@ -79,12 +79,12 @@ unit: deps $(CONTROLLER_GEN)
 # kube-apiserver and etcd, built once into .cache/ (minutes when cold), before
 # any test or lab starts its clock.
 k8s:
-	$(GO) run ./e2e/cmd/wirelace-lab --root $(CURDIR) --control-plane-only prepare
+	$(GO) run ./e2e/cmd/wirelace-lab-build --root $(CURDIR) --control-plane-only
 
 # And what labs with real Kubernetes nodes and the chart tests need:
 # kubelet, kube-controller-manager, kube-scheduler, containerd, helm.
 lab-bins:
-	$(GO) run ./e2e/cmd/wirelace-lab --root $(CURDIR) prepare
+	$(GO) run ./e2e/cmd/wirelace-lab-build --root $(CURDIR)
 
 # Native Go fuzz targets for every parser of untrusted input (package:target).
 # make test runs each for FUZZTIME, a few thousand inputs (they must not have
@@ -125,10 +125,9 @@ e2e-run:
 # while vet, the unit tests, fuzzing and the first lab pass run, which leave
 # the CPUs idle while they fetch modules, link and wait on timers. Their
 # progress goes to .cache/lab-bins.log, shown in full if the build fails.
-# The lab tool that builds them is compiled first, alone: vet needs the same
-# packages, and two go commands compiling them at once would each do it.
+# (The command that builds them needs none of our dependencies: it starts
+# in seconds on a cold machine.)
 test: deps fmt
-	$(GO) build -o /dev/null ./e2e/cmd/wirelace-lab
 	@$(MAKE) --no-print-directory -j2 checks lab-bins-background
 
 checks: vet

@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/wirelace/wirelace/daemon/config"
-	"github.com/wirelace/wirelace/e2e/k8s"
+	"github.com/wirelace/wirelace/e2e/labbuild"
 	"github.com/wirelace/wirelace/install/deploy"
 )
 
@@ -57,7 +57,7 @@ func helmBinary(t *testing.T) string {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 		defer cancel()
-		helmPath, helmErr = k8s.EnsureHelm(ctx, cache, progress{})
+		helmPath, helmErr = labbuild.EnsureHelm(ctx, cache, progress{})
 	})
 	if helmErr != nil {
 		t.Fatalf("helm: %v", helmErr)
@@ -70,7 +70,7 @@ func helmBinary(t *testing.T) string {
 func renderChart(t *testing.T, extra ...string) []*unstructured.Unstructured {
 	t.Helper()
 	args := append([]string{"template", "wirelace", "install/helm/wirelace", "--namespace", "wirelace-system",
-		"--kube-version", k8s.KubernetesVersion}, extra...)
+		"--kube-version", labbuild.KubernetesVersion}, extra...)
 	cmd := exec.Command(helmBinary(t), args...)
 	cmd.Dir = repoRootDir()
 	out, err := cmd.Output()

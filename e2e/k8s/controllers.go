@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/wirelace/wirelace/e2e/labbuild"
 	"github.com/wirelace/wirelace/e2e/proc"
 )
 
@@ -34,7 +35,7 @@ import (
 // this and start faster without it.
 type Controllers struct {
 	// Binaries: ControllerManager and Scheduler are used.
-	Binaries NodeBinaries
+	Binaries labbuild.NodeBinaries
 	// ClusterCIDRs are the pools Node.spec.podCIDRs are allocated from, at
 	// most one per family (default: 10.244.0.0/16 and fd44:1ace::/48, which
 	// are also wirelaced's default cluster CIDRs). Nodes get a /24 and a /64.
@@ -59,7 +60,7 @@ const (
 
 func (o *Controllers) defaults() error {
 	if o.Binaries.ControllerManager == "" || o.Binaries.Scheduler == "" {
-		return errors.New("Options.Controllers.Binaries: kube-controller-manager and kube-scheduler paths are required (see EnsureNodeBinaries)")
+		return errors.New("Options.Controllers.Binaries: kube-controller-manager and kube-scheduler paths are required (see labbuild.EnsureNodeBinaries)")
 	}
 	if len(o.ClusterCIDRs) == 0 {
 		o.ClusterCIDRs = []string{"10.244.0.0/16", "fd44:1ace::/48"}

@@ -1,8 +1,6 @@
 package k8s
 
 import (
-	"github.com/wirelace/wirelace/e2e/proc"
-
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -23,6 +21,9 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/wirelace/wirelace/e2e/labbuild"
+	"github.com/wirelace/wirelace/e2e/proc"
 )
 
 // Token is a static bearer token for the API server's --token-auth-file.
@@ -34,7 +35,7 @@ type Token struct {
 
 // Options configure a lab control plane.
 type Options struct {
-	Binaries Binaries
+	Binaries labbuild.Binaries
 	// Dir holds the state: etcd data, certificates, the token file and the
 	// logs apiserver.log and etcd.log. Every Start begins with empty etcd data.
 	Dir string
@@ -184,7 +185,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 // defaults validates opts and fills in defaults.
 func (o *Options) defaults() error {
 	if o.Binaries.APIServer == "" || o.Binaries.Etcd == "" {
-		return errors.New("Options.Binaries: both kube-apiserver and etcd paths are required (see EnsureBinaries)")
+		return errors.New("Options.Binaries: both kube-apiserver and etcd paths are required (see labbuild.EnsureBinaries)")
 	}
 	if o.Dir == "" {
 		return errors.New("Options.Dir is required")

@@ -22,6 +22,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/wirelace/wirelace/e2e/labbuild"
 )
 
 // labAddr is the API server's address inside the test namespace, from the
@@ -69,8 +71,8 @@ func TestControlPlaneInNetns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("server version: %v", err)
 	}
-	if ver.GitVersion != KubernetesVersion || ver.Major != "1" || ver.Minor != "37" {
-		t.Errorf("server version = %+v, want %s", ver, KubernetesVersion)
+	if ver.GitVersion != labbuild.KubernetesVersion || ver.Major != "1" || ver.Minor != "37" {
+		t.Errorf("server version = %+v, want %s", ver, labbuild.KubernetesVersion)
 	}
 
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "wirelace-e2e", Labels: map[string]string{"wirelace.io/lab": "true"}}}
@@ -278,10 +280,10 @@ func testContext(t *testing.T) context.Context {
 // binRes shares one successful EnsureBinaries call between the tests of a run.
 var (
 	binMu  sync.Mutex
-	binRes *Binaries
+	binRes *labbuild.Binaries
 )
 
-func ensureBinaries(t *testing.T, ctx context.Context) Binaries {
+func ensureBinaries(t *testing.T, ctx context.Context) labbuild.Binaries {
 	t.Helper()
 	binMu.Lock()
 	defer binMu.Unlock()
@@ -289,7 +291,7 @@ func ensureBinaries(t *testing.T, ctx context.Context) Binaries {
 		return *binRes
 	}
 	start := time.Now()
-	bins, err := EnsureBinaries(ctx, cacheDir(t), &lineLogger{t: t})
+	bins, err := labbuild.EnsureBinaries(ctx, cacheDir(t), &lineLogger{t: t})
 	if err != nil {
 		t.Fatalf("EnsureBinaries: %v", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wirelace/wirelace/e2e/labbuild"
 )
 
 // TestEnsureHelm builds (or reuses) the real helm and runs it.
@@ -14,13 +16,13 @@ func TestEnsureHelm(t *testing.T) {
 		t.Skip("builds helm from the module proxy; skipped in -short mode")
 	}
 	ctx := testContext(t)
-	helm, err := EnsureHelm(ctx, cacheDir(t), &lineLogger{t: t})
+	helm, err := labbuild.EnsureHelm(ctx, cacheDir(t), &lineLogger{t: t})
 	if err != nil {
 		t.Fatalf("EnsureHelm: %v", err)
 	}
 	out, err := exec.CommandContext(ctx, helm, "version", "--short").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), HelmVersion) {
-		t.Fatalf("helm version --short = %q, %v; want %s", out, err, HelmVersion)
+	if err != nil || !strings.HasPrefix(string(out), labbuild.HelmVersion) {
+		t.Fatalf("helm version --short = %q, %v; want %s", out, err, labbuild.HelmVersion)
 	}
 	// The Kubernetes version helm assumes is the one its client-go speaks
 	// (helm's Makefile sets it), not helm's 1.20 fallback.

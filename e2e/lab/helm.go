@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/wirelace/wirelace/e2e/image"
-	"github.com/wirelace/wirelace/e2e/k8s"
+	"github.com/wirelace/wirelace/e2e/labbuild"
 )
 
 // A lab made with Options.Helm gets Wirelace the way users do: the
@@ -134,7 +134,7 @@ func (l *Lab) ChartValues(tag, mode string) map[string]any {
 // with an admin kubeconfig, inside the internet namespace where the API
 // server is, and returns its combined output.
 func (l *Lab) Helm(ctx context.Context, args ...string) (string, error) {
-	helm, err := k8s.EnsureHelm(ctx, l.opts.CacheDir, l.log)
+	helm, err := labbuild.EnsureHelm(ctx, l.opts.CacheDir, l.log)
 	if err != nil {
 		return "", err
 	}

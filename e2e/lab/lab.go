@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/wirelace/wirelace/e2e/k8s"
+	"github.com/wirelace/wirelace/e2e/labbuild"
 )
 
 // The lab's "internet": one bridge in its own namespace. Addresses come from
@@ -77,7 +78,7 @@ type Lab struct {
 
 	// With Options.Helm: the node binaries, and the image archives
 	// (built on first use).
-	nodeBins   k8s.NodeBinaries
+	nodeBins   labbuild.NodeBinaries
 	imagesMu   sync.Mutex
 	imageFiles []labImage
 }
@@ -129,7 +130,7 @@ func New(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 
-	bins, err := k8s.EnsureBinaries(ctx, opts.CacheDir, opts.Log)
+	bins, err := labbuild.EnsureBinaries(ctx, opts.CacheDir, opts.Log)
 	if err != nil {
 		return nil, fmt.Errorf("kube-apiserver and etcd: %w", err)
 	}
@@ -138,7 +139,7 @@ func New(ctx context.Context, opts Options) (_ *Lab, err error) {
 		if err := RequireRunc(); err != nil {
 			return nil, err
 		}
-		if l.nodeBins, err = k8s.EnsureNodeBinaries(ctx, opts.CacheDir, opts.Log); err != nil {
+		if l.nodeBins, err = labbuild.EnsureNodeBinaries(ctx, opts.CacheDir, opts.Log); err != nil {
 			return nil, fmt.Errorf("kubelet, containerd and controllers: %w", err)
 		}
 		controllers = &k8s.Controllers{Binaries: l.nodeBins}

@@ -2,10 +2,8 @@
 // builds a small cluster of network-namespace nodes around a real
 // kube-apiserver, runs the real wirelaced on each, shows the mesh and each
 // pair's reachability, and removes everything again (also on Ctrl-C).
-// `wirelace-lab prepare` builds (or reuses) the lab's kube-apiserver, etcd
-// and the software of real nodes (kubelet, containerd, the controllers) in
-// the cache, so that a first test run does not spend its time
-// limits on a cold build.
+// The bench verbs measure it. What the lab runs besides Wirelace is built by
+// wirelace-lab-build.
 package main
 
 import (
@@ -20,20 +18,17 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/wirelace/wirelace/e2e/k8s"
 )
 
 // verbs are what wirelace-lab does: the demo, the whole bench or one of
-// its parts, redrawing the report, building the lab's binaries.
-var verbs = []string{"demo", "bench", "throughput", "failover", "first-packet", "cni", "scale", "report", "prepare"}
+// its parts, redrawing the report.
+var verbs = []string{"demo", "bench", "throughput", "failover", "first-packet", "cni", "scale", "report"}
 
 func main() {
 	fs := flag.NewFlagSet("wirelace-lab", flag.ExitOnError)
 	root := fs.String("root", ".", "repository root (bin/ and install/ are read from it)")
 	keep := fs.Bool("keep-logs", false, "keep .lab/<prefix> (logs, node state) after the run")
 	wgGo := fs.String("wireguard-go", "", "stock wireguard-go binary to compare with (bench)")
-	cpOnly := fs.Bool("control-plane-only", false, "prepare: build only kube-apiserver and etcd (what demo and bench need)")
 	steady := fs.Duration("steady", 10*time.Minute, "failover, bench: how long to watch the steady state before the cut")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: wirelace-lab [flags] %s [flags]\n\nFlags:\n", strings.Join(verbs, "|"))
@@ -46,7 +41,7 @@ func main() {
 		fs.Usage()
 		os.Exit(2)
 	}
-	if verb != "prepare" && os.Geteuid() != 0 {
+	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "wirelace-lab: the lab needs root (it creates network namespaces)")
 		os.Exit(1)
 	}
@@ -97,21 +92,6 @@ func main() {
 		run = func() error { return benchScale(ctx, abs) }
 	case "first-packet":
 		run = func() error { return benchFirstPacket(ctx, abs) }
-	case "prepare":
-		run = func() error {
-			cache := filepath.Join(abs, ".cache")
-			if _, err := k8s.EnsureBinaries(ctx, cache, os.Stderr); err != nil || *cpOnly {
-				return err
-			}
-			// kubelet, containerd and the controllers for labs with real
-			// Kubernetes nodes (lab.Options.Helm).
-			if _, err := k8s.EnsureNodeBinaries(ctx, cache, os.Stderr); err != nil {
-				return err
-			}
-			// helm, to render and install the chart as users do.
-			_, err := k8s.EnsureHelm(ctx, cache, os.Stderr)
-			return err
-		}
 	}
 	if err := run(); err != nil {
 		if errors.Is(err, context.Canceled) {
