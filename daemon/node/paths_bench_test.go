@@ -256,26 +256,35 @@ func (m *simMesh) run(d time.Duration, talking ...*simPeer) {
 		for _, sp := range talking {
 			m.talk(sp)
 		}
-		next := m.stepOnce()
-		wait := min(max(next.Sub(now), 10*time.Millisecond), pathTick)
-		if len(m.pongs) > 0 {
-			m.clk.add(time.Millisecond)
-			wait -= time.Millisecond
-			pongs := m.pongs
-			m.pongs = nil
-			start := time.Now()
-			for _, pg := range pongs {
-				m.p.handleProbe(pg.pkt, pg.from, false, wgtypes.Key{})
-			}
-			m.busy += time.Since(start)
-		}
-		select {
-		case <-m.p.kick:
-			m.stepOnce()
-		default:
-		}
-		m.clk.add(wait)
+		m.advance(now)
 	}
+}
+
+// advance runs one step of the loop at now, delivers the pongs it drew a
+// millisecond later, runs the step a probe's kick asks for, and moves the
+// clock to the loop's next wake-up (at least 10 ms, at most pathTick).
+// Sends and answers do not wake the loop (the daemon sees them at its next
+// step, as here); only time and probes do.
+func (m *simMesh) advance(now time.Time) {
+	next := m.stepOnce()
+	wait := min(max(next.Sub(now), 10*time.Millisecond), pathTick)
+	if len(m.pongs) > 0 {
+		m.clk.add(time.Millisecond)
+		wait -= time.Millisecond
+		pongs := m.pongs
+		m.pongs = nil
+		start := time.Now()
+		for _, pg := range pongs {
+			m.p.handleProbe(pg.pkt, pg.from, false, wgtypes.Key{})
+		}
+		m.busy += time.Since(start)
+	}
+	select {
+	case <-m.p.kick:
+		m.stepOnce()
+	default:
+	}
+	m.clk.add(wait)
 }
 
 // counts is what the loop did over a stretch of simulated time.
@@ -490,25 +499,7 @@ func (m *simMesh) runRequests(d, period, rtt time.Duration, sp *simPeer, answere
 			m.arrive(sp, sp.addr, pending[0], true)
 			pending = pending[1:]
 		}
-		next := m.stepOnce()
-		wait := min(max(next.Sub(now), 10*time.Millisecond), pathTick)
-		if len(m.pongs) > 0 {
-			m.clk.add(time.Millisecond)
-			wait -= time.Millisecond
-			pongs := m.pongs
-			m.pongs = nil
-			for _, pg := range pongs {
-				m.p.handleProbe(pg.pkt, pg.from, false, wgtypes.Key{})
-			}
-		}
-		select {
-		case <-m.p.kick:
-			m.stepOnce()
-		default:
-		}
-		// Sends and answers do not wake the loop (the daemon sees them at
-		// its next step, as here); only time and probes do.
-		m.clk.add(wait)
+		m.advance(now)
 	}
 	return firstLost
 }
