@@ -56,14 +56,14 @@ func ensureTargets(ctx context.Context, cacheDir, group string, targets []buildT
 	return binDir, nil
 }
 
-// ensureStamped runs make, unless the file stamp says stampText and every
+// ensureStamped runs build, unless the file stamp says stampText and every
 // file in need is an executable file; it then writes the stamp. It holds an
 // exclusive lock on root/.lock while it checks again and makes, so that
 // parallel test packages and the background build of make test make a thing
 // once, and a process that finds it being made waits for it. The stamp is
-// removed before make starts and written only after it succeeded, so an
+// removed before build starts and written only after it succeeded, so an
 // interruption can never leave a stamp next to a mix of old and new files.
-func ensureStamped(ctx context.Context, root, stamp, stampText string, need []string, p *progressWriter, make func() error) (reused bool, err error) {
+func ensureStamped(ctx context.Context, root, stamp, stampText string, need []string, p *progressWriter, build func() error) (reused bool, err error) {
 	if groupUpToDate(stamp, stampText, need) {
 		return true, nil
 	}
@@ -81,7 +81,7 @@ func ensureStamped(ctx context.Context, root, stamp, stampText string, need []st
 	if err := os.Remove(stamp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return false, fmt.Errorf("remove stale stamp: %w", err)
 	}
-	if err := make(); err != nil {
+	if err := build(); err != nil {
 		return false, err
 	}
 	if err := writeFileAtomic(stamp, []byte(stampText), 0o644); err != nil {
