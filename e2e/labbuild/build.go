@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/module"
 )
 
 // ensureTargets builds targets from the lab module into
@@ -23,11 +25,15 @@ func ensureTargets(ctx context.Context, cacheDir, group string, targets []buildT
 		return "", fmt.Errorf("resolve cache dir: %w", err)
 	}
 	binDir := filepath.Join(root, "bin")
+	shared, err := sharedModules(cacheDir)
+	if err != nil {
+		return "", err
+	}
 	var bins []string
 	for _, t := range targets {
 		bins = append(bins, filepath.Join(binDir, t.name()))
 	}
-	reused, err := ensureStamped(ctx, root, filepath.Join(binDir, "stamp"), groupStampText(group), bins, p, func() error {
+	reused, err := ensureStamped(ctx, root, filepath.Join(binDir, "stamp"), groupStampText(group, shared), bins, p, func() error {
 		// Leftovers of builds that were killed before they could clean up.
 		if stale, _ := filepath.Glob(filepath.Join(binDir, "*.tmp-*")); len(stale) > 0 {
 			p.Printf("removing %d leftover(s) of interrupted builds", len(stale))
@@ -36,7 +42,7 @@ func ensureTargets(ctx context.Context, cacheDir, group string, targets []buildT
 			}
 		}
 		start := time.Now()
-		src, err := ensureLabModule(ctx, cacheDir, p)
+		src, err := ensureLabModule(ctx, cacheDir, shared, p)
 		if err != nil {
 			return fmt.Errorf("build %s: %w", what, err)
 		}
@@ -93,8 +99,8 @@ func ensureStamped(ctx context.Context, root, stamp, stampText string, need []st
 // groupStampText identifies a complete build of a group: the lab module's
 // recipe and the group's name. It is written last, after every binary was
 // renamed into place.
-func groupStampText(group string) string {
-	return labStampText() + "group " + group + "\n"
+func groupStampText(group string, shared []module.Version) string {
+	return labStampText(shared) + "group " + group + "\n"
 }
 
 // groupUpToDate reports whether the stamp says stampText and every file in
@@ -158,18 +164,18 @@ func checkVersion(ctx context.Context, bin string, t buildTarget) error {
 	return nil
 }
 
-// writeKubeWrapper writes, in srcDir, a wrapper module named module that
+// writeKubeWrapper writes, in srcDir, a wrapper module named modPath that
 // requires k8s.io/kubernetes at KubernetesVersion with its staging modules
 // replaced by their published versions (steps 1 and 2 of a build; see
 // gomod.go for why the wrapper is needed).
-func writeKubeWrapper(ctx context.Context, srcDir, module string, p *progressWriter) error {
+func writeKubeWrapper(ctx context.Context, srcDir, modPath string, shared []module.Version, p *progressWriter) error {
 	if err := os.MkdirAll(srcDir, 0o755); err != nil {
 		return fmt.Errorf("create wrapper module dir: %w", err)
 	}
 	// A minimal module to run `go mod download` in: outside any module the go
 	// command could pick up an enclosing repository's go.mod (the default
 	// cache lives inside the wirelace repository) and touch its go.sum.
-	bootstrap := fmt.Sprintf("module %s\n\ngo 1.21\n", module)
+	bootstrap := fmt.Sprintf("module %s\n\ngo 1.21\n", modPath)
 	if err := os.WriteFile(filepath.Join(srcDir, "go.mod"), []byte(bootstrap), 0o644); err != nil {
 		return fmt.Errorf("write bootstrap go.mod: %w", err)
 	}
@@ -178,7 +184,7 @@ func writeKubeWrapper(ctx context.Context, srcDir, module string, p *progressWri
 	if err != nil {
 		return err
 	}
-	gomod, err := wrapperGoMod(module, kubeGoMod, KubernetesVersion)
+	gomod, err := wrapperGoMod(modPath, kubeGoMod, KubernetesVersion, shared)
 	if err != nil {
 		return err
 	}

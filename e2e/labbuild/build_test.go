@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/mod/module"
 )
 
 // TestGroupStamp: a group of binaries is reused only with its own stamp and
@@ -15,7 +17,8 @@ func TestGroupStamp(t *testing.T) {
 	dir := t.TempDir()
 	stamp := filepath.Join(dir, "stamp")
 	bins := []string{filepath.Join(dir, "a"), filepath.Join(dir, "b")}
-	node := groupStampText("node")
+	shared := []module.Version{{Path: "golang.org/x/sys", Version: "v0.49.0"}}
+	node := groupStampText("node", shared)
 	if groupUpToDate(stamp, node, bins) {
 		t.Fatal("up to date with nothing there")
 	}
@@ -24,7 +27,12 @@ func TestGroupStamp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, other := range []string{groupStampText("helm"), strings.Replace(node, ContainerdVersion, "v2.0.0", 1)} {
+	for _, other := range []string{
+		groupStampText("helm", shared),
+		strings.Replace(node, ContainerdVersion, "v2.0.0", 1),
+		groupStampText("node", nil), // the wirelace module's versions changed
+		groupStampText("node", []module.Version{{Path: "golang.org/x/sys", Version: "v0.50.0"}}),
+	} {
 		if err := os.WriteFile(stamp, []byte(other), 0o644); err != nil {
 			t.Fatal(err)
 		}

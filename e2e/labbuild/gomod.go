@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"golang.org/x/mod/modfile"
+	"golang.org/x/mod/module"
 )
 
 // k8s.io/kubernetes cannot be built with `go install pkg@version`: its go.mod
@@ -59,8 +60,11 @@ func replaceLines(replaces []*modfile.Replace, stagingVer string) ([]string, err
 // wrapperGoMod returns the go.mod of the wrapper module that builds binaries
 // of k8s.io/kubernetes at kubeVersion, given the text of kubernetes' own
 // go.mod. It keeps kubernetes' go and godebug lines so the binaries get the
-// same language version and GODEBUG defaults as an upstream build.
-func wrapperGoMod(module string, kubeGoMod []byte, kubeVersion string) ([]byte, error) {
+// same language version and GODEBUG defaults as an upstream build. shared
+// are more requirements (the wirelace module's, see sharedModules), written
+// as they are: minimal version selection then picks, for every module both
+// need, the newer of the two versions.
+func wrapperGoMod(module string, kubeGoMod []byte, kubeVersion string, shared []module.Version) ([]byte, error) {
 	sv, err := stagingVersion(kubeVersion)
 	if err != nil {
 		return nil, err
@@ -96,7 +100,15 @@ func wrapperGoMod(module string, kubeGoMod []byte, kubeVersion string) ([]byte, 
 	if len(f.Godebug) > 0 {
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "require k8s.io/kubernetes %s\n\nreplace (\n", kubeVersion)
+	fmt.Fprintf(&b, "require k8s.io/kubernetes %s\n\n", kubeVersion)
+	if len(shared) > 0 {
+		b.WriteString("// The wirelace module's requirements, so that the packages both build are\n// compiled once (see sharedModules).\nrequire (\n")
+		for _, m := range shared {
+			fmt.Fprintf(&b, "\t%s %s\n", m.Path, m.Version)
+		}
+		b.WriteString(")\n\n")
+	}
+	b.WriteString("replace (\n")
 	for _, r := range replaces {
 		fmt.Fprintf(&b, "\t%s\n", r)
 	}
@@ -110,4 +122,25 @@ func modVersion(path, version string) string {
 		return path
 	}
 	return path + " " + version
+}
+
+// moduleRequires returns the requirements listed in a go.mod, which since
+// Go 1.17 are the selected version of every module that provides a package
+// the module builds, direct or indirect. The lab module's own module and
+// k8s.io/kubernetes are left out: the lab module pins those itself.
+func moduleRequires(goMod []byte) (path string, reqs []module.Version, err error) {
+	f, err := modfile.Parse("go.mod", goMod, nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("parse go.mod: %w", err)
+	}
+	if f.Module == nil {
+		return "", nil, fmt.Errorf("go.mod has no module line")
+	}
+	for _, r := range f.Require {
+		if r.Mod.Path == "k8s.io/kubernetes" || r.Mod.Path == labModulePath {
+			continue
+		}
+		reqs = append(reqs, r.Mod)
+	}
+	return f.Module.Mod.Path, reqs, nil
 }

@@ -1,8 +1,13 @@
 package labbuild
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/mod/module"
 )
 
 const sampleKubeGoMod = `// This is a generated file. Do not edit directly.
@@ -31,7 +36,8 @@ replace k8s.io/kms => ./staging/src/k8s.io/kms
 `
 
 func TestWrapperGoMod(t *testing.T) {
-	got, err := wrapperGoMod("wirelace.lab/x", []byte(sampleKubeGoMod), "v1.37.2")
+	shared := []module.Version{{Path: "golang.org/x/sys", Version: "v0.49.0"}, {Path: "k8s.io/api", Version: "v0.37.2"}}
+	got, err := wrapperGoMod("wirelace.lab/x", []byte(sampleKubeGoMod), "v1.37.2", shared)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +49,13 @@ go 1.26.0
 godebug default=go1.26
 
 require k8s.io/kubernetes v1.37.2
+
+// The wirelace module's requirements, so that the packages both build are
+// compiled once (see sharedModules).
+require (
+	golang.org/x/sys v0.49.0
+	k8s.io/api v0.37.2
+)
 
 replace (
 	k8s.io/api => k8s.io/api v0.37.2
@@ -68,7 +81,7 @@ func TestWrapperGoModErrors(t *testing.T) {
 		"malformed arrow": {"module k8s.io/kubernetes\ngo 1.26\nreplace k8s.io/api ./staging/src/k8s.io/api\n", "v1.37.2", "usage: replace"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := wrapperGoMod("wirelace.lab/x", []byte(tc.gomod), tc.version)
+			_, err := wrapperGoMod("wirelace.lab/x", []byte(tc.gomod), tc.version, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error = %v, want it to contain %q", err, tc.want)
 			}
@@ -93,5 +106,66 @@ func TestGoEnvForcesModMod(t *testing.T) {
 	}
 	if gowork != "off" {
 		t.Errorf("GOWORK = %q", gowork)
+	}
+}
+
+// TestModuleRequires: every requirement, direct or indirect, in order; the
+// modules the lab module pins itself are left out.
+func TestModuleRequires(t *testing.T) {
+	gomod := `module github.com/wirelace/wirelace
+
+go 1.26.8
+
+require (
+	golang.org/x/sys v0.49.0
+	k8s.io/kubernetes v1.30.0
+)
+
+require google.golang.org/grpc v1.83.2 // indirect
+
+tool github.com/containernetworking/plugins/plugins/main/bridge
+`
+	path, reqs, err := moduleRequires([]byte(gomod))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []module.Version{{Path: "golang.org/x/sys", Version: "v0.49.0"}, {Path: "google.golang.org/grpc", Version: "v1.83.2"}}
+	if path != wirelaceModule || !slices.Equal(reqs, want) {
+		t.Errorf("moduleRequires = %s %v, want %s %v", path, reqs, wirelaceModule, want)
+	}
+	if _, _, err := moduleRequires([]byte("go 1.26\n")); err == nil || !strings.Contains(err.Error(), "no module line") {
+		t.Errorf("go.mod without a module line: error %v", err)
+	}
+	if _, _, err := moduleRequires([]byte("module x\nrequire (\n")); err == nil {
+		t.Error("unterminated block parsed")
+	}
+}
+
+// TestSharedModules: the requirements come from the wirelace go.mod next to
+// the cache, and a cache anywhere else shares nothing.
+func TestSharedModules(t *testing.T) {
+	root := t.TempDir()
+	cache := filepath.Join(root, ".cache")
+	if got, err := sharedModules(cache); err != nil || got != nil {
+		t.Errorf("no go.mod: %v, %v; want nothing shared", got, err)
+	}
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(root, "go.mod"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("module example.com/other\n\ngo 1.26\n\nrequire golang.org/x/sys v0.1.0\n")
+	if got, err := sharedModules(cache); err != nil || got != nil {
+		t.Errorf("another module's go.mod: %v, %v; want nothing shared", got, err)
+	}
+	write("module " + wirelaceModule + "\n\ngo 1.26\n\nrequire golang.org/x/sys v0.49.0\n")
+	got, err := sharedModules(cache)
+	if want := []module.Version{{Path: "golang.org/x/sys", Version: "v0.49.0"}}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("sharedModules = %v, %v; want %v", got, err, want)
+	}
+	write("module " + wirelaceModule + "\nrequire (\n")
+	if _, err := sharedModules(cache); err == nil {
+		t.Error("a broken wirelace go.mod was ignored")
 	}
 }

@@ -2,7 +2,9 @@ package labbuild
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -27,8 +29,21 @@ import (
 // apart; Kubernetes' staging modules at exactly KubernetesVersion), not
 // always the one their release pinned. The lab runs them; it does not ship
 // them, and its tests check that they work.
+//
+// The lab module also requires every module the wirelace module requires
+// (sharedModules), and the wirelace module keeps its versions at least
+// those of the lab module (TestLabModuleSharesWirelaceVersions). Then both
+// select the same version of every module they share, and a package both
+// build (client-go, k8s.io/api, gRPC, x/net: about 38 of the 46 MB of Go
+// source vet and the lab's tests compile) is compiled once for make test,
+// not once for each: the go build cache keys a compile by its inputs, and
+// the lab builds as the wirelace Makefile does (static, -trimpath; build
+// tags change no shared file).
 const (
 	labModulePath = "wirelace.lab/lab-build"
+
+	// wirelaceModule is the module whose versions the lab module shares.
+	wirelaceModule = "github.com/wirelace/wirelace"
 
 	// EtcdVersion is the etcd whose client KubernetesVersion requires, so
 	// that the server and the API server's client share their packages.
@@ -104,16 +119,46 @@ func helmTargets() []buildTarget {
 }
 
 // labStampText identifies a resolved lab module; the groups' stamps include
-// it, so that a new recipe rebuilds them too.
-func labStampText() string {
+// it, so that a new recipe rebuilds them too. shared are the requirements
+// it takes from the wirelace module: a new version there re-resolves it.
+func labStampText(shared []module.Version) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "wirelace e2e/k8s lab module v1\nplatform %s/%s\ncgo 0\ntags %s\n", runtime.GOOS, runtime.GOARCH, labBuildTags)
+	fmt.Fprintf(&b, "wirelace e2e/k8s lab module v2\nplatform %s/%s\ncgo 0\ntags %s\n", runtime.GOOS, runtime.GOARCH, labBuildTags)
 	for _, g := range [][]buildTarget{controlPlaneTargets(), nodeTargets(), helmTargets()} {
 		for _, t := range g {
 			fmt.Fprintf(&b, "%s@%s\n", t.pkg, t.version)
 		}
 	}
+	for _, m := range shared {
+		fmt.Fprintf(&b, "shares %s@%s\n", m.Path, m.Version)
+	}
 	return b.String()
+}
+
+// sharedModules returns the requirements of the wirelace module whose
+// .cache directory cacheDir is (the Makefile's and the lab's default), for
+// the lab module to require too. A cache elsewhere shares nothing: the
+// binaries build the same, only without the shared compiles.
+func sharedModules(cacheDir string) ([]module.Version, error) {
+	abs, err := filepath.Abs(cacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("resolve cache dir: %w", err)
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(abs), "go.mod"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the wirelace go.mod next to the cache: %w", err)
+	}
+	path, reqs, err := moduleRequires(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(filepath.Dir(abs), "go.mod"), err)
+	}
+	if path != wirelaceModule {
+		return nil, nil
+	}
+	return reqs, nil
 }
 
 // labLdflags are every binary's version stamps, as their upstream builds
@@ -145,15 +190,15 @@ func labLdflags() string {
 // ensureLabModule writes and resolves the lab module in
 // cacheDir/lab-<KubernetesVersion>/src, or reuses it when its stamp matches,
 // and returns that directory. Builds only read the module, so any number
-// may run in it at once once it is resolved.
-func ensureLabModule(ctx context.Context, cacheDir string, p *progressWriter) (string, error) {
+// may run in it at once once it is resolved. shared are sharedModules'.
+func ensureLabModule(ctx context.Context, cacheDir string, shared []module.Version, p *progressWriter) (string, error) {
 	root, err := filepath.Abs(filepath.Join(cacheDir, "lab-"+KubernetesVersion))
 	if err != nil {
 		return "", fmt.Errorf("resolve cache dir: %w", err)
 	}
 	src := filepath.Join(root, "src")
-	_, err = ensureStamped(ctx, root, filepath.Join(root, "stamp"), labStampText(), nil, p, func() error {
-		if err := writeKubeWrapper(ctx, src, labModulePath, p); err != nil {
+	_, err = ensureStamped(ctx, root, filepath.Join(root, "stamp"), labStampText(shared), nil, p, func() error {
+		if err := writeKubeWrapper(ctx, src, labModulePath, shared, p); err != nil {
 			return err
 		}
 		var get []string
