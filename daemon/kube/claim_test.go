@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 
@@ -40,5 +41,20 @@ func TestClaimCopiesEverySpecField(t *testing.T) {
 	// KeyPrefix is display only; every other spec field has a Claim field.
 	if s, c := reflect.TypeOf(mn.Spec).NumField(), reflect.TypeOf(want).NumField(); s-1 != c-1 {
 		t.Fatalf("MeshNodeSpec has %d fields (KeyPrefix aside), Claim %d (Name aside): carry the new one over", s-1, c-1)
+	}
+
+	// mesh's fuzzer decodes a spec's JSON straight into a Claim, without
+	// the API types (see FuzzMeshNode): that must give what MeshNodeClaim
+	// gives, or the fuzzer explores claims no node can write.
+	b, err := json.Marshal(mn.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromJSON := mesh.Claim{Name: "n1"}
+	if err := json.Unmarshal(b, &fromJSON); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fromJSON, want) {
+		t.Fatalf("the spec's JSON %s decoded into a Claim:\n got %+v\nwant %+v", b, fromJSON, want)
 	}
 }
