@@ -26,7 +26,10 @@ WIREGUARD_GO := $(CACHE)/tools/wireguard-go-$(shell $(GO) list -m -f '{{.Version
 
 all: build
 
-BINARIES := ./cmd/... ./plugins/wirelace ./plugins/wirelace-ipam ./e2e/cmd/...
+# What ships, and the lab's own tools (demo, bench, building what the lab
+# runs besides Wirelace).
+PRODUCT  := ./cmd/... ./plugins/wirelace ./plugins/wirelace-ipam
+BINARIES := $(PRODUCT) ./e2e/cmd/...
 
 # Static, as the image ships them (the Dockerfile builds the same way; the
 # lab's image test packs bin/ into an image).
@@ -34,12 +37,15 @@ build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(BINARIES)
 
-# The lab runs the binaries for minutes in make test: built with the race
-# detector (which needs cgo), and a race stops the process (GORACE below),
-# so the test that saw it fails. demo and bench use the plain build.
+# The lab runs the product's binaries for minutes in make test: built with
+# the race detector (which needs cgo), and a race stops the process (GORACE
+# below), so the test that saw it fails. demo and bench use the plain
+# build. The lab's tools are not among them: no test runs them, and their
+# plotting and image libraries would be compiled with the race detector
+# for nothing.
 build-race:
 	@mkdir -p $(BIN)
-	CGO_ENABLED=1 $(GO) build -race -o $(BIN)/ $(BINARIES)
+	CGO_ENABLED=1 $(GO) build -race -o $(BIN)/ $(PRODUCT)
 
 # The reference CNI plugins, at the version in go.mod: the lab's stand-ins
 # for a primary CNI that wirelace is chained after (bridge, ptp with
