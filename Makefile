@@ -5,8 +5,10 @@
 GO            ?= go
 BIN           := $(CURDIR)/bin
 CACHE         := $(CURDIR)/.cache
-CONTROLLER_GEN_VERSION := v0.23.0
-CONTROLLER_GEN := $(CACHE)/tools/controller-gen-$(CONTROLLER_GEN_VERSION)
+# controller-gen is a tool of our module (go.mod's tool block): built with
+# our versions of apimachinery, x/tools and the rest, it shares their
+# compiled packages with vet instead of compiling its own set cold.
+CONTROLLER_GEN := $(CACHE)/tools/controller-gen-$(shell $(GO) list -m -f '{{.Version}}' sigs.k8s.io/controller-tools)
 export WIRELACE_CACHE := $(CACHE)
 export CONTROLLER_GEN
 
@@ -58,8 +60,8 @@ cni-plugins:
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(dir $@)
-	GOBIN=$(CACHE)/tools/tmp $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
-	mv $(CACHE)/tools/tmp/controller-gen $@
+	$(GO) build -o $@.tmp sigs.k8s.io/controller-tools/cmd/controller-gen
+	mv $@.tmp $@
 
 # CRDs and deepcopy code come from the Go types in api/; a unit test fails
 # when the committed files differ from what this produces.
