@@ -52,6 +52,13 @@ func Write(dir, out string) error {
 		fmt.Fprintf(&md, "\n## First packet\n\n%d new pairs of nodes behind two symmetric NATs (relay only): from both daemons ready to the first answered ping (every 50 ms). p50 %.0f ms, max %.0f ms. A first handshake lost before the pair has a route costs WireGuard's 5 s retry.\n\n![first packet](first-packet.svg)\n", fp.Trials, fp.P50Ms, fp.MaxMs)
 	}
 
+	var jn Join
+	if ok, err := read(dir, JoinFile, &jn); err != nil {
+		return err
+	} else if ok {
+		joinSection(jn, &md)
+	}
+
 	var ca CNIAdd
 	if ok, err := read(dir, CNIAddFile, &ca); err != nil {
 		return err
@@ -110,4 +117,17 @@ func floats(v []float64, format string) string {
 		s[i] = fmt.Sprintf(format, f)
 	}
 	return strings.Join(s, ", ")
+}
+
+// joinSection is a table of the join trials: each new node, and when each
+// running node first reached it.
+func joinSection(j Join, md *strings.Builder) {
+	fmt.Fprintf(md, "\n## A node joins\n\nA public node, one behind a cone NAT and one behind a symmetric NAT are running; new nodes start by turns on the internet, behind a cone NAT and behind a symmetric NAT of their own. From the moment each new node's MeshNode is seen, every running node pings it every 50 ms: the time to the last of their first replies is when the new node is reachable from all nodes. p50 %.0f ms, max %.0f ms.\n\n| new node | where | reachable from all | from each |\n|---|---|---|---|\n", j.P50Ms, j.MaxMs)
+	for _, t := range j.Trials {
+		from := make([]string, len(t.From))
+		for i, f := range t.From {
+			from[i] = fmt.Sprintf("%s %.0f ms", f.Node, f.Ms)
+		}
+		fmt.Fprintf(md, "| %s | %s | %.0f ms | %s |\n", t.Node, t.Kind, t.Ms, strings.Join(from, ", "))
+	}
 }

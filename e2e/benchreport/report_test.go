@@ -24,6 +24,9 @@ func TestWriteReport(t *testing.T) {
 		{Name: "wirelace via relay", Gbps: 2.4, RoundsGbps: []float64{2.3, 2.5}, CPUPerGbit: 1.1, RetransmitPct: 0.25},
 	}})
 	write(FirstPacketFile, FirstPacket{Trials: 3, Ms: []float64{210, 5100, 230}, P50Ms: 230, MaxMs: 5100})
+	write(JoinFile, Join{P50Ms: 310, MaxMs: 640, Trials: []JoinTrial{
+		{Node: "j0symmetric", Kind: "symmetric", Ms: 640, From: []JoinFrom{{Node: "pub", Ms: 420}, {Node: "sym", Ms: 640}}},
+	}})
 	write(ScaleFile, []Scale{{Nodes: 10, JoinP50Ms: 65, JoinMaxMs: 75, RSSMiB: 47}, {Nodes: 1000, JoinP50Ms: 580, JoinMaxMs: 880, BurstNodes: 890, BurstMs: 665, RSSMiB: 183}})
 
 	if err := Write(dir, out); err != nil {
@@ -37,6 +40,8 @@ func TestWriteReport(t *testing.T) {
 		"| wirelace via relay | 2.40 | 2.30, 2.50 | 1.10 | 0.25% |",
 		"p50 230 ms, max 5100 ms",
 		"| 1000 | 580 ms | 880 ms | 665 ms (890 nodes) |",
+		"p50 310 ms, max 640 ms",
+		"| j0symmetric | symmetric | 640 ms | pub 420 ms, sym 640 ms |",
 		"![throughput](throughput.svg)",
 	} {
 		if !strings.Contains(string(md), want) {

@@ -74,3 +74,29 @@ type CNIRun struct {
 
 // CNIAddFile holds CNIAdd.
 const CNIAddFile = "cni-add.json"
+
+// Join is new nodes joining a running mesh: from each one's MeshNode first
+// seen to it answering pings from every running node.
+type Join struct {
+	Trials []JoinTrial `json:"trials"`
+	P50Ms  float64     `json:"p50_ms"`
+	MaxMs  float64     `json:"max_ms"`
+}
+
+// JoinTrial is one new node: where it sits (public, cone, symmetric), when
+// each running node first reached it, and the last of those (Ms).
+type JoinTrial struct {
+	Node string     `json:"node"`
+	Kind string     `json:"kind"`
+	From []JoinFrom `json:"from"`
+	Ms   float64    `json:"ms"`
+}
+
+// JoinFrom is one running node's first reply from the new node.
+type JoinFrom struct {
+	Node string  `json:"node"`
+	Ms   float64 `json:"ms"`
+}
+
+// JoinFile holds Join.
+const JoinFile = "join.json"

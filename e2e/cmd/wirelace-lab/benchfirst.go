@@ -17,6 +17,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/wirelace/wirelace/api/v1alpha1"
@@ -124,13 +125,15 @@ func firstPacket(ctx context.Context, l *lab.Lab, trial int, s1, s2 *lab.Site, r
 }
 
 // meshNodesSeen is when the bench first saw each MeshNode, by name: the
-// arrival of its watch event (the API's own timestamps have whole seconds).
-// Pings start only once both daemons are ready, so a time from the
-// MeshNodes is an upper bound.
+// arrival of its watch event (the API's own timestamps have whole seconds),
+// and the mesh IPs it claims.
 type meshNodesSeen struct {
 	stop func()
 	mu   sync.Mutex
 	at   map[string]time.Time
+	ips  map[string][]string
+	// changed is closed, and replaced, whenever a MeshNode is first seen.
+	changed chan struct{}
 }
 
 func watchMeshNodes(ctx context.Context, l *lab.Lab) (*meshNodesSeen, error) {
@@ -138,16 +141,20 @@ func watchMeshNodes(ctx context.Context, l *lab.Lab) (*meshNodesSeen, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch MeshNodes: %w", err)
 	}
-	s := &meshNodesSeen{stop: w.Stop, at: map[string]time.Time{}}
+	s := &meshNodesSeen{stop: w.Stop, at: map[string]time.Time{}, ips: map[string][]string{}, changed: make(chan struct{})}
 	go func() {
 		for ev := range w.ResultChan() {
-			o, ok := ev.Object.(metav1.Object)
+			o, ok := ev.Object.(*unstructured.Unstructured)
 			if !ok || ev.Type != watch.Added {
 				continue
 			}
+			ips, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "meshIPs")
 			s.mu.Lock()
 			if _, dup := s.at[o.GetName()]; !dup {
 				s.at[o.GetName()] = time.Now()
+				s.ips[o.GetName()] = ips
+				close(s.changed)
+				s.changed = make(chan struct{})
 			}
 			s.mu.Unlock()
 		}
@@ -165,6 +172,31 @@ func (s *meshNodesSeen) both(a, b string) (time.Time, bool) {
 		ta = tb
 	}
 	return ta, oka && okb
+}
+
+// wait returns when name's MeshNode was first seen and its first mesh IP,
+// waiting up to timeout for it.
+func (s *meshNodesSeen) wait(ctx context.Context, name string, timeout time.Duration) (time.Time, string, error) {
+	deadline := time.After(timeout)
+	for {
+		s.mu.Lock()
+		at, ok := s.at[name]
+		ips, changed := s.ips[name], s.changed
+		s.mu.Unlock()
+		if ok {
+			if len(ips) == 0 {
+				return at, "", fmt.Errorf("MeshNode %s claims no mesh IP", name)
+			}
+			return at, ips[0], nil
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return time.Time{}, "", fmt.Errorf("no MeshNode %s within %v", name, timeout)
+		case <-ctx.Done():
+			return time.Time{}, "", ctx.Err()
+		}
+	}
 }
 
 // firstReply pings ip from n every 50 ms and returns when the first reply

@@ -22,7 +22,7 @@ import (
 
 // verbs are what wirelace-lab does: the demo, the whole bench or one of
 // its parts, redrawing the report.
-var verbs = []string{"demo", "bench", "throughput", "failover", "first-packet", "cni", "scale", "report"}
+var verbs = []string{"demo", "bench", "throughput", "failover", "first-packet", "join", "cni", "scale", "report"}
 
 func main() {
 	fs := flag.NewFlagSet("wirelace-lab", flag.ExitOnError)
@@ -72,6 +72,9 @@ func main() {
 			if err := benchFirstPacket(ctx, abs); err != nil {
 				return err
 			}
+			if err := benchJoin(ctx, abs); err != nil {
+				return err
+			}
 			if err := benchCNI(ctx, abs); err != nil {
 				return err
 			}
@@ -92,6 +95,8 @@ func main() {
 		run = func() error { return benchScale(ctx, abs) }
 	case "first-packet":
 		run = func() error { return benchFirstPacket(ctx, abs) }
+	case "join":
+		run = func() error { return benchJoin(ctx, abs) }
 	}
 	if err := run(); err != nil {
 		if errors.Is(err, context.Canceled) {
