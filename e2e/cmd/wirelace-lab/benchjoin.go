@@ -43,7 +43,9 @@ func benchJoin(ctx context.Context, root string) error {
 		defer seen.stop()
 		for round := range joinRounds {
 			for _, kind := range joinKinds {
-				t, err := joinOnce(ctx, l, fmt.Sprintf("j%d%s", round, kindName(kind)), kind, running, seen)
+				// Short names: a node's and its site's names end up in
+				// interface names, which have 15 bytes.
+				t, err := joinOnce(ctx, l, fmt.Sprintf("j%d%c", round, kindName(kind)[0]), kind, running, seen)
 				if err != nil {
 					return err
 				}
@@ -78,7 +80,7 @@ func joinOnce(ctx context.Context, l *lab.Lab, name string, kind lab.NAT, runnin
 	t := benchreport.JoinTrial{Node: name, Kind: kindName(kind)}
 	var opts []lab.NodeOption
 	if kind != "" {
-		site, err := l.AddSite(ctx, name, kind)
+		site, err := l.AddSite(ctx, "r"+name[1:], kind)
 		if err != nil {
 			return t, err
 		}
