@@ -46,6 +46,8 @@ type DesiredCache struct {
 	// computed at most once per peer set.
 	routes, nodeIPRoutes []netip.Prefix
 	routesOK             bool
+	// gen changes whenever the routes may have (RoutesGen).
+	gen uint64
 	// full says whether the last Update computed from scratch.
 	full bool
 }
@@ -59,7 +61,12 @@ type cachedNode struct {
 }
 
 // Reset forgets everything: the next Update computes from scratch.
-func (c *DesiredCache) Reset() { *c = DesiredCache{} }
+func (c *DesiredCache) Reset() { *c = DesiredCache{run: c.run, gen: c.gen + 1} }
+
+// RoutesGen identifies the current Routes and NodeIPRoutes: it is the
+// same only as long as they are, so that a caller may skip work derived
+// from them. (It may change when they did not.)
+func (c *DesiredCache) RoutesGen() uint64 { return c.gen }
 
 // LastWasFull says whether the last Update computed Desired from scratch.
 func (c *DesiredCache) LastWasFull() bool { return c.full }
@@ -202,7 +209,7 @@ func (c *DesiredCache) patch(changed []int) {
 
 // rebuild computes Desired from scratch and remembers its inputs.
 func (c *DesiredCache) rebuild(self Self, nodes []Node, facts map[string]Facts) {
-	*c = DesiredCache{run: c.run}
+	*c = DesiredCache{run: c.run, gen: c.gen + 1}
 	c.valid = true
 	c.self = Self{Name: self.Name, PublicKey: self.PublicKey, Protected: slices.Clone(self.Protected)}
 	t, admitted, endpoints, routed := desired(self, nodes, facts)

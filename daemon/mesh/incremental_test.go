@@ -123,7 +123,11 @@ func TestDesiredCacheMatchesDesired(t *testing.T) {
 			}
 			r.Shuffle(len(in), func(i, j int) { in[i], in[j] = in[j], in[i] })
 			want := Desired(self, in, facts)
+			gen, routes := c.RoutesGen(), slices.Clone(c.Routes())
 			got := c.Update(self, in, facts)
+			if c.RoutesGen() == gen && !slices.Equal(want.Routes(), routes) {
+				t.Fatalf("seed %d step %d: routes changed under the same RoutesGen", seed, step)
+			}
 			if !c.LastWasFull() {
 				patched++
 			}

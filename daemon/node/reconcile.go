@@ -25,9 +25,11 @@ import (
 // It is idempotent and reads the API only through the informer caches.
 //
 // Between full resyncs (fullResync) it writes only what differs from what
-// it wrote last, and parses only MeshNodes that changed (reconcileCache);
+// it wrote last, parses only MeshNodes that changed, gathers facts only
+// for nodes an informer event touched, and patches the topology when only
+// peers' keys or endpoints changed (reconcileCache, mesh.DesiredCache);
 // the result is what a full reconcile would make. A failure makes the next
-// run a full one.
+// run a full one, which drops all of that.
 func (d *Daemon) reconcile(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
@@ -113,7 +115,7 @@ func (d *Daemon) reconcile(ctx context.Context) (err error) {
 	// reported and the reconcile retried.
 	var applyErrs []error
 	if d.cfg.Masquerade {
-		applyErrs = append(applyErrs, d.masq.Apply(d.masqRules(d.cache.desired.Routes())))
+		applyErrs = append(applyErrs, d.applyMasq())
 	}
 	applyErrs = append(applyErrs, routes.EnsureAddrs(d.dev.Index(), d.meshIPs))
 	applyErrs = append(applyErrs, d.syncRoutes("main", routes.MainTable, d.cache.desired.Routes()))
@@ -202,6 +204,12 @@ func (d *Daemon) syncRoutes(name string, table int, desired []netip.Prefix) erro
 		if actual, err = routes.List(d.dev.Index(), table); err != nil {
 			return err
 		}
+	}
+	if known && slices.Equal(desired, actual) {
+		// What the table holds is already what is desired: the usual
+		// case when one peer's key changed. RouteChanges would find as
+		// much, through two maps of every route.
+		return nil
 	}
 	add, del := mesh.RouteChanges(desired, actual)
 	added, removed, taken, err := routes.Apply(d.dev.Index(), table, add, del)
@@ -337,6 +345,24 @@ func (d *Daemon) peerName(key string) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.peerNames[key]
+}
+
+// applyMasq applies the masquerade rules unless what they are made of is
+// what they were last applied from: building them sorts and merges every
+// routed prefix, which a change of one peer's key leaves as it was.
+func (d *Daemon) applyMasq() error {
+	m := &d.cache.masq
+	gen := d.cache.desired.RoutesGen()
+	pools, _ := d.cfg.MeshPools()
+	if m.ok && m.gen == gen && slices.Equal(m.local, d.podCIDRs) && slices.Equal(m.pools, pools) {
+		return nil
+	}
+	m.ok = false
+	if err := d.masq.Apply(d.masqRules(d.cache.desired.Routes())); err != nil {
+		return err
+	}
+	m.ok, m.gen, m.local, m.pools = true, gen, slices.Clone(d.podCIDRs), slices.Clone(pools)
+	return nil
 }
 
 // masqRules says which pod traffic leaves the cluster: anything from this

@@ -53,6 +53,13 @@ type reconcileCache struct {
 	// desired computes the topology from the claims and facts, patching
 	// the last one when only peers' keys or endpoints changed.
 	desired mesh.DesiredCache
+	// masq is what the masquerade rules were last applied from; ok is
+	// false when unknown (never applied, or a failure since).
+	masq struct {
+		ok           bool
+		gen          uint64 // desired.RoutesGen()
+		local, pools []netip.Prefix
+	}
 }
 
 type cachedFacts struct {
@@ -116,6 +123,7 @@ func (c *reconcileCache) startRun(now time.Time) (full bool) {
 func (c *reconcileCache) forgetApplied() {
 	c.peers = nil
 	c.routes = map[int][]netip.Prefix{}
+	c.masq.ok = false
 }
 
 // routesApplied records table's routes after a write that succeeded:
