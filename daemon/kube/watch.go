@@ -40,6 +40,9 @@ type Watcher struct {
 	ciliumNodes cache.SharedIndexInformer
 	dyn         dynamicinformer.DynamicSharedInformerFactory
 	core        informers.SharedInformerFactory
+	// facts versions what the informers other than MeshNodes' say about
+	// each node (FactsVersion).
+	facts factsVersions
 }
 
 // podsByNode indexes pods by spec.nodeName.
@@ -90,16 +93,24 @@ func NewWatcher(c Clients, nodeName string, ciliumNodes bool, meshChanged, podsC
 	}}); err != nil {
 		return nil, fmt.Errorf("pod informer: %w", err)
 	}
-	informers := []cache.SharedIndexInformer{w.meshNodes, w.nodes, w.ipClaims, w.routeGrants}
+	if _, err := w.meshNodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { meshChanged() },
+		UpdateFunc: func(any, any) { meshChanged() },
+		DeleteFunc: func(any) { meshChanged() },
+	}); err != nil {
+		return nil, fmt.Errorf("add event handler: %w", err)
+	}
+	// The others are facts about nodes: their versions move first.
+	factsInformers := []cache.SharedIndexInformer{w.nodes, w.ipClaims, w.routeGrants}
 	if ciliumNodes {
 		w.ciliumNodes = w.dyn.ForResource(CiliumNodeResource).Informer()
-		informers = append(informers, w.ciliumNodes)
+		factsInformers = append(factsInformers, w.ciliumNodes)
 	}
-	for _, inf := range informers {
+	for _, inf := range factsInformers {
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { meshChanged() },
-			UpdateFunc: func(any, any) { meshChanged() },
-			DeleteFunc: func(any) { meshChanged() },
+			AddFunc:    func(obj any) { w.facts.bump(factsNode(obj)); meshChanged() },
+			UpdateFunc: func(old, cur any) { w.facts.bump(factsNode(old), factsNode(cur)); meshChanged() },
+			DeleteFunc: func(obj any) { w.facts.bump(factsNode(obj)); meshChanged() },
 		}); err != nil {
 			return nil, fmt.Errorf("add event handler: %w", err)
 		}
@@ -109,6 +120,14 @@ func NewWatcher(c Clients, nodeName string, ciliumNodes bool, meshChanged, podsC
 			podsChanged()
 		}
 		if old == nil || cur == nil || !slices.Equal(old.Status.PodIPs, cur.Status.PodIPs) || old.Spec.NodeName != cur.Spec.NodeName {
+			if old == nil && cur == nil {
+				w.facts.bump("") // not a Pod: whose, unknown
+			}
+			for _, p := range []*corev1.Pod{old, cur} {
+				if p != nil && p.Spec.NodeName != "" {
+					w.facts.bump(p.Spec.NodeName)
+				}
+			}
 			meshChanged()
 		}
 	}

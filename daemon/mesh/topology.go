@@ -8,7 +8,6 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/wirelace/wirelace/api/vocab"
 	"github.com/wirelace/wirelace/internal/netipx"
 )
 
@@ -110,7 +109,15 @@ type Self struct {
 // What is refused is reported in Conflicts. Peers come out sorted by name
 // so the result is deterministic.
 func Desired(self Self, nodes []Node, facts map[string]Facts) Topology {
-	var t Topology
+	t, _, _, _ := desired(self, nodes, facts)
+	return t
+}
+
+// desired is Desired, also returning what DesiredCache keeps to patch the
+// result later: the conflicts found before the endpoint checks, each
+// peer's endpoint conflicts, and the routed set the endpoints were
+// checked against.
+func desired(self Self, nodes []Node, facts map[string]Facts) (t Topology, admitted []string, endpoints [][]string, routed routeSet) {
 	sorted := slices.Clone(nodes)
 	slices.SortFunc(sorted, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
 
@@ -191,8 +198,9 @@ func Desired(self Self, nodes []Node, facts map[string]Facts) Topology {
 		}
 	}
 	t.Peers = peers
-	t.dropTunnelledEndpoints()
-	return t
+	admitted = slices.Clip(t.Conflicts)
+	endpoints, routed = t.dropTunnelledEndpoints()
+	return t, admitted, endpoints, routed
 }
 
 // claimedPrefixes is every prefix Desired may ask the index about: each
@@ -254,29 +262,21 @@ func (t *Topology) conflict(format string, a ...any) {
 // prefix routed into the mesh (main table): WireGuard's packets to it
 // would be routed into the tunnel they carry. A pod gateway address
 // published as a host candidate is the usual case. (Node IPs are routed
-// in the node-IP table, which WireGuard's marked packets skip.)
-func (t *Topology) dropTunnelledEndpoints() {
+// in the node-IP table, which WireGuard's marked packets skip.) It
+// returns each peer's conflicts and the routed set.
+func (t *Topology) dropTunnelledEndpoints() ([][]string, routeSet) {
 	routed := make([]netip.Prefix, 0, 2*len(t.Peers))
 	for _, p := range t.Peers {
 		routed = append(routed, p.AllowedIPs...)
 	}
 	set := newRouteSet(routed)
+	conflicts := make([][]string, len(t.Peers))
 	for i := range t.Peers {
 		n := &t.Peers[i]
-		var eps []netip.AddrPort
-		var kinds []vocab.EndpointKind
-		for j, ep := range n.Endpoints {
-			if p, in := set.containing(ep.Addr()); in {
-				t.conflict("node %s publishes endpoint %s inside %s, which is routed through the mesh; not used", n.Name, ep, p)
-				continue
-			}
-			eps = append(eps, ep)
-			if j < len(n.EndpointKinds) {
-				kinds = append(kinds, n.EndpointKinds[j])
-			}
-		}
-		n.Endpoints, n.EndpointKinds = eps, kinds
+		n.Endpoints, n.EndpointKinds, conflicts[i] = set.checkEndpoints(n.Name, n.Endpoints, n.EndpointKinds)
+		t.Conflicts = append(t.Conflicts, conflicts[i]...)
 	}
+	return conflicts, set
 }
 
 // routeSet answers which routed prefix contains an address with a map

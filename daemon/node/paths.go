@@ -437,11 +437,11 @@ func (p *paths) setLocal(t vocab.NATType, cands []netip.AddrPort) {
 // update brings the set of peers in line with the topology and sets the
 // virtual endpoint each peer's WireGuard configuration must carry. own are
 // this node's subnets, to recognise peers on the same network.
-func (p *paths) update(top mesh.Topology, own []netip.Prefix) {
+func (p *paths) update(top mesh.Topology, routed, own []netip.Prefix) {
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.routed = top.Routes()
+	p.routed = routed
 	seen := map[wgtypes.Key]bool{}
 	for i := range top.Peers {
 		n := &top.Peers[i]

@@ -152,7 +152,8 @@ func newSimMesh(tb testing.TB, n int) *simMesh {
 		m.dev.index[sp.wg] = len(m.dev.peers)
 		m.dev.peers = append(m.dev.peers, wgtypes.Peer{PublicKey: sp.wg})
 	}
-	m.p.update(m.topology(), nil)
+	top := m.topology()
+	m.p.update(top, top.Routes(), nil)
 	return m
 }
 
@@ -458,7 +459,7 @@ func BenchmarkUpdate1000(b *testing.B) {
 	top := m.topology()
 	b.ResetTimer()
 	for range b.N {
-		m.p.update(top, nil)
+		m.p.update(top, top.Routes(), nil)
 	}
 }
 

@@ -185,7 +185,7 @@ func newHarness(t *testing.T, clk *fakeClock, peers ...*testPeer) *harness {
 		})
 		tp.ring.SetMembers([]wgtypes.Key{h.ctl})
 	}
-	h.p.update(top, nil)
+	h.p.update(top, top.Routes(), nil)
 	return h
 }
 

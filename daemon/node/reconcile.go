@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,9 +25,11 @@ import (
 // It is idempotent and reads the API only through the informer caches.
 //
 // Between full resyncs (fullResync) it writes only what differs from what
-// it wrote last, and parses only MeshNodes that changed (reconcileCache);
+// it wrote last, parses only MeshNodes that changed, gathers facts only
+// for nodes an informer event touched, and patches the topology when only
+// peers' keys or endpoints changed (reconcileCache, mesh.DesiredCache);
 // the result is what a full reconcile would make. A failure makes the next
-// run a full one.
+// run a full one, which drops all of that.
 func (d *Daemon) reconcile(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
@@ -97,12 +101,12 @@ func (d *Daemon) reconcile(ctx context.Context) (err error) {
 		d.log.Debug("full resync: reading WireGuard peers and routes back")
 	}
 	onLink := subnetsOf(host)
-	top := mesh.Desired(d.self(onLink), nodes, d.facts(nodes, onLink))
+	top := d.cache.desired.Update(d.self(onLink), nodes, d.facts(nodes, onLink))
 	for _, c := range top.Conflicts {
 		d.log.Warn("mesh conflict", "detail", c)
 	}
 
-	d.paths.update(top, onLink)
+	d.paths.update(top, d.cache.desired.Routes(), onLink)
 	if err := d.applyPeers(top); err != nil {
 		return err
 	}
@@ -111,11 +115,11 @@ func (d *Daemon) reconcile(ctx context.Context) (err error) {
 	// reported and the reconcile retried.
 	var applyErrs []error
 	if d.cfg.Masquerade {
-		applyErrs = append(applyErrs, d.masq.Apply(d.masqRules(top)))
+		applyErrs = append(applyErrs, d.applyMasq())
 	}
 	applyErrs = append(applyErrs, routes.EnsureAddrs(d.dev.Index(), d.meshIPs))
-	applyErrs = append(applyErrs, d.syncRoutes("main", routes.MainTable, top.Routes()))
-	applyErrs = append(applyErrs, d.syncNodeIPRoutes(top.NodeIPRoutes()))
+	applyErrs = append(applyErrs, d.syncRoutes("main", routes.MainTable, d.cache.desired.Routes()))
+	applyErrs = append(applyErrs, d.syncNodeIPRoutes(d.cache.desired.NodeIPRoutes()))
 	if err := errors.Join(applyErrs...); err != nil {
 		return err
 	}
@@ -126,34 +130,65 @@ func (d *Daemon) reconcile(ctx context.Context) (err error) {
 // facts gathers, for every node that has a Node object, what the cluster
 // says about it (mesh.Facts): its IPClaims, allocated pod CIDRs and
 // RouteGrants. Pod IPs are gathered only for nodes that announce chained
-// pod IPs, the only claims they back.
+// pod IPs, the only claims they back. A node's facts are gathered again
+// only when an informer event may have changed them (kube.FactsVersion)
+// or the on-link networks changed; else they are the last run's.
 func (d *Daemon) facts(nodes []mesh.Node, onLink []netip.Prefix) map[string]mesh.Facts {
+	c := &d.cache
+	if c.facts == nil || !slices.Equal(c.factsOnLink, onLink) {
+		c.facts = make(map[string]cachedFacts, len(nodes))
+		c.factsOnLink = slices.Clone(onLink)
+	}
 	out := make(map[string]mesh.Facts, len(nodes))
 	for _, n := range nodes {
-		if !d.watcher.NodeExists(n.Name) {
-			continue
+		// The version before the facts: see kube.Watcher.FactsVersion.
+		v, podIPs := d.watcher.FactsVersion(n.Name), len(n.PodIPClaims) > 0
+		cf, ok := c.facts[n.Name]
+		if !ok || cf.version != v || cf.podIPs != podIPs {
+			cf = cachedFacts{version: v, podIPs: podIPs}
+			cf.f, cf.live = d.gatherFacts(n.Name, podIPs, onLink)
+			c.facts[n.Name] = cf
 		}
-		meshIPs, claimed := d.watcher.Claims(n.Name)
-		f := mesh.Facts{
-			MeshIPs:  meshIPs,
-			PodCIDRs: append(d.watcher.NodePodCIDRs(n.Name), claimed...),
-			Grants:   d.watcher.Grants(n.Name),
+		if cf.live {
+			out[n.Name] = cf.f
 		}
-		if len(n.PodIPClaims) > 0 {
-			f.PodIPs = d.watcher.PodIPs(n.Name)
+	}
+	if len(c.facts) > 2*len(nodes)+16 {
+		// Nodes that left: forget them now and then, not every run.
+		keep := make(map[string]bool, len(nodes))
+		for _, n := range nodes {
+			keep[n.Name] = true
 		}
-		if d.cfg.NodeIPRoutes {
-			for _, a := range d.watcher.InternalIPs(n.Name) {
-				// On a network this node shares, the address is reached
-				// directly; through the mesh would only add a detour.
-				if !containsAddr(onLink, a) {
-					f.NodeIPs = append(f.NodeIPs, a)
-				}
-			}
-		}
-		out[n.Name] = f
+		maps.DeleteFunc(c.facts, func(name string, _ cachedFacts) bool { return !keep[name] })
 	}
 	return out
+}
+
+// gatherFacts reads what the cluster says about one node from the
+// informer caches; live is false when its Node does not exist.
+func (d *Daemon) gatherFacts(name string, podIPs bool, onLink []netip.Prefix) (f mesh.Facts, live bool) {
+	if !d.watcher.NodeExists(name) {
+		return f, false
+	}
+	meshIPs, claimed := d.watcher.Claims(name)
+	f = mesh.Facts{
+		MeshIPs:  meshIPs,
+		PodCIDRs: append(d.watcher.NodePodCIDRs(name), claimed...),
+		Grants:   d.watcher.Grants(name),
+	}
+	if podIPs {
+		f.PodIPs = d.watcher.PodIPs(name)
+	}
+	if d.cfg.NodeIPRoutes {
+		for _, a := range d.watcher.InternalIPs(name) {
+			// On a network this node shares, the address is reached
+			// directly; through the mesh would only add a detour.
+			if !containsAddr(onLink, a) {
+				f.NodeIPs = append(f.NodeIPs, a)
+			}
+		}
+	}
+	return f, true
 }
 
 // syncRoutes applies one table's routes and logs what changed. A route
@@ -169,6 +204,12 @@ func (d *Daemon) syncRoutes(name string, table int, desired []netip.Prefix) erro
 		if actual, err = routes.List(d.dev.Index(), table); err != nil {
 			return err
 		}
+	}
+	if known && slices.Equal(desired, actual) {
+		// What the table holds is already what is desired: the usual
+		// case when one peer's key changed. RouteChanges would find as
+		// much, through two maps of every route.
+		return nil
 	}
 	add, del := mesh.RouteChanges(desired, actual)
 	added, removed, taken, err := routes.Apply(d.dev.Index(), table, add, del)
@@ -306,16 +347,34 @@ func (d *Daemon) peerName(key string) string {
 	return d.peerNames[key]
 }
 
+// applyMasq applies the masquerade rules unless what they are made of is
+// what they were last applied from: building them sorts and merges every
+// routed prefix, which a change of one peer's key leaves as it was.
+func (d *Daemon) applyMasq() error {
+	m := &d.cache.masq
+	gen := d.cache.desired.RoutesGen()
+	pools, _ := d.cfg.MeshPools()
+	if m.ok && m.gen == gen && slices.Equal(m.local, d.podCIDRs) && slices.Equal(m.pools, pools) {
+		return nil
+	}
+	m.ok = false
+	if err := d.masq.Apply(d.masqRules(d.cache.desired.Routes())); err != nil {
+		return err
+	}
+	m.ok, m.gen, m.local, m.pools = true, gen, slices.Clone(d.podCIDRs), slices.Clone(pools)
+	return nil
+}
+
 // masqRules says which pod traffic leaves the cluster: anything from this
 // node's pods to an address that is not a pod or mesh address of any node.
 // Only what the topology accepted counts: a peer's unverified claims must
 // not exempt traffic from masquerading.
-func (d *Daemon) masqRules(top mesh.Topology) masq.Rules {
+func (d *Daemon) masqRules(routed []netip.Prefix) masq.Rules {
 	r := masq.Rules{Local: d.podCIDRs}
 	r.Cluster = append(r.Cluster, d.podCIDRs...)
 	if pools, err := d.cfg.MeshPools(); err == nil {
 		r.Cluster = append(r.Cluster, pools...)
 	}
-	r.Cluster = append(r.Cluster, top.Routes()...)
+	r.Cluster = append(r.Cluster, routed...)
 	return r
 }

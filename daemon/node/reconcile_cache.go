@@ -42,6 +42,31 @@ type reconcileCache struct {
 	routes map[int][]netip.Prefix
 	// readAt is when peers and routes were last read back.
 	readAt time.Time
+
+	// facts are the nodes' mesh.Facts as last gathered, each valid while
+	// the node's kube.FactsVersion stays the same: gathering them means
+	// parsing every node's IPClaims, pod CIDRs, grants and addresses.
+	// factsOnLink is the on-link set they were gathered for (it decides
+	// which node IPs count).
+	facts       map[string]cachedFacts
+	factsOnLink []netip.Prefix
+	// desired computes the topology from the claims and facts, patching
+	// the last one when only peers' keys or endpoints changed.
+	desired mesh.DesiredCache
+	// masq is what the masquerade rules were last applied from; ok is
+	// false when unknown (never applied, or a failure since).
+	masq struct {
+		ok           bool
+		gen          uint64 // desired.RoutesGen()
+		local, pools []netip.Prefix
+	}
+}
+
+type cachedFacts struct {
+	version kube.FactsVersion
+	podIPs  bool // gathered with pod IPs (the node announces chained pod IPs)
+	live    bool // its Node exists; f means nothing otherwise
+	f       mesh.Facts
 }
 
 type parsedClaim struct {
@@ -86,6 +111,10 @@ func (c *reconcileCache) startRun(now time.Time) (full bool) {
 	}
 	c.forgetApplied()
 	c.readAt = now
+	// A full run derives everything anew, so that no cache outlives
+	// fullResync.
+	c.facts = nil
+	c.desired.Reset()
 	return true
 }
 
@@ -94,6 +123,7 @@ func (c *reconcileCache) startRun(now time.Time) (full bool) {
 func (c *reconcileCache) forgetApplied() {
 	c.peers = nil
 	c.routes = map[int][]netip.Prefix{}
+	c.masq.ok = false
 }
 
 // routesApplied records table's routes after a write that succeeded:
