@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +66,59 @@ func TestScaleRouting(t *testing.T) {
 	if out, err := a.Exec(ctx, "nft", "list", "table", "inet", "wirelace"); err != nil || strings.Count(out, "masquerade") != 2 {
 		t.Errorf("masquerade table: %v\n%s", err, out)
 	}
+
+	// One peer re-keys, as a node whose key was lost would: lace0 swaps
+	// that peer alone (the topology is patched, not recomputed and
+	// rewritten), with the same allowed IPs, and no route moves.
+	routesBefore := ourRoutes(t, a)
+	writes0 := peerWrites(t, a)
+	old, key, err := l.RekeyFakeNode(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mesh7, pods7 := lab.FakeAddrs(7)
+	eventually(t, 10*time.Second, "lace0 swaps the re-keyed peer", func() error {
+		dev, err := a.WG(ctx, "lace0")
+		if err != nil {
+			return err
+		}
+		p, ok := dev.Peers[key]
+		if _, stale := dev.Peers[old]; !ok || stale {
+			return fmt.Errorf("new key present %v, old key still present %v", ok, stale)
+		}
+		if !slices.Contains(p.AllowedIPs, netip.PrefixFrom(mesh7, 32).String()) || !slices.Contains(p.AllowedIPs, pods7.String()) {
+			return fmt.Errorf("the re-keyed peer's allowed IPs are %v, want %s/32 and %s", p.AllowedIPs, mesh7, pods7)
+		}
+		if len(dev.Peers) != fakePeers+1 {
+			return fmt.Errorf("lace0 has %d peers, want %d", len(dev.Peers), fakePeers+1)
+		}
+		return nil
+	})
+	// The old key out and the new one in; a path change of the real peer
+	// may add a write or two, a rewrite of every peer would add 300.
+	w := peerWrites(t, a) - writes0
+	t.Logf("the re-key wrote %.0f peers to lace0", w)
+	if w < 2 || w > 6 {
+		t.Errorf("the re-key wrote %.0f peers to lace0, want 2 (the old key out, the new in)", w)
+	}
+	if after := ourRoutes(t, a); after != routesBefore {
+		t.Errorf("routes changed with a key:\nbefore:\n%s\nafter:\n%s", routesBefore, after)
+	}
+	if err := pa.Ping(ctx, pz.IPs()[0], 1); err != nil {
+		t.Errorf("after the re-key: %v", err)
+	}
 	if log, _ := os.ReadFile(a.LogPath); strings.Contains(string(log), "no buffer space") {
 		t.Errorf("the daemon hit the netlink buffer limit:\n%s", a.LogTail(20))
 	}
+}
+
+// peerWrites is the daemon's count of peers written to its WireGuard
+// device.
+func peerWrites(t *testing.T, n *lab.Node) float64 {
+	t.Helper()
+	w, err := n.Metric(context.Background(), "wirelace_wireguard_peer_writes_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

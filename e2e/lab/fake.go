@@ -87,3 +87,30 @@ func (l *Lab) AddFakeNode(ctx context.Context, i int) error {
 	}
 	return nil
 }
+
+// RekeyFakeNode gives fake node i a new WireGuard key in its MeshNode, as
+// a node that re-keys would, and returns its old and new public key.
+func (l *Lab) RekeyFakeNode(ctx context.Context, i int) (old, key string, err error) {
+	priv, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		return "", "", err
+	}
+	key = priv.PublicKey().String()
+	res := l.Dynamic.Resource(v1alpha1.MeshNodeResource)
+	name := FakeNodeName(i)
+	u, err := res.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", "", fmt.Errorf("get MeshNode %s: %w", name, err)
+	}
+	old, _, err = unstructured.NestedString(u.Object, "spec", "publicKey")
+	if err != nil {
+		return "", "", fmt.Errorf("MeshNode %s: %w", name, err)
+	}
+	if err := unstructured.SetNestedField(u.Object, key, "spec", "publicKey"); err != nil {
+		return "", "", err
+	}
+	if _, err := res.Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+		return "", "", fmt.Errorf("update MeshNode %s: %w", name, err)
+	}
+	return old, key, nil
+}

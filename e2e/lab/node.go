@@ -398,6 +398,23 @@ func Scrape(ctx context.Context, netns string, port int) (string, error) {
 	return string(b), nil
 }
 
+// Metric returns the daemon's value of the unlabelled metric name.
+func (n *Node) Metric(ctx context.Context, name string) (float64, error) {
+	m, err := n.Metrics(ctx)
+	if err != nil {
+		return 0, err
+	}
+	v, err := MetricValues(m, name)
+	if err != nil {
+		return 0, err
+	}
+	x, ok := v[""]
+	if !ok {
+		return 0, fmt.Errorf("node %s: no metric %s", n.Name, name)
+	}
+	return x, nil
+}
+
 // MetricValues returns the samples of the metric family name in a
 // Prometheus text exposition, keyed by their label values joined with
 // spaces, in the order of the label names (sorted, as exposed): e.g.

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -153,31 +152,10 @@ func (dp *dataPlane) peerChanges(ctx context.Context, idlePercent float64) (benc
 	return c, nil
 }
 
-// changeKey gives the changed fake node a new WireGuard key in its
-// MeshNode, as a node that re-keys would, and returns its old and new key.
+// changeKey gives the changed fake node a new WireGuard key, as a node
+// that re-keys would, and returns its old and new key.
 func (dp *dataPlane) changeKey(ctx context.Context) (old, key string, err error) {
-	priv, err := wgtypes.GeneratePrivateKey()
-	if err != nil {
-		return "", "", err
-	}
-	key = priv.PublicKey().String()
-	res := dp.l.Dynamic.Resource(v1alpha1.MeshNodeResource)
-	name := lab.FakeNodeName(changedFake)
-	u, err := res.Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return "", "", fmt.Errorf("get MeshNode %s: %w", name, err)
-	}
-	old, _, err = unstructured.NestedString(u.Object, "spec", "publicKey")
-	if err != nil {
-		return "", "", fmt.Errorf("MeshNode %s: %w", name, err)
-	}
-	if err := unstructured.SetNestedField(u.Object, key, "spec", "publicKey"); err != nil {
-		return "", "", err
-	}
-	if _, err := res.Update(ctx, u, metav1.UpdateOptions{}); err != nil {
-		return "", "", fmt.Errorf("update MeshNode %s: %w", name, err)
-	}
-	return old, key, nil
+	return dp.l.RekeyFakeNode(ctx, changedFake)
 }
 
 // waitKey waits until key is a peer of lace0 and old is not: the change
@@ -211,19 +189,7 @@ func (dp *dataPlane) peerKeys(ctx context.Context) ([]string, error) {
 
 // peerWrites is the daemon's count of peers written to its device.
 func (dp *dataPlane) peerWrites(ctx context.Context) (float64, error) {
-	m, err := dp.a.Metrics(ctx)
-	if err != nil {
-		return 0, err
-	}
-	v, err := lab.MetricValues(m, "wirelace_wireguard_peer_writes_total")
-	if err != nil {
-		return 0, err
-	}
-	n, ok := v[""]
-	if !ok {
-		return 0, fmt.Errorf("node %s: no wirelace_wireguard_peer_writes_total", dp.a.Name)
-	}
-	return n, nil
+	return dp.a.Metric(ctx, "wirelace_wireguard_peer_writes_total")
 }
 
 // metricMiB reads an unlabelled gauge in bytes as MiB.
