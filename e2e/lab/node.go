@@ -381,21 +381,34 @@ func (n *Node) Metrics(ctx context.Context) (string, error) {
 // Scrape fetches /metrics from 127.0.0.1:port inside the network namespace
 // netns (a node's daemon, a relay).
 func Scrape(ctx context.Context, netns string, port int) (string, error) {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: k8s.DialerIn(netns)}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), nil)
+	b, err := Get(ctx, netns, port, "/metrics", 5*time.Second)
+	return string(b), err
+}
+
+// Get fetches path from 127.0.0.1:port inside the network namespace netns:
+// a daemon's metrics, or its /debug/pprof when it runs with --profiling.
+func Get(ctx context.Context, netns string, port int, path string, timeout time.Duration) ([]byte, error) {
+	c := &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: k8s.DialerIn(netns)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), nil)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("metrics in %s: %w", netns, err)
+		return nil, fmt.Errorf("%s in %s: %w", path, netns, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("metrics in %s: HTTP %d: %v", netns, resp.StatusCode, err)
+		return nil, fmt.Errorf("%s in %s: HTTP %d: %v", path, netns, resp.StatusCode, err)
 	}
-	return string(b), nil
+	return b, nil
+}
+
+// Debug fetches path (/debug/pprof/...) from the daemon, which serves it
+// when started with --profiling.
+func (n *Node) Debug(ctx context.Context, path string, timeout time.Duration) ([]byte, error) {
+	return Get(ctx, n.NetNS, metricsPort, path, timeout)
 }
 
 // Metric returns the daemon's value of the unlabelled metric name.

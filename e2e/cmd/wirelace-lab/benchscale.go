@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,10 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wirelace/wirelace/daemon/config"
 	"github.com/wirelace/wirelace/daemon/path"
 	"github.com/wirelace/wirelace/e2e/benchreport"
-	"github.com/wirelace/wirelace/e2e/k8s"
 	"github.com/wirelace/wirelace/e2e/lab"
 )
 
@@ -172,22 +168,7 @@ const profileSpan = 2 * changeTrials * changeWindow
 // cpuProfile fetches a CPU profile of n's daemon over span (it serves
 // /debug/pprof with --profiling) and writes it to file.
 func cpuProfile(ctx context.Context, n *lab.Node, file string, span time.Duration) error {
-	c := &http.Client{Timeout: span + 30*time.Second, Transport: &http.Transport{DialContext: k8s.DialerIn(n.NetNS)}}
-	// The lab runs the daemon with its default metrics listener.
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", config.Defaults().MetricsListen, int(span.Seconds()))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
-	}
-	b, err := io.ReadAll(resp.Body)
+	b, err := n.Debug(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(span.Seconds())), span+30*time.Second)
 	if err != nil {
 		return err
 	}
