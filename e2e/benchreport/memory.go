@@ -29,6 +29,11 @@ type ProcessMemory struct {
 	PeakMiB float64 `json:"peak_mib"`
 	// IdleMiB: after IdleSeconds without traffic.
 	IdleMiB float64 `json:"idle_mib"`
+	// HeapMiB is the Go heap in use right after a transfer, by the
+	// process's heap profile (Wirelace's daemons only), and PoolsMiB the
+	// part of it in wireguard-go's packet pools: where the memory goes.
+	HeapMiB  float64 `json:"heap_mib,omitempty"`
+	PoolsMiB float64 `json:"pools_mib,omitempty"`
 }
 
 // MemoryFile holds Memory.
@@ -43,6 +48,17 @@ func memorySection(m Memory, md *strings.Builder, file string) error {
 		m.IdleSeconds, m.IdleSeconds)
 	for _, p := range m.Processes {
 		fmt.Fprintf(md, "| %s | %.0f MiB | %.0f MiB | %.0f MiB | %.0f MiB |\n", p.Name, p.BeforeMiB, p.AfterMiB, p.PeakMiB, p.IdleMiB)
+	}
+	var where []string
+	for _, p := range m.Processes {
+		if p.HeapMiB > 0 {
+			where = append(where, fmt.Sprintf("%s %.0f MiB in use, %.0f MiB of it (%.0f%%) in wireguard-go's packet pools",
+				p.Name, p.HeapMiB, p.PoolsMiB, 100*p.PoolsMiB/p.HeapMiB))
+		}
+	}
+	if len(where) > 0 {
+		fmt.Fprintf(md, "\nWhere it goes, by the daemons' heap profiles right after the last direct transfer: %s. wireguard-go takes a 64 KiB buffer for every packet in flight, from pools it leaves unbounded on Linux, so a TCP stream's whole window sits in them; stock wireguard-go grows alike.\n",
+			strings.Join(where, "; "))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -92,7 +93,12 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 	}
 	all := append([]*lab.Node{n1, n2}, relayed...)
 	for _, n := range all {
-		if err := n.Start("--log-level", "info"); err != nil {
+		args := []string{"--log-level", "info"}
+		if n == n1 || n == n2 {
+			// Their heap profiles say where the memory of a transfer goes.
+			args = append(args, "--profiling")
+		}
+		if err := n.Start(args...); err != nil {
 			return err
 		}
 	}
@@ -135,6 +141,9 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 	}
 
 	say("TCP throughput, one stream, %s per run, %d rounds alternating", benchDuration, benchRounds)
+	// WIRELACE_LAB_PROFILE=<dir> also records CPU profiles of both
+	// daemons over the first direct run (<dir>/direct-{sender,receiver}.pprof).
+	profileDir := os.Getenv("WIRELACE_LAB_PROFILE")
 	var wl, stock, relay []iperfResult
 	wlPIDs := []int{n1.PID(), n2.PID()}
 	relayPIDs := []int{relayed[0].PID(), relayed[1].PID()}
@@ -152,12 +161,28 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 			{"stock wireguard-go", n1, stockIP, stockPIDs, 0, &stock},
 			{"wirelace via relay", relayed[0], meshIP(relayed[1]), relayPIDs, relayPID, &relay},
 		} {
+			var profiled chan error
+			if profileDir != "" && r == 0 && c.into == &wl {
+				profiled = profileDirect(ctx, profileDir, n1, n2)
+			}
 			res, err := iperf(ctx, c.from, c.to, c.pids, c.relay)
+			if profiled != nil {
+				if perr := errors.Join(<-profiled, <-profiled); perr != nil {
+					return fmt.Errorf("profile: %w", perr)
+				}
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
 			*c.into = append(*c.into, res)
 			mem.afterRun(c.pids)
+			if c.into == &wl && r == benchRounds-1 {
+				// Last, as the profile's GC frees what the pools hold
+				// one cycle early.
+				if err := mem.profileHeap(ctx); err != nil {
+					return err
+				}
+			}
 			line := fmt.Sprintf("  round %d  %-20s %6.2f Gbit/s  retransmits %6d (%5.2f%%)  CPU %.2f s/Gbit",
 				r+1, c.name, res.Gbps, res.Retransmits, res.RetransmitPct(), res.CPUPerGbit)
 			if c.relay != 0 {
@@ -191,6 +216,21 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 		return err
 	}
 	return writeBenchJSON(root, benchreport.MemoryFile, m)
+}
+
+// profileDirect samples the CPU of both daemons of a direct run, which
+// starts now, over most of it.
+func profileDirect(ctx context.Context, dir string, sender, receiver *lab.Node) chan error {
+	done := make(chan error, 2)
+	for _, p := range []struct {
+		n    *lab.Node
+		name string
+	}{{sender, "sender"}, {receiver, "receiver"}} {
+		go func() {
+			done <- cpuProfile(ctx, p.n, filepath.Join(dir, "direct-"+p.name+".pprof"), benchDuration-2*time.Second)
+		}()
+	}
+	return done
 }
 
 // pathThroughput summarises one path's rounds for the report.

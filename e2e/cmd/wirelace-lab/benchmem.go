@@ -57,6 +57,24 @@ func (w *memWatch) afterRun(ran []int) {
 	}
 }
 
+// profileHeap records where the daemons' heap is, by their heap profiles.
+func (w *memWatch) profileHeap(ctx context.Context) error {
+	for i, pid := range w.pids {
+		n := w.nodes[pid]
+		if n == nil {
+			continue
+		}
+		h, err := daemonHeap(ctx, n)
+		if err != nil {
+			return err
+		}
+		w.procs[i].HeapMiB, w.procs[i].PoolsMiB = h.TotalMiB, h.PoolsMiB
+		fmt.Printf("  %-20s heap profile after the transfer: %4.0f MiB in use, %4.0f MiB of it wireguard-go's packet pools\n",
+			w.procs[i].Name, h.TotalMiB, h.PoolsMiB)
+	}
+	return nil
+}
+
 // rest waits idle without traffic, then reads every process's RSS and peak,
 // and prints what it found.
 func (w *memWatch) rest(ctx context.Context, idle time.Duration) (benchreport.Memory, error) {
