@@ -8,8 +8,8 @@
 // comes only with new allocation or every two minutes, and the scavenger
 // returns freed pages slowly. An idle node would hold its busiest moment's
 // memory for minutes. A Trimmer watches the heap and, when it holds much
-// more than at rest plus the garbage GOGC allows while almost nothing is
-// being allocated (the burst is over), collects twice and returns the
+// more than at rest plus the garbage GOGC allows after almost nothing was
+// allocated for a while (the burst is over), collects twice and returns the
 // free pages at once.
 package memtrim
 
@@ -34,6 +34,13 @@ const (
 	// status, counters); bulk traffic through wireguard-go allocates
 	// hundreds, because each collection empties its pools.
 	QuietAlloc = 32 << 20
+	// QuietIntervals is how many quiet intervals in a row make the burst
+	// over: memory comes back 20-30 s after the traffic stops. A trim
+	// empties wireguard-go's pools and returns their pages, so the next
+	// transfer faults in and zeroes a fresh buffer for every packet in
+	// flight (a fifth of a receiver's CPU in the bench's first seconds);
+	// traffic that pauses for less keeps its buffers.
+	QuietIntervals = 3
 )
 
 // Sample is what the decision needs from the runtime.
@@ -53,6 +60,9 @@ type Sample struct {
 // without a runtime to provoke.
 type policy struct {
 	slack, quietAlloc uint64
+	// quietIntervals is QuietIntervals; quietRun counts the quiet
+	// intervals in a row up to now.
+	quietIntervals, quietRun int
 	// rest is what the heap held right after the last trim, or less if
 	// the runtime shrank it since: the level a quiet node returns to.
 	// Until a first trim it is unknown: a sample taken at start could be
@@ -69,7 +79,12 @@ func (p *policy) observe(s Sample) bool {
 	if !p.seen {
 		return false // no allocation rate yet
 	}
-	quiet := s.Allocated-p.last.Allocated < p.quietAlloc
+	if s.Allocated-p.last.Allocated < p.quietAlloc {
+		p.quietRun++
+	} else {
+		p.quietRun = 0
+	}
+	quiet := p.quietRun >= p.quietIntervals
 	if !p.known {
 		// The first quiet moment learns the rest, by trimming.
 		return quiet && s.Held > p.slack
@@ -100,7 +115,7 @@ type Trimmer struct {
 
 // New returns a Trimmer with the package defaults.
 func New(log *slog.Logger) *Trimmer {
-	return &Trimmer{log: log, every: Interval, policy: policy{slack: Slack, quietAlloc: QuietAlloc}}
+	return &Trimmer{log: log, every: Interval, policy: policy{slack: Slack, quietAlloc: QuietAlloc, quietIntervals: QuietIntervals}}
 }
 
 // Run checks the heap every Interval until ctx ends.

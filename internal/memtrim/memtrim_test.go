@@ -11,7 +11,7 @@ import (
 const mib = 1 << 20
 
 func TestPolicy(t *testing.T) {
-	p := policy{slack: 16 * mib, quietAlloc: 32 * mib}
+	p := policy{slack: 16 * mib, quietAlloc: 32 * mib, quietIntervals: 1}
 	steps := []struct {
 		name string
 		s    Sample
@@ -46,9 +46,35 @@ func TestPolicy(t *testing.T) {
 	}
 }
 
+// TestPolicyWaitsOutPauses: a transfer that pauses for less than
+// quietIntervals keeps its buffers; the trim comes after that many quiet
+// intervals in a row.
+func TestPolicyWaitsOutPauses(t *testing.T) {
+	p := policy{slack: 16 * mib, quietAlloc: 32 * mib, quietIntervals: 3}
+	p.trimmed(Sample{Held: 34 * mib, Allocated: 1000 * mib, GCPercent: 100})
+	steps := []struct {
+		name string
+		s    Sample
+		trim bool
+	}{
+		{"a transfer", Sample{Held: 250 * mib, Allocated: 3000 * mib, GCPercent: 100}, false},
+		{"a pause", Sample{Held: 250 * mib, Allocated: 3001 * mib, GCPercent: 100}, false},
+		{"still paused", Sample{Held: 250 * mib, Allocated: 3002 * mib, GCPercent: 100}, false},
+		{"the next transfer", Sample{Held: 260 * mib, Allocated: 5000 * mib, GCPercent: 100}, false},
+		{"quiet once", Sample{Held: 260 * mib, Allocated: 5001 * mib, GCPercent: 100}, false},
+		{"quiet twice", Sample{Held: 260 * mib, Allocated: 5002 * mib, GCPercent: 100}, false},
+		{"quiet three times in a row: the burst is over", Sample{Held: 260 * mib, Allocated: 5003 * mib, GCPercent: 100}, true},
+	}
+	for _, st := range steps {
+		if got := p.observe(st.s); got != st.trim {
+			t.Fatalf("%s: trim = %v, want %v", st.name, got, st.trim)
+		}
+	}
+}
+
 // TestTrimmerReturnsPooledBuffers fills a sync.Pool with 64 KiB buffers as
 // wireguard-go does under bulk traffic, stops using them, and checks that
-// the Trimmer gives the memory back within two checks.
+// the Trimmer gives the memory back once its checks find the heap quiet.
 func TestTrimmerReturnsPooledBuffers(t *testing.T) {
 	pool := sync.Pool{New: func() any { return new([65535]byte) }}
 	r := newReader()
