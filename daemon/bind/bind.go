@@ -15,6 +15,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/wirelace/wirelace/internal/netipx"
+	"github.com/wirelace/wirelace/internal/packet"
 )
 
 // Handler is called for packets that are not WireGuard, on the receive
@@ -35,8 +36,9 @@ type Bind struct {
 	port uint16        // bound port; 0 while closed
 	done chan struct{} // closed by Close, ends receiveRelayed
 
-	relay  atomic.Pointer[Relay]
-	relayQ chan relayed
+	relay     atomic.Pointer[Relay]
+	relayQ    chan relayed
+	relayPool packet.Pool // the buffers of relayQ's packets
 
 	peersMu   sync.Mutex
 	byKey     map[wgtypes.Key]*peerEndpoint

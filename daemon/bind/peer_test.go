@@ -1,6 +1,7 @@
 package bind
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"testing"
@@ -253,5 +254,43 @@ func TestDeliverRelayedWaitsForRoom(t *testing.T) {
 	b.DeliverRelayed(key, msg(4, 64))
 	if d := time.Since(start); d < relayDeliverWait/2 || d > 10*time.Second {
 		t.Fatalf("a full queue nobody reads held the packet %v (want about %v)", d, relayDeliverWait)
+	}
+}
+
+// Relayed packets reach the device intact and in order, whatever the
+// caller does with its buffer after handing them over, though their
+// copies' buffers are pooled and reused.
+func TestDeliverRelayedCopies(t *testing.T) {
+	b := New(nil)
+	k, _ := wgtypes.GeneratePrivateKey()
+	key := k.PublicKey()
+	ep := b.PeerEndpoint(key)
+	recv := b.receiveRelayed(make(chan struct{}))
+	packets, sizes, eps := newBuffers(4)
+	for i := range packets {
+		packets[i] = make([]byte, 10000)
+	}
+	for round := range 3 {
+		var sent [][]byte
+		buf := make([]byte, 9000)
+		for i, size := range []int{32, 1452, 2100, 9000} {
+			pkt := buf[:size]
+			binary.LittleEndian.PutUint32(pkt, 4)
+			for j := 4; j < size; j++ {
+				pkt[j] = byte(round*7 + i + j)
+			}
+			sent = append(sent, bytes.Clone(pkt))
+			b.DeliverRelayed(key, pkt)
+			clear(buf) // the caller reuses its buffer at once
+		}
+		n, err := recv(packets, sizes, eps)
+		if err != nil || n != len(sent) {
+			t.Fatalf("round %d: read %d packets (%v), want %d", round, n, err, len(sent))
+		}
+		for i := range n {
+			if !bytes.Equal(packets[i][:sizes[i]], sent[i]) || eps[i].DstToString() != ep.String() {
+				t.Fatalf("round %d, packet %d: got %d bytes from %v, want %d bytes from %v, equal", round, i, sizes[i], eps[i], len(sent[i]), ep)
+			}
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/wirelace/wirelace/internal/packet"
 )
 
 // Relay sends WireGuard packets to a peer through the relay servers.
@@ -31,13 +33,14 @@ func (b *Bind) SetRelay(r Relay) {
 const relayQueueLen = 1024
 
 type relayed struct {
-	pkt []byte
+	pkt *packet.Packet // from relayPool; back to it once read
 	ep  *peerEndpoint
 }
 
 // DeliverRelayed hands a WireGuard packet that arrived through a relay from
 // the peer with key src to the device. Packets from unknown peers are
-// dropped. pkt is copied.
+// dropped. pkt is copied, into a pooled buffer: a copy allocated per packet
+// was a quarter of a relayed receiver's CPU, in allocation and page faults.
 func (b *Bind) DeliverRelayed(src wgtypes.Key, pkt []byte) {
 	b.peersMu.Lock()
 	e, ok := b.byKey[src]
@@ -46,7 +49,8 @@ func (b *Bind) DeliverRelayed(src wgtypes.Key, pkt []byte) {
 		return
 	}
 	e.relayed.Add(1)
-	r := relayed{pkt: append([]byte(nil), pkt...), ep: e}
+	r := relayed{pkt: b.relayPool.Get(len(pkt)), ep: e}
+	copy(r.pkt.Data, pkt)
 	select {
 	case b.relayQ <- r:
 		return
@@ -65,7 +69,9 @@ func (b *Bind) DeliverRelayed(src wgtypes.Key, pkt []byte) {
 	select {
 	case b.relayQ <- r:
 	case <-t.C:
+		b.relayPool.Put(r.pkt)
 	case <-done:
+		b.relayPool.Put(r.pkt)
 	}
 }
 
@@ -85,8 +91,9 @@ func (b *Bind) receiveRelayed(done <-chan struct{}) conn.ReceiveFunc {
 		}
 		n := 0
 		put := func(r relayed) {
-			sizes[n] = copy(packets[n], r.pkt)
+			sizes[n] = copy(packets[n], r.pkt.Data)
 			eps[n] = r.ep
+			b.relayPool.Put(r.pkt)
 			n++
 		}
 		put(first)

@@ -32,7 +32,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/wirelace/wirelace/relay/internal/packet"
+	"github.com/wirelace/wirelace/internal/packet"
 	"github.com/wirelace/wirelace/relay/protocol"
 )
 

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wirelace/wirelace/relay/internal/packet"
+	"github.com/wirelace/wirelace/internal/packet"
 	"github.com/wirelace/wirelace/relay/internal/sendq"
 	"github.com/wirelace/wirelace/relay/protocol"
 )

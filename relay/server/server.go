@@ -52,7 +52,7 @@ import (
 	"golang.org/x/time/rate"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/wirelace/wirelace/relay/internal/packet"
+	"github.com/wirelace/wirelace/internal/packet"
 	"github.com/wirelace/wirelace/relay/protocol"
 )
 

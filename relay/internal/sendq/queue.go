@@ -29,7 +29,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wirelace/wirelace/relay/internal/packet"
+	"github.com/wirelace/wirelace/internal/packet"
 )
 
 // Options size a Queue and its backpressure.

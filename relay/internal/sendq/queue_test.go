@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wirelace/wirelace/relay/internal/packet"
+	"github.com/wirelace/wirelace/internal/packet"
 )
 
 func newPacket(pool *packet.Pool, n int) *packet.Packet { return pool.Get(n) }

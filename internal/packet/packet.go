@@ -1,7 +1,8 @@
-// Package packet recycles the buffers that carry datagrams through the
-// relay's per-connection queues. A queued packet has to outlive the frame it
-// was read from, so it needs its own copy; pooling those copies by size keeps
-// a busy relay from turning every relayed datagram into garbage.
+// Package packet recycles the buffers that carry datagrams through queues:
+// the relay's per-connection queues, and a node's queue of relayed packets
+// waiting for its WireGuard device. A queued packet has to outlive the frame
+// it was read from, so it needs its own copy; pooling those copies by size
+// keeps a busy relay path from turning every datagram into garbage.
 package packet
 
 import (
