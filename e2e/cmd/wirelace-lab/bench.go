@@ -94,8 +94,9 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 	all := append([]*lab.Node{n1, n2}, relayed...)
 	for _, n := range all {
 		args := []string{"--log-level", "info"}
-		if n == n1 || n == n2 {
-			// Their heap profiles say where the memory of a transfer goes.
+		if n == n1 || n == n2 || os.Getenv("WIRELACE_LAB_PROFILE") != "" {
+			// n1's and n2's heap profiles say where the memory of a
+			// transfer goes.
 			args = append(args, "--profiling")
 		}
 		if err := n.Start(args...); err != nil {
@@ -142,7 +143,8 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 
 	say("TCP throughput, one stream, %s per run, %d rounds alternating", benchDuration, benchRounds)
 	// WIRELACE_LAB_PROFILE=<dir> also records CPU profiles of both
-	// daemons over the first direct run (<dir>/direct-{sender,receiver}.pprof).
+	// daemons over the first direct and relayed runs
+	// (<dir>/{direct,relay}-{sender,receiver}.pprof).
 	profileDir := os.Getenv("WIRELACE_LAB_PROFILE")
 	var wl, stock, relay []iperfResult
 	wlPIDs := []int{n1.PID(), n2.PID()}
@@ -156,14 +158,18 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 			// relay is the relay's pid when the path goes through it.
 			relay int
 			into  *[]iperfResult
+			// daemons are Wirelace's ends (sender, receiver), profiled
+			// as <profile>-{sender,receiver}.pprof.
+			daemons [2]*lab.Node
+			profile string
 		}{
-			{"wirelace direct", n1, meshIP(n2), wlPIDs, 0, &wl},
-			{"stock wireguard-go", n1, stockIP, stockPIDs, 0, &stock},
-			{"wirelace via relay", relayed[0], meshIP(relayed[1]), relayPIDs, relayPID, &relay},
+			{"wirelace direct", n1, meshIP(n2), wlPIDs, 0, &wl, [2]*lab.Node{n1, n2}, "direct"},
+			{"stock wireguard-go", n1, stockIP, stockPIDs, 0, &stock, [2]*lab.Node{}, ""},
+			{"wirelace via relay", relayed[0], meshIP(relayed[1]), relayPIDs, relayPID, &relay, [2]*lab.Node{relayed[0], relayed[1]}, "relay"},
 		} {
 			var profiled chan error
-			if profileDir != "" && r == 0 && c.into == &wl {
-				profiled = profileDirect(ctx, profileDir, n1, n2)
+			if profileDir != "" && r == 0 && c.profile != "" {
+				profiled = profileRun(ctx, filepath.Join(profileDir, c.profile), c.daemons)
 			}
 			res, err := iperf(ctx, c.from, c.to, c.pids, c.relay)
 			if profiled != nil {
@@ -218,16 +224,13 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 	return writeBenchJSON(root, benchreport.MemoryFile, m)
 }
 
-// profileDirect samples the CPU of both daemons of a direct run, which
-// starts now, over most of it.
-func profileDirect(ctx context.Context, dir string, sender, receiver *lab.Node) chan error {
+// profileRun samples the CPU of the two daemons of a run, which starts
+// now, over most of it.
+func profileRun(ctx context.Context, prefix string, daemons [2]*lab.Node) chan error {
 	done := make(chan error, 2)
-	for _, p := range []struct {
-		n    *lab.Node
-		name string
-	}{{sender, "sender"}, {receiver, "receiver"}} {
+	for i, role := range []string{"sender", "receiver"} {
 		go func() {
-			done <- cpuProfile(ctx, p.n, filepath.Join(dir, "direct-"+p.name+".pprof"), benchDuration-2*time.Second)
+			done <- cpuProfile(ctx, daemons[i], prefix+"-"+role+".pprof", benchDuration-2*time.Second)
 		}()
 	}
 	return done
