@@ -106,19 +106,8 @@ type PathEvent struct {
 // report: a flapping pair would otherwise fill it.
 const maxListedEvents = 10
 
-// The targets, from the design.
-const (
-	targetGapMs      = 500
-	targetFailbackMs = 2000
-	targetProbesPerS = 1.0 / 3
-)
-
 // failoverSection adds the failover part to the report, if it ran.
-func failoverSection(dir, out string, md *strings.Builder) error {
-	var f Failover
-	if ok, err := read(dir, FailoverFile, &f); err != nil || !ok {
-		return err
-	}
+func failoverSection(f Failover, out string, md *strings.Builder) error {
 	if err := failoverPlot(f.Cut, filepath.Join(out, "failover.svg")); err != nil {
 		return err
 	}

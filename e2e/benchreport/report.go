@@ -11,20 +11,22 @@ import (
 	"time"
 )
 
-// Write reads what make bench wrote in dir (any of the three parts may be
+// Write reads what make bench wrote in dir (any of its parts may be
 // missing) and writes report.md and its pictures into out.
 func Write(dir, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
+	r, err := load(dir)
+	if err != nil {
+		return err
+	}
 	var md strings.Builder
 	fmt.Fprintf(&md, "# Benchmarks\n\nWritten by `make bench` on %s. Each figure is measured side by side in one run on one machine (2 cores, shared); ratios are what to compare, not absolute numbers.\n", time.Now().UTC().Format("2006-01-02"))
+	md.WriteString(targetsMarkdown(targets(r)))
 
-	var tp Throughput
-	if ok, err := read(dir, ThroughputFile, &tp); err != nil {
-		return err
-	} else if ok {
-		if err := throughputPlot(tp, filepath.Join(out, "throughput.svg")); err != nil {
+	if tp := r.throughput; tp != nil {
+		if err := throughputPlot(*tp, filepath.Join(out, "throughput.svg")); err != nil {
 			return err
 		}
 		md.WriteString("\n## Throughput\n\nOne TCP stream through `lace0` between two lab nodes: Wirelace's direct path, stock wireguard-go (its own Bind) between the same nodes, and Wirelace through the relay.\n\n![throughput](throughput.svg)\n\n| path | Gbit/s (mean) | per round | CPU s/Gbit | retransmits |\n|---|---|---|---|---|\n")
@@ -32,38 +34,22 @@ func Write(dir, out string) error {
 			fmt.Fprintf(&md, "| %s | %.2f | %s | %.2f | %.2f%% |\n", p.Name, p.Gbps, floats(p.RoundsGbps, "%.2f"), p.CPUPerGbit, p.RetransmitPct)
 		}
 	}
-
-	var mem Memory
-	if ok, err := read(dir, MemoryFile, &mem); err != nil {
-		return err
-	} else if ok {
-		if err := memorySection(mem, &md, filepath.Join(out, "memory.svg")); err != nil {
+	if r.memory != nil {
+		if err := memorySection(*r.memory, &md, filepath.Join(out, "memory.svg")); err != nil {
 			return err
 		}
 	}
-
-	var fp FirstPacket
-	if ok, err := read(dir, FirstPacketFile, &fp); err != nil {
-		return err
-	} else if ok {
-		if err := firstPacketPlot(fp, filepath.Join(out, "first-packet.svg")); err != nil {
+	if fp := r.firstPacket; fp != nil {
+		if err := firstPacketPlot(*fp, filepath.Join(out, "first-packet.svg")); err != nil {
 			return err
 		}
 		fmt.Fprintf(&md, "\n## First packet\n\n%d new pairs of nodes behind two symmetric NATs (relay only): from both daemons ready to the first answered ping (every 50 ms). p50 %.0f ms, max %.0f ms. A first handshake lost before the pair has a route costs WireGuard's 5 s retry.\n\n![first packet](first-packet.svg)\n", fp.Trials, fp.P50Ms, fp.MaxMs)
 	}
-
-	var jn Join
-	if ok, err := read(dir, JoinFile, &jn); err != nil {
-		return err
-	} else if ok {
-		joinSection(jn, &md)
+	if r.join != nil {
+		joinSection(*r.join, &md)
 	}
-
-	var ca CNIAdd
-	if ok, err := read(dir, CNIAddFile, &ca); err != nil {
-		return err
-	} else if ok {
-		if err := cniPlot(ca, filepath.Join(out, "cni-add.svg")); err != nil {
+	if ca := r.cni; ca != nil {
+		if err := cniPlot(*ca, filepath.Join(out, "cni-add.svg")); err != nil {
 			return err
 		}
 		md.WriteString("\n## CNI ADD\n\nPods added on one node through libcni, as a runtime calls the plugins, several at a time: Wirelace's plugins against the reference ptp + host-local (IPv4) in the same run, without peers and with many.\n\n![CNI ADD latency](cni-add.svg)\n\n| plugin | peers | p50 | p99 |\n|---|---|---|---|\n")
@@ -71,11 +57,7 @@ func Write(dir, out string) error {
 			fmt.Fprintf(&md, "| %s | %d | %.1f ms | %.1f ms |\n", r.Plugin, r.Peers, r.P50Ms, r.P99Ms)
 		}
 	}
-
-	var sc []Scale
-	if ok, err := read(dir, ScaleFile, &sc); err != nil {
-		return err
-	} else if ok {
+	if sc := r.scale; len(sc) > 0 {
 		if err := scalePlots(sc, out); err != nil {
 			return err
 		}
@@ -90,8 +72,10 @@ func Write(dir, out string) error {
 		}
 		md.WriteString(dataPlaneMarkdown(sc))
 	}
-	if err := failoverSection(dir, out, &md); err != nil {
-		return err
+	if r.failover != nil {
+		if err := failoverSection(*r.failover, out, &md); err != nil {
+			return err
+		}
 	}
 	return os.WriteFile(filepath.Join(out, "report.md"), []byte(md.String()), 0o644)
 }
