@@ -192,6 +192,21 @@ func (d *Device) Index() int {
 	return d.index
 }
 
+// Traffic returns the bytes the link has received and sent, from the
+// kernel's counters: one netlink request, whatever the number of peers
+// (Peers reads every peer's).
+func (d *Device) Traffic() (uint64, error) {
+	link, err := netlink.LinkByIndex(d.index)
+	if err != nil {
+		return 0, fmt.Errorf("read counters of %q: %w", d.name, err)
+	}
+	st := link.Attrs().Statistics
+	if st == nil {
+		return 0, fmt.Errorf("read counters of %q: none reported", d.name)
+	}
+	return st.RxBytes + st.TxBytes, nil
+}
+
 // Peers returns the device's peers, with their handshake times and counters.
 func (d *Device) Peers() ([]wgtypes.Peer, error) {
 	dev, err := d.client.Device(d.name)

@@ -150,4 +150,9 @@ func checkTraffic(t *testing.T, d *Device, peerKey wgtypes.Key) {
 	if p.ReceiveBytes == 0 || p.TransmitBytes == 0 {
 		t.Errorf("rx %d bytes, tx %d bytes; want both > 0", p.ReceiveBytes, p.TransmitBytes)
 	}
+	// The link's own counters (what memtrim reads) saw the pings: three
+	// 84-byte echo packets at least.
+	if n, err := d.Traffic(); err != nil || n < 3*84 {
+		t.Errorf("link counters: %d bytes (%v); want at least three pings'", n, err)
+	}
 }

@@ -8,9 +8,9 @@
 // comes only with new allocation or every two minutes, and the scavenger
 // returns freed pages slowly. An idle node would hold its busiest moment's
 // memory for minutes. A Trimmer watches the heap and, when it holds much
-// more than at rest plus the garbage GOGC allows after almost nothing was
-// allocated for a while (the burst is over), collects twice and returns the
-// free pages at once.
+// more than at rest plus the garbage GOGC allows after a while in which
+// almost nothing was allocated or sent (the burst is over), collects twice
+// and returns the free pages at once.
 package memtrim
 
 import (
@@ -41,6 +41,13 @@ const (
 	// flight (a fifth of a receiver's CPU in the bench's first seconds);
 	// traffic that pauses for less keeps its buffers.
 	QuietIntervals = 3
+	// QuietTraffic is the most bytes a quiet interval moves through the
+	// node's WireGuard device (Trimmer.Traffic): about 13 Mbit/s. It is
+	// what says a transfer is on, as wireguard-go recycles its buffers
+	// through pools: a long transfer can allocate next to nothing between
+	// two collections, and a trim in its middle would only make it fault
+	// every buffer in again.
+	QuietTraffic = 16 << 20
 )
 
 // Sample is what the decision needs from the runtime.
@@ -54,12 +61,15 @@ type Sample struct {
 	// GCPercent is GOGC: between two collections the heap may grow by
 	// this percentage of what the last one left, in normal operation.
 	GCPercent uint64
+	// Traffic is the cumulative count of bytes the node's WireGuard
+	// device moved (0 without Trimmer.Traffic).
+	Traffic uint64
 }
 
 // policy decides when to trim. It is pure, so the decision is tested
 // without a runtime to provoke.
 type policy struct {
-	slack, quietAlloc uint64
+	slack, quietAlloc, quietTraffic uint64
 	// quietIntervals is QuietIntervals; quietRun counts the quiet
 	// intervals in a row up to now.
 	quietIntervals, quietRun int
@@ -79,7 +89,7 @@ func (p *policy) observe(s Sample) bool {
 	if !p.seen {
 		return false // no allocation rate yet
 	}
-	if s.Allocated-p.last.Allocated < p.quietAlloc {
+	if s.Allocated-p.last.Allocated < p.quietAlloc && s.Traffic-p.last.Traffic < p.quietTraffic {
 		p.quietRun++
 	} else {
 		p.quietRun = 0
@@ -111,11 +121,14 @@ type Trimmer struct {
 	// OnTrim, if set, is called after each trim with the bytes the heap
 	// held before and after (for a metric).
 	OnTrim func(before, after uint64)
+	// Traffic, if set, returns the bytes the node's WireGuard device has
+	// moved so far (see QuietTraffic). It is read once per Interval.
+	Traffic func() uint64
 }
 
 // New returns a Trimmer with the package defaults.
 func New(log *slog.Logger) *Trimmer {
-	return &Trimmer{log: log, every: Interval, policy: policy{slack: Slack, quietAlloc: QuietAlloc, quietIntervals: QuietIntervals}}
+	return &Trimmer{log: log, every: Interval, policy: policy{slack: Slack, quietAlloc: QuietAlloc, quietTraffic: QuietTraffic, quietIntervals: QuietIntervals}}
 }
 
 // Run checks the heap every Interval until ctx ends.
@@ -129,7 +142,7 @@ func (t *Trimmer) Run(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		before := samples.read()
+		before := t.sample(samples)
 		if !t.policy.observe(before) {
 			continue
 		}
@@ -137,13 +150,22 @@ func (t *Trimmer) Run(ctx context.Context) {
 		// caches, the second frees them; FreeOSMemory returns the pages.
 		debug.FreeOSMemory()
 		debug.FreeOSMemory()
-		after := samples.read()
+		after := t.sample(samples)
 		t.policy.trimmed(after)
 		t.log.Debug("returned idle heap memory to the OS", "held_before_mib", before.Held>>20, "held_after_mib", after.Held>>20)
 		if t.OnTrim != nil {
 			t.OnTrim(before.Held, after.Held)
 		}
 	}
+}
+
+// sample reads the runtime's figures and the device's traffic.
+func (t *Trimmer) sample(r *reader) Sample {
+	s := r.read()
+	if t.Traffic != nil {
+		s.Traffic = t.Traffic()
+	}
+	return s
 }
 
 // reader reads Samples from runtime/metrics, reusing its buffer.

@@ -11,7 +11,7 @@ import (
 const mib = 1 << 20
 
 func TestPolicy(t *testing.T) {
-	p := policy{slack: 16 * mib, quietAlloc: 32 * mib, quietIntervals: 1}
+	p := policy{slack: 16 * mib, quietAlloc: 32 * mib, quietTraffic: 16 * mib, quietIntervals: 1}
 	steps := []struct {
 		name string
 		s    Sample
@@ -50,7 +50,7 @@ func TestPolicy(t *testing.T) {
 // quietIntervals keeps its buffers; the trim comes after that many quiet
 // intervals in a row.
 func TestPolicyWaitsOutPauses(t *testing.T) {
-	p := policy{slack: 16 * mib, quietAlloc: 32 * mib, quietIntervals: 3}
+	p := policy{slack: 16 * mib, quietAlloc: 32 * mib, quietTraffic: 16 * mib, quietIntervals: 3}
 	p.trimmed(Sample{Held: 34 * mib, Allocated: 1000 * mib, GCPercent: 100})
 	steps := []struct {
 		name string
@@ -64,6 +64,30 @@ func TestPolicyWaitsOutPauses(t *testing.T) {
 		{"quiet once", Sample{Held: 260 * mib, Allocated: 5001 * mib, GCPercent: 100}, false},
 		{"quiet twice", Sample{Held: 260 * mib, Allocated: 5002 * mib, GCPercent: 100}, false},
 		{"quiet three times in a row: the burst is over", Sample{Held: 260 * mib, Allocated: 5003 * mib, GCPercent: 100}, true},
+	}
+	for _, st := range steps {
+		if got := p.observe(st.s); got != st.trim {
+			t.Fatalf("%s: trim = %v, want %v", st.name, got, st.trim)
+		}
+	}
+}
+
+// A transfer that allocates next to nothing (wireguard-go recycles its
+// buffers) is still a transfer: the device's traffic keeps it from looking
+// quiet, and the trim waits until it stops.
+func TestPolicyWaitsOutTraffic(t *testing.T) {
+	p := policy{slack: 16 * mib, quietAlloc: 32 * mib, quietTraffic: 16 * mib, quietIntervals: 2}
+	p.trimmed(Sample{Held: 34 * mib, Allocated: 1000 * mib, GCPercent: 100})
+	steps := []struct {
+		name string
+		s    Sample
+		trim bool
+	}{
+		{"a transfer fills the pools", Sample{Held: 250 * mib, Allocated: 1300 * mib, GCPercent: 100, Traffic: 1000 * mib}, false},
+		{"it goes on, allocating little", Sample{Held: 250 * mib, Allocated: 1301 * mib, GCPercent: 100, Traffic: 2000 * mib}, false},
+		{"and on", Sample{Held: 250 * mib, Allocated: 1302 * mib, GCPercent: 100, Traffic: 3000 * mib}, false},
+		{"it stops", Sample{Held: 250 * mib, Allocated: 1303 * mib, GCPercent: 100, Traffic: 3001 * mib}, false},
+		{"quiet twice in a row", Sample{Held: 250 * mib, Allocated: 1304 * mib, GCPercent: 100, Traffic: 3002 * mib}, true},
 	}
 	for _, st := range steps {
 		if got := p.observe(st.s); got != st.trim {

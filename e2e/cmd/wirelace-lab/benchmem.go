@@ -117,8 +117,9 @@ func (w *memWatch) printHeap(ctx context.Context, when string) {
 			m, _ := lab.MetricValues(text, name)
 			return m[""] / (1 << 20)
 		}
-		fmt.Printf("  %-20s %s: Go heap in use %4.0f MiB, idle %4.0f MiB of which returned to the OS %4.0f MiB\n",
-			w.procs[i].Name, when, v("go_memstats_heap_inuse_bytes"), v("go_memstats_heap_idle_bytes"), v("go_memstats_heap_released_bytes"))
+		trims, _ := lab.MetricValues(text, "wirelace_memory_trims_total")
+		fmt.Printf("  %-20s %s: Go heap in use %4.0f MiB, idle %4.0f MiB of which returned to the OS %4.0f MiB; %.0f trims so far\n",
+			w.procs[i].Name, when, v("go_memstats_heap_inuse_bytes"), v("go_memstats_heap_idle_bytes"), v("go_memstats_heap_released_bytes"), trims[""])
 	}
 }
 
