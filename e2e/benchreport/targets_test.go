@@ -75,6 +75,14 @@ func TestTargets(t *testing.T) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
+	// Judged as it reads: 0.9497 shows, and counts, as 0.95.
+	edge := targets(results{throughput: &Throughput{Paths: []PathThroughput{
+		{Name: "wirelace direct", Gbps: 1.51, CPUPerGbit: 1},
+		{Name: "stock wireguard-go", Gbps: 1.59, CPUPerGbit: 1},
+	}}})
+	if len(edge) == 0 || edge[0].Measured != "0.95×" || !edge[0].Met {
+		t.Errorf("a ratio at the target: %+v", edge)
+	}
 	if targetsMarkdown(targets(results{})) != "" {
 		t.Error("no parts: want no section")
 	}
