@@ -16,7 +16,12 @@ import (
 // shorten. A new pair loses it when its relay sessions are not both up
 // yet: sent before this node's relay was connected, it went to a guessed
 // address (behind a NAT, nowhere); sent before the peer's, the relay
-// dropped it. So the side whose initiation was lost asks the other,
+// dropped it. Sent directly, it is lost when the peer's NAT has not yet
+// opened to this node. And the route changes under it: the direct path of
+// a new peer is confirmed within tens of milliseconds, often after the
+// initiation went to the relay, so a young peer is watched whatever its
+// route is now (a peer that had turned direct waited out the 5 s in the
+// join bench). So the side whose initiation was lost asks the other,
 // through the relay, to start one (lostHandshakes, probe.Handshake), and
 // keeps asking until a handshake completes: the peer may not be connected
 // to the relay yet. The asked side starts one, or restarts its own if its
@@ -30,8 +35,8 @@ import (
 
 // Timing of the recovery.
 const (
-	// A new peer reached through the relay is watched for a lost first
-	// handshake every lostCheckEvery during its first youngPeer. An ask
+	// A new peer is watched for a lost first handshake every
+	// lostCheckEvery during its first youngPeer. An ask
 	// that finds the peer not yet connected to the relay is lost too, so
 	// this bounds how soon after the peer connects a handshake starts.
 	// Past youngPeer WireGuard's own retries have happened anyway.
@@ -53,8 +58,8 @@ type handshakes interface {
 }
 
 // lostCheckDue says whether to look for lost first handshakes now: when a
-// relay connection came up, and every every while a young peer is reached
-// through the relay.
+// relay connection came up, and every every while a peer is young and a
+// relay is up to carry the ask.
 func lostCheckDue(relayCameUp, young bool, last, now time.Time, every time.Duration) bool {
 	return relayCameUp || young && now.Sub(last) >= every
 }
@@ -67,10 +72,9 @@ func handshakeInFlight(hs bind.HandshakeSent, now time.Time) bool {
 
 // lostHandshakes picks, from the device's peers, those to ask through the
 // relay to start a handshake (probe.Handshake): peers WireGuard sent
-// something but never completed a handshake with, that the relay now
-// reaches, and that are young (or any such peer, when the relay has just
-// come up), unless a handshake message this node sent them may still be
-// answered. It runs when the relay has just come up, and every
+// something but never completed a handshake with, whatever their route,
+// that are young (or any such peer, when the relay has just come up),
+// unless a handshake message this node sent them may still be answered. It runs when the relay has just come up, and every
 // lostCheckEvery while a young peer is reached through it.
 func (p *paths) lostHandshakes(peers []wgtypes.Peer, relayCameUp bool, now time.Time) []outgoing {
 	var out []outgoing
@@ -81,7 +85,7 @@ func (p *paths) lostHandshakes(peers []wgtypes.Peer, relayCameUp bool, now time.
 			continue
 		}
 		pp := p.peers[pe.PublicKey]
-		if pp == nil || !pp.route.Relay || !relayCameUp && now.Sub(pp.joined) >= youngPeer {
+		if pp == nil || !relayCameUp && now.Sub(pp.joined) >= youngPeer {
 			continue
 		}
 		hs := p.bind.Activity(pp.wg).Handshake

@@ -74,6 +74,14 @@ func TestLostFirstHandshakeAskedThroughRelay(t *testing.T) {
 	if out := h.p.lostHandshakes(peers, false, clk.now()); len(out) != 1 || out[0].wg != lost.wg {
 		t.Fatalf("asked %+v, want the young peer %s", out, lost.name)
 	}
+	// Its direct path confirmed since (its initiation went to the relay,
+	// or to a NAT not yet open to us): still asked, through the relay.
+	h.p.mu.Lock()
+	h.p.peers[lost.wg].route = bind.Route{Direct: lost.addr}
+	h.p.mu.Unlock()
+	if out := h.p.lostHandshakes(peers, false, clk.now()); len(out) != 1 || out[0].wg != lost.wg || out[0].to.IsValid() {
+		t.Fatalf("asked %+v, want the young peer %s, now direct, through the relay", out, lost.name)
+	}
 }
 
 // A peer is not asked while the handshake message this node last sent it

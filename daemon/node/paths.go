@@ -548,7 +548,7 @@ func (p *paths) step(now time.Time) time.Time {
 		p.scanIdle()
 	}
 	p.needPoll = false
-	young := false // a peer in the loop is new and reached through the relay
+	young := false // a peer in the loop is new, and a relay can carry asks
 	for _, pp := range p.loop {
 		// Traffic keeps the peer active (or wakes it). Our own direct sends
 		// with nothing confirming the path make the machine check it at
@@ -581,7 +581,7 @@ func (p *paths) step(now time.Time) time.Time {
 			out = append(out, outgoing{peer: pp.name, ctl: pp.ctl, wg: pp.wg, msg: probe.Message{Kind: probe.CallMeMaybe, Candidates: p.ownCands}})
 		}
 		p.applyRoute(pp, now)
-		young = young || relayUp && pp.route.Relay && now.Sub(pp.joined) < youngPeer
+		young = young || relayUp && now.Sub(pp.joined) < youngPeer
 		if name, _ := pp.sm.Path(now); name != pp.path {
 			if pp.path != "" {
 				// The reason is formatted only here, on a change.
