@@ -10,40 +10,41 @@ import (
 
 const mib = 1 << 20
 
-func TestPolicy(t *testing.T) {
-	p := policy{slack: 16 * mib, quietAlloc: 32 * mib, quietTraffic: 16 * mib, quietIntervals: 1}
-	steps := []struct {
-		name string
-		s    Sample
-		trim bool
-	}{
-		{"the first sample, in a burst (the daemon just started)", Sample{Held: 150 * mib, Allocated: 400 * mib, GCPercent: 100}, false},
-		{"the burst goes on: the heap grows while allocating fast", Sample{Held: 250 * mib, Allocated: 2000 * mib, GCPercent: 100}, false},
-		{"still busy", Sample{Held: 260 * mib, Allocated: 4000 * mib, GCPercent: 100}, false},
-		{"quiet: the first trim, which learns the rest", Sample{Held: 260 * mib, Allocated: 4010 * mib, GCPercent: 100}, true},
-	}
+// step is one interval's sample and whether the policy should trim on it.
+type step struct {
+	name string
+	s    Sample
+	trim bool
+}
+
+// observeAll feeds the policy each step in turn.
+func observeAll(t *testing.T, p *policy, steps []step) {
+	t.Helper()
 	for _, st := range steps {
 		if got := p.observe(st.s); got != st.trim {
 			t.Fatalf("%s: trim = %v, want %v", st.name, got, st.trim)
 		}
 	}
+}
+
+func TestPolicy(t *testing.T) {
+	p := policy{slack: 16 * mib, quietAlloc: 32 * mib, quietTraffic: 16 * mib, quietIntervals: 1}
+	steps := []step{
+		{"the first sample, in a burst (the daemon just started)", Sample{Held: 150 * mib, Allocated: 400 * mib, GCPercent: 100}, false},
+		{"the burst goes on: the heap grows while allocating fast", Sample{Held: 250 * mib, Allocated: 2000 * mib, GCPercent: 100}, false},
+		{"still busy", Sample{Held: 260 * mib, Allocated: 4000 * mib, GCPercent: 100}, false},
+		{"quiet: the first trim, which learns the rest", Sample{Held: 260 * mib, Allocated: 4010 * mib, GCPercent: 100}, true},
+	}
+	observeAll(t, &p, steps)
 	p.trimmed(Sample{Held: 34 * mib, Allocated: 4011 * mib, GCPercent: 100})
-	more := []struct {
-		name string
-		s    Sample
-		trim bool
-	}{
+	more := []step{
 		{"quiet, at the new rest", Sample{Held: 35 * mib, Allocated: 4012 * mib, GCPercent: 100}, false},
 		{"quiet, garbage GOGC allows plus slack", Sample{Held: 84 * mib, Allocated: 4013 * mib, GCPercent: 100}, false},
 		{"the runtime shrank by itself: new rest", Sample{Held: 30 * mib, Allocated: 4014 * mib, GCPercent: 100}, false},
 		{"quiet, beyond GOGC's garbage and slack above the new rest", Sample{Held: 77 * mib, Allocated: 4015 * mib, GCPercent: 100}, true},
 		{"at GOGC=50 less garbage is normal: a lower threshold", Sample{Held: 62 * mib, Allocated: 4016 * mib, GCPercent: 50}, true},
 	}
-	for _, st := range more {
-		if got := p.observe(st.s); got != st.trim {
-			t.Fatalf("%s: trim = %v, want %v", st.name, got, st.trim)
-		}
-	}
+	observeAll(t, &p, more)
 }
 
 // TestPolicyWaitsOutPauses: a transfer that pauses for less than
@@ -52,11 +53,7 @@ func TestPolicy(t *testing.T) {
 func TestPolicyWaitsOutPauses(t *testing.T) {
 	p := policy{slack: 16 * mib, quietAlloc: 32 * mib, quietTraffic: 16 * mib, quietIntervals: 3}
 	p.trimmed(Sample{Held: 34 * mib, Allocated: 1000 * mib, GCPercent: 100})
-	steps := []struct {
-		name string
-		s    Sample
-		trim bool
-	}{
+	steps := []step{
 		{"a transfer", Sample{Held: 250 * mib, Allocated: 3000 * mib, GCPercent: 100}, false},
 		{"a pause", Sample{Held: 250 * mib, Allocated: 3001 * mib, GCPercent: 100}, false},
 		{"still paused", Sample{Held: 250 * mib, Allocated: 3002 * mib, GCPercent: 100}, false},
@@ -65,11 +62,7 @@ func TestPolicyWaitsOutPauses(t *testing.T) {
 		{"quiet twice", Sample{Held: 260 * mib, Allocated: 5002 * mib, GCPercent: 100}, false},
 		{"quiet three times in a row: the burst is over", Sample{Held: 260 * mib, Allocated: 5003 * mib, GCPercent: 100}, true},
 	}
-	for _, st := range steps {
-		if got := p.observe(st.s); got != st.trim {
-			t.Fatalf("%s: trim = %v, want %v", st.name, got, st.trim)
-		}
-	}
+	observeAll(t, &p, steps)
 }
 
 // A transfer that allocates next to nothing (wireguard-go recycles its
@@ -78,22 +71,14 @@ func TestPolicyWaitsOutPauses(t *testing.T) {
 func TestPolicyWaitsOutTraffic(t *testing.T) {
 	p := policy{slack: 16 * mib, quietAlloc: 32 * mib, quietTraffic: 16 * mib, quietIntervals: 2}
 	p.trimmed(Sample{Held: 34 * mib, Allocated: 1000 * mib, GCPercent: 100})
-	steps := []struct {
-		name string
-		s    Sample
-		trim bool
-	}{
+	steps := []step{
 		{"a transfer fills the pools", Sample{Held: 250 * mib, Allocated: 1300 * mib, GCPercent: 100, Traffic: 1000 * mib}, false},
 		{"it goes on, allocating little", Sample{Held: 250 * mib, Allocated: 1301 * mib, GCPercent: 100, Traffic: 2000 * mib}, false},
 		{"and on", Sample{Held: 250 * mib, Allocated: 1302 * mib, GCPercent: 100, Traffic: 3000 * mib}, false},
 		{"it stops", Sample{Held: 250 * mib, Allocated: 1303 * mib, GCPercent: 100, Traffic: 3001 * mib}, false},
 		{"quiet twice in a row", Sample{Held: 250 * mib, Allocated: 1304 * mib, GCPercent: 100, Traffic: 3002 * mib}, true},
 	}
-	for _, st := range steps {
-		if got := p.observe(st.s); got != st.trim {
-			t.Fatalf("%s: trim = %v, want %v", st.name, got, st.trim)
-		}
-	}
+	observeAll(t, &p, steps)
 }
 
 // TestTrimmerReturnsPooledBuffers fills a sync.Pool with 64 KiB buffers as
