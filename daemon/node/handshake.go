@@ -74,8 +74,9 @@ func handshakeInFlight(hs bind.HandshakeSent, now time.Time) bool {
 // relay to start a handshake (probe.Handshake): peers WireGuard sent
 // something but never completed a handshake with, whatever their route,
 // that are young (or any such peer, when the relay has just come up),
-// unless a handshake message this node sent them may still be answered. It runs when the relay has just come up, and every
-// lostCheckEvery while a young peer is reached through it.
+// unless a handshake message this node sent them may still be answered.
+// It runs when the relay has just come up, and every lostCheckEvery
+// while a peer is young.
 func (p *paths) lostHandshakes(peers []wgtypes.Peer, relayCameUp bool, now time.Time) []outgoing {
 	var out []outgoing
 	p.mu.Lock()

@@ -37,18 +37,7 @@ func (d *Daemon) runLoops(ctx context.Context) {
 	go d.natLoop(ctx)
 	trim := memtrim.New(d.log)
 	trim.OnTrim = func(before, after uint64) { d.metrics.memoryTrims.Inc() }
-	var traffic uint64
-	trim.Traffic = func() uint64 {
-		n, err := d.dev.Traffic()
-		if err != nil {
-			// The last count again, so the interval counts as quiet: the
-			// heap's allocation still tells.
-			d.log.Debug("memory trim: no traffic counters", "err", err)
-			return traffic
-		}
-		traffic = n
-		return n
-	}
+	trim.Traffic = d.dev.Traffic
 	go trim.Run(ctx)
 	d.reconcileLoop(ctx)
 }

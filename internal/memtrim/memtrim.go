@@ -122,8 +122,9 @@ type Trimmer struct {
 	// held before and after (for a metric).
 	OnTrim func(before, after uint64)
 	// Traffic, if set, returns the bytes the node's WireGuard device has
-	// moved so far (see QuietTraffic). It is read once per Interval.
-	Traffic func() uint64
+	// moved so far (see QuietTraffic). It is read once per Interval; when
+	// it fails, the last count stands, so allocation alone decides.
+	Traffic func() (uint64, error)
 }
 
 // New returns a Trimmer with the package defaults.
@@ -162,9 +163,15 @@ func (t *Trimmer) Run(ctx context.Context) {
 // sample reads the runtime's figures and the device's traffic.
 func (t *Trimmer) sample(r *reader) Sample {
 	s := r.read()
-	if t.Traffic != nil {
-		s.Traffic = t.Traffic()
+	if t.Traffic == nil {
+		return s
 	}
+	n, err := t.Traffic()
+	if err != nil {
+		t.log.Debug("no traffic counters for the memory trim", "err", err)
+		n = t.policy.last.Traffic
+	}
+	s.Traffic = n
 	return s
 }
 

@@ -2,6 +2,7 @@ package memtrim
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"testing"
@@ -79,6 +80,23 @@ func TestPolicyWaitsOutTraffic(t *testing.T) {
 		{"quiet twice in a row", Sample{Held: 250 * mib, Allocated: 1304 * mib, GCPercent: 100, Traffic: 3002 * mib}, true},
 	}
 	observeAll(t, &p, steps)
+}
+
+// Counters that cannot be read leave the last count standing: the interval
+// looks quiet as far as traffic goes, and allocation alone decides. A
+// zero would look like a counter gone backwards, which uint64 arithmetic
+// makes a huge interval of traffic, forever.
+func TestTrafficUnreadable(t *testing.T) {
+	tr := New(slog.New(slog.DiscardHandler))
+	tr.policy.last.Traffic = 5000 * mib
+	tr.Traffic = func() (uint64, error) { return 0, errors.New("no such link") }
+	if s := tr.sample(newReader()); s.Traffic != 5000*mib {
+		t.Fatalf("traffic %d after a failed read, want the last count %d", s.Traffic, uint64(5000*mib))
+	}
+	tr.Traffic = func() (uint64, error) { return 6000 * mib, nil }
+	if s := tr.sample(newReader()); s.Traffic != 6000*mib {
+		t.Fatalf("traffic %d, want the count read", s.Traffic)
+	}
 }
 
 // TestTrimmerReturnsPooledBuffers fills a sync.Pool with 64 KiB buffers as

@@ -67,8 +67,7 @@ func parseHeapProfile(text, fn string) (total, matched float64, err error) {
 	// The header states twice the sampling rate (see writeHeapInternal).
 	rate := period / 2
 
-	var cur float64 // the current record's scaled bytes; < 0 outside one
-	cur = -1
+	cur := -1.0 // the current record's scaled bytes; < 0 outside one
 	counted := false
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
