@@ -50,45 +50,40 @@ type results struct {
 }
 
 // load reads every part make bench wrote in dir.
-func load(dir string) (results, error) {
-	var r results
-	for _, p := range []struct {
-		file string
-		v    any
-	}{
-		{ThroughputFile, new(Throughput)},
-		{MemoryFile, new(Memory)},
-		{FirstPacketFile, new(FirstPacket)},
-		{JoinFile, new(Join)},
-		{CNIAddFile, new(CNIAdd)},
-		{ScaleFile, new([]Scale)},
-		{FailoverFile, new(Failover)},
-	} {
-		ok, err := read(dir, p.file, p.v)
-		if err != nil {
-			return r, err
-		}
-		if !ok {
-			continue
-		}
-		switch v := p.v.(type) {
-		case *Throughput:
-			r.throughput = v
-		case *Memory:
-			r.memory = v
-		case *FirstPacket:
-			r.firstPacket = v
-		case *Join:
-			r.join = v
-		case *CNIAdd:
-			r.cni = v
-		case *[]Scale:
-			r.scale = *v
-		case *Failover:
-			r.failover = v
-		}
+func load(dir string) (r results, err error) {
+	if r.throughput, err = readPart[Throughput](dir, ThroughputFile); err != nil {
+		return r, err
 	}
-	return r, nil
+	if r.memory, err = readPart[Memory](dir, MemoryFile); err != nil {
+		return r, err
+	}
+	if r.firstPacket, err = readPart[FirstPacket](dir, FirstPacketFile); err != nil {
+		return r, err
+	}
+	if r.join, err = readPart[Join](dir, JoinFile); err != nil {
+		return r, err
+	}
+	if r.cni, err = readPart[CNIAdd](dir, CNIAddFile); err != nil {
+		return r, err
+	}
+	if r.failover, err = readPart[Failover](dir, FailoverFile); err != nil {
+		return r, err
+	}
+	sc, err := readPart[[]Scale](dir, ScaleFile)
+	if sc != nil {
+		r.scale = *sc
+	}
+	return r, err
+}
+
+// readPart decodes one part (see read); nil when it did not run.
+func readPart[T any](dir, name string) (*T, error) {
+	v := new(T)
+	ok, err := read(dir, name, v)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return v, nil
 }
 
 // targets holds each goal against what r measured, for the parts that ran.

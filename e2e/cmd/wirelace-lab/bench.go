@@ -91,10 +91,14 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 		}
 		relayed = append(relayed, n)
 	}
+	// WIRELACE_LAB_PROFILE=<dir> also records CPU profiles of both
+	// daemons over the first direct and relayed runs
+	// (<dir>/{direct,relay}-{sender,receiver}.pprof).
+	profileDir := os.Getenv("WIRELACE_LAB_PROFILE")
 	all := append([]*lab.Node{n1, n2}, relayed...)
 	for _, n := range all {
 		args := []string{"--log-level", "info"}
-		if n == n1 || n == n2 || os.Getenv("WIRELACE_LAB_PROFILE") != "" {
+		if n == n1 || n == n2 || profileDir != "" {
 			// n1's and n2's heap profiles say where the memory of a
 			// transfer goes.
 			args = append(args, "--profiling")
@@ -142,10 +146,6 @@ func bench(ctx context.Context, root, wireguardGo string) (err error) {
 	}
 
 	say("TCP throughput, one stream, %s per run, %d rounds alternating", benchDuration, benchRounds)
-	// WIRELACE_LAB_PROFILE=<dir> also records CPU profiles of both
-	// daemons over the first direct and relayed runs
-	// (<dir>/{direct,relay}-{sender,receiver}.pprof).
-	profileDir := os.Getenv("WIRELACE_LAB_PROFILE")
 	var wl, stock, relay []iperfResult
 	wlPIDs := []int{n1.PID(), n2.PID()}
 	relayPIDs := []int{relayed[0].PID(), relayed[1].PID()}
