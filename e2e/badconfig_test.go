@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wirelace/wirelace/daemon/config"
 	"github.com/wirelace/wirelace/e2e/lab"
 )
 
@@ -43,6 +44,16 @@ func TestBadConfiguration(t *testing.T) {
 	ctx := context.Background()
 	running := startNodes(t, l, "n1")[0]
 	idle, err := l.AddNode(ctx, "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nodes whose Node sets a port (config.ListenPortAnnotation): one that
+	// is no port, one that is running's.
+	notAPort, err := l.AddNode(ctx, "n3", lab.WithAnnotations(map[string]string{config.ListenPortAnnotation: "51820x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	takenPort, err := l.AddNode(ctx, "n4", lab.WithAnnotations(map[string]string{config.ListenPortAnnotation: "51820"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +94,11 @@ func TestBadConfiguration(t *testing.T) {
 		{"apiserver unreachable", idle, append(base(idle, filepath.Join(dir, "s3")), "--kubeconfig", unreachable), "cannot reach the Kubernetes API"},
 		{"port in use", running, base(running, filepath.Join(dir, "s4")), "UDP port 51820 is in use"},
 		{"missing kubeconfig", idle, append(base(idle, filepath.Join(dir, "s5")), "--kubeconfig", filepath.Join(dir, "nope")), "load kubeconfig"},
+		{"listen port annotation not a port", notAPort, base(notAPort, filepath.Join(dir, "s6")), `Node n3: annotation wirelace.io/listen-port="51820x": want a UDP port`},
+		// Run beside running's daemon, on a free port by flag: the Node's
+		// annotation moves it onto running's.
+		{"annotated port in use", running, base(takenPort, filepath.Join(dir, "s7"), "--listen-port", "51999", "--metrics-listen", ""),
+			"Node n4: UDP port 51820 is in use by another process: stop it or change the Node's wirelace.io/listen-port annotation"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -104,6 +104,11 @@ func TestNATMatrix(t *testing.T) {
 		if addr, _ := netip.ParseAddrPort(ps.PathAddr); !nl.sites["homea"].LAN.Contains(addr.Addr()) {
 			t.Fatalf("direct path %s is not the private address on the shared LAN %s", ps.PathAddr, nl.sites["homea"].LAN)
 		}
+		// a2's Node sets its port (wirelace.io/listen-port): the daemon
+		// listens there, and a1 reaches it there.
+		if s := status(t, n["a2"]); s.ListenPort != 51821 || !strings.HasSuffix(ps.PathAddr, ":51821") {
+			t.Fatalf("a2 listens on %d and a1 reaches it at %s; its Node's annotation says 51821", s.ListenPort, ps.PathAddr)
+		}
 	})
 	t.Run("one side public: direct", func(t *testing.T) {
 		expectPath(t, n["pub"], n["a1"], "direct", within)
@@ -171,7 +176,9 @@ func TestNATMatrix(t *testing.T) {
 		}
 	})
 	t.Run("NAT types are published", func(t *testing.T) {
-		for name, want := range map[string]string{"pub": "open", "a1": "cone-port-restricted", "s1": "symmetric", "u1": "udp-blocked"} {
+		// a1 and a2, behind one router on ports of their own, are both
+		// seen as the cone they are behind.
+		for name, want := range map[string]string{"pub": "open", "a1": "cone-port-restricted", "a2": "cone-port-restricted", "s1": "symmetric", "u1": "udp-blocked"} {
 			s := status(t, n[name])
 			if s.NATType != want {
 				t.Errorf("%s NAT type %q (%s), want %q", name, s.NATType, s.NATReason, want)

@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("wirelaced started", "node", cfg.NodeName, "mesh_ips", d.meshIPs, "pod_cidrs", d.podCIDRs,
-		"public_key", d.keys.WireGuard.PublicKey().String(), "listen_port", cfg.ListenPort, "mtu", d.mtu)
+		"public_key", d.keys.WireGuard.PublicKey().String(), "listen_port", d.bind.Port(), "mtu", d.mtu)
 	d.runLoops(ctx)
 	log.Info("wirelaced stopping")
 	return nil
@@ -190,7 +190,7 @@ func (d *Daemon) openState(undo *cleanups) error {
 	if d.keys, err = keys.LoadOrCreate(d.cfg.StateDir); err != nil {
 		return err
 	}
-	if err := checkPortFree(d.cfg.ListenPort); err != nil {
+	if err := checkPortFree(d.cfg.ListenPort, "set --listen-port"); err != nil {
 		return err
 	}
 	if d.ipam, err = ipam.Open(filepath.Join(d.cfg.StateDir, "ipam.db")); err != nil {
@@ -236,11 +236,34 @@ func (d *Daemon) connectAPI(ctx context.Context) error {
 	if d.node, err = waitForNode(ctx, d.clients, d.cfg.NodeName, d.log); err != nil {
 		return err
 	}
+	if err := d.useNodeListenPort(); err != nil {
+		return err
+	}
 	if d.ciliumNodes, err = kube.CiliumNodesServed(d.clients); err != nil {
 		return err
 	}
 	d.infra, err = d.infrastructure(ctx)
 	return err
+}
+
+// useNodeListenPort takes the listen port from the Node's annotation, if it
+// has one (config.ListenPortAnnotation), and checks that port too.
+func (d *Daemon) useNodeListenPort() error {
+	port, ok, err := config.NodeListenPort(d.node.Annotations)
+	if err != nil {
+		return fmt.Errorf("Node %s: %w", d.node.Name, err)
+	}
+	if !ok || port == d.cfg.ListenPort {
+		return nil
+	}
+	d.log.Info("listen port set by the Node's annotation", "annotation", config.ListenPortAnnotation, "port", port, "configured", d.cfg.ListenPort)
+	if err := checkPortFree(port, "change the Node's "+config.ListenPortAnnotation+" annotation"); err != nil {
+		return fmt.Errorf("Node %s: %w", d.node.Name, err)
+	}
+	d.mu.Lock() // the local API's Status reads it meanwhile
+	d.cfg.ListenPort = port
+	d.mu.Unlock()
+	return nil
 }
 
 // claimMeshIPs claims (or finds its existing claim on) one mesh IP in each
@@ -339,15 +362,16 @@ func (d *Daemon) startWatcher(ctx context.Context, undo *cleanups) error {
 }
 
 // checkPortFree fails early, with a message that says what to do, when the
-// WireGuard port is taken; wireguard-go would only report an errno.
-func checkPortFree(port int) error {
+// WireGuard port is taken; wireguard-go would only report an errno. change
+// says where the port came from, as a fix ("set --listen-port").
+func checkPortFree(port int, change string) error {
 	if port == 0 {
 		return nil
 	}
 	c, err := net.ListenUDP("udp", &net.UDPAddr{Port: port})
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("UDP port %d is in use by another process: stop it or set --listen-port", port)
+			return fmt.Errorf("UDP port %d is in use by another process: stop it or %s", port, change)
 		}
 		return fmt.Errorf("check UDP port %d: %w", port, err)
 	}

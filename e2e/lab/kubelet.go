@@ -87,6 +87,8 @@ func (l *Lab) checkKubeletOptions(o nodeOptions) error {
 		return errors.New("a node WithDaemonSet needs a lab made with Options.Helm (controllers, the chart)")
 	case o.obj.Spec.PodCIDRs != nil:
 		return errors.New("a kubelet node gets its pod CIDRs from kube-controller-manager; WithPodCIDRs does not apply")
+	case o.obj.Annotations != nil:
+		return errors.New("a kubelet node registers its own Node; WithAnnotations does not apply (annotate it after AddNode)")
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/netip"
 	"os"
@@ -85,6 +86,11 @@ func WithPodCIDRs(cidrs ...string) NodeOption {
 		o.obj.Spec.PodCIDRs = cidrs
 		o.obj.Spec.PodCIDR = cidrs[0]
 	}
+}
+
+// WithAnnotations sets annotations on the node's Node object.
+func WithAnnotations(a map[string]string) NodeOption {
+	return func(o *nodeOptions) { o.obj.Annotations = maps.Clone(a) }
 }
 
 // InSite puts the node on a site's LAN, behind its NAT router, instead of

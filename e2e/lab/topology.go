@@ -21,6 +21,7 @@ import (
 //	  pub: {}               # a public address on the internet
 //	  a1: {site: home}
 //	  f1: {site: home, portForward: 51820}   # reachable through a port-forward
+//	  a2: {site: home, annotations: {wirelace.io/listen-port: "51821"}}
 type Topology struct {
 	Relays []string            `json:"relays"`
 	Sites  map[string]NAT      `json:"sites"`
@@ -40,6 +41,9 @@ type TopoNode struct {
 	PortForward int `json:"portForward"`
 	// Args are extra wirelaced flags.
 	Args []string `json:"args"`
+	// Annotations go on the node's Node object (wirelace.io/listen-port,
+	// say), as an operator would set them.
+	Annotations map[string]string `json:"annotations"`
 	// Primary is a stand-in primary CNI ("bridge" or "ptp", with
 	// host-local) that wirelace is chained after; empty: standalone.
 	Primary PrimaryCNI `json:"primary"`
@@ -112,6 +116,9 @@ func (l *Lab) Build(ctx context.Context, t Topology) (*Built, error) {
 		}
 		if p := t.Nodes[name].Primary; p != "" {
 			opts = append(opts, WithPrimary(p))
+		}
+		if a := t.Nodes[name].Annotations; len(a) > 0 {
+			opts = append(opts, WithAnnotations(a))
 		}
 		n, err := l.AddNode(ctx, name, opts...)
 		if err != nil {

@@ -12,7 +12,8 @@ func TestLoadTopology(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(good.Relays) != 2 || good.Sites["clouda"] != NATSymmetric || good.Nodes["f1"].PortForward != 51820 {
+	if len(good.Relays) != 2 || good.Sites["clouda"] != NATSymmetric || good.Nodes["f1"].PortForward != 51820 ||
+		good.Nodes["a2"].Annotations["wirelace.io/listen-port"] != "51821" {
 		t.Fatalf("parsed %+v", good)
 	}
 	dir := t.TempDir()
