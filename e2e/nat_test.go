@@ -3,14 +3,21 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/wirelace/wirelace/daemon/config"
 	"github.com/wirelace/wirelace/e2e/lab"
 	"github.com/wirelace/wirelace/netconf"
 )
@@ -195,4 +202,89 @@ func scrape(t *testing.T, netns string, port int) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestNodesSharingANATPort: two nodes behind one home router, both on the
+// default port, collide there: the router keeps a port toward a destination
+// for one host only and gives the other a new one, so one of them looks
+// symmetric, or cone on a port that holds only toward some destinations.
+// Every node that loses says why and what to do; the fix it names, a port
+// of its own from its Node's annotation, makes both the cone they are
+// behind, each on its own port.
+func TestNodesSharingANATPort(t *testing.T) {
+	ctx := context.Background()
+	l := newLab(t)
+	b, err := l.Build(ctx, lab.Topology{
+		Relays: []string{"relay1", "relay2"}, // two STUN servers: cone needs two views
+		Sites:  map[string]lab.NAT{"office": lab.NATCone},
+		Nodes:  map[string]lab.TopoNode{"o1": {Site: "office"}, "o2": {Site: "office"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wan := b.Sites["office"].WAN
+	both := []*lab.Node{b.Nodes["o1"], b.Nodes["o2"]}
+	const hint = "nodes behind one NAT need different listen ports"
+	var told []*lab.Node
+	eventually(t, 20*time.Second, "a node behind the shared port told why", func() error {
+		told = nil
+		for _, n := range both {
+			if s := status(t, n); strings.Contains(s.NATReason, hint) {
+				told = append(told, n)
+			}
+		}
+		if len(told) == 0 {
+			return errors.New("neither node says it shares its port behind the router")
+		}
+		return nil
+	})
+	for i, n := range told {
+		t.Logf("%s: %s", n.Name, status(t, n).NATReason)
+		port := strconv.Itoa(51821 + i)
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, config.ListenPortAnnotation, port)
+		if _, err := l.Core.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.WaitReady(ctx, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if s := status(t, n); strconv.Itoa(s.ListenPort) != port {
+			t.Fatalf("%s listens on %d after its Node set %s", n.Name, s.ListenPort, port)
+		}
+	}
+	eventually(t, 20*time.Second, "both nodes the cone they are behind, each on its own port", func() error {
+		for _, n := range both {
+			s := status(t, n)
+			own := netip.AddrPortFrom(wan, uint16(s.ListenPort)).String()
+			if s.NATType != "cone-port-restricted" || strings.Contains(s.NATReason, hint) || !slices.Contains(s.Endpoints, own) {
+				return fmt.Errorf("%s: %s, publishing %v (%s)", n.Name, s.NATType, s.Endpoints, s.NATReason)
+			}
+		}
+		return nil
+	})
+	// Each reaches the other directly, on the port the other now listens
+	// on: a path to a port given up would be a stale view.
+	eventually(t, 20*time.Second, "o1↔o2 direct, each at its own port", func() error {
+		for _, pair := range [][2]*lab.Node{{both[0], both[1]}, {both[1], both[0]}} {
+			a, b := pair[0], pair[1]
+			sb := status(t, b)
+			if err := a.Ping(ctx, sb.MeshIPs[0], 1); err != nil {
+				return err
+			}
+			p, err := peerStatus(ctx, a, b)
+			if err != nil {
+				return err
+			}
+			if p.Path != "direct" || !strings.HasSuffix(p.PathAddr, ":"+strconv.Itoa(sb.ListenPort)) {
+				return fmt.Errorf("%s reaches %s (on %d) %s at %s (%s)", a.Name, b.Name, sb.ListenPort, p.Path, p.PathAddr, p.PathReason)
+			}
+		}
+		return nil
+	})
 }

@@ -106,6 +106,9 @@ type Daemon struct {
 	// peerNames maps public keys to node names for status output.
 	peerNames map[string]string
 	endpoints []string
+	// portRival says which peer holds this node's port at their shared
+	// NAT (notePortRival), "" if none.
+	portRival string
 }
 
 // Run starts the daemon and blocks until ctx is cancelled (graceful stop) or

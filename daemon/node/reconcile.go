@@ -97,6 +97,7 @@ func (d *Daemon) reconcile(ctx context.Context) (err error) {
 		nodes = append(nodes, n)
 	}
 	d.cache.keepClaims(present)
+	d.notePortRival(state, nodes)
 	if d.cache.startRun(time.Now()) {
 		d.log.Debug("full resync: reading WireGuard peers and routes back")
 	}

@@ -25,6 +25,9 @@ func (d *Daemon) Status(withPeers bool) netconf.Status {
 	names := d.peerNames
 	dev, relays, paths := d.dev, d.relays, d.paths
 	s.NATType, s.NATReason = string(d.nat.Type), d.nat.Reason
+	if d.portRival != "" {
+		s.NATReason += "; " + d.portRival
+	}
 	for _, a := range d.meshIPs {
 		s.MeshIPs = append(s.MeshIPs, a.String())
 	}
