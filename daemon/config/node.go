@@ -8,10 +8,11 @@ import (
 // ListenPortAnnotation on a Node sets that node's listen port, over the
 // config and flags every node of a DaemonSet shares. Nodes behind one NAT
 // router need ports of their own: a router that keeps source ports can keep
-// a port toward one destination for one host only, so nodes on one port
-// look symmetric to peers and servers another of them reached first, and
-// their hole punching fails (docs/install.md, "Several nodes behind one
-// NAT"). Read at start: a change takes effect when the daemon restarts.
+// a port toward one destination for one host only, so all but one of the
+// nodes on a port get other ports toward some destinations, and their hole
+// punching depends on which node reached a peer first (docs/install.md,
+// "Several nodes behind one NAT"). Read at start: a change takes effect
+// when the daemon restarts.
 const ListenPortAnnotation = "wirelace.io/listen-port"
 
 // NodeListenPort returns the port a Node's annotations set, and whether
