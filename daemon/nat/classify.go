@@ -47,17 +47,16 @@ const (
 // already shows endpoint-dependent mapping.
 //
 // localAddrs are the node's own addresses: a mapped address among them means
-// no NAT (open). localPort, the port the socket listens on (0 if unknown),
-// only lets the reason point out a likely port collision behind the NAT. Servers that answer nothing make the result udp-blocked; no
+// no NAT (open). Servers that answer nothing make the result udp-blocked; no
 // answer is never an error. Errors are for bad input, a cancelled ctx, and
 // a socket that could not send a single request.
-func (c *Client) Classify(ctx context.Context, servers []netip.AddrPort, localAddrs []netip.Addr, localPort uint16) (Result, error) {
+func (c *Client) Classify(ctx context.Context, servers []netip.AddrPort, localAddrs []netip.Addr) (Result, error) {
 	servers, err := checkServers(servers)
 	if err != nil {
 		return Result{}, err
 	}
 	start := time.Now()
-	obs := observations{servers: servers, port: localPort}
+	obs := observations{servers: servers}
 	for _, a := range localAddrs {
 		obs.local = append(obs.local, a.Unmap())
 	}

@@ -226,7 +226,7 @@ func TestClassifyBadInput(t *testing.T) {
 		{netip.MustParseAddrPort("0.0.0.0:3478")},
 		{netip.MustParseAddrPort("198.18.0.2:0")},
 	} {
-		if _, err := c.Classify(context.Background(), servers, nil, 0); err == nil {
+		if _, err := c.Classify(context.Background(), servers, nil); err == nil {
 			t.Errorf("Classify(%v) gave no error", servers)
 		}
 	}
@@ -235,7 +235,7 @@ func TestClassifyBadInput(t *testing.T) {
 func TestClassifySocketFailure(t *testing.T) {
 	t.Parallel()
 	c := NewClient(&recorder{err: net.ErrClosed}, nil)
-	_, err := c.Classify(context.Background(), []netip.AddrPort{srvA, srvB}, nil, 0)
+	_, err := c.Classify(context.Background(), []netip.AddrPort{srvA, srvB}, nil)
 	if !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Classify with a closed socket: err = %v, want net.ErrClosed", err)
 	}
@@ -247,7 +247,7 @@ func TestClassifyCancelled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := c.Classify(ctx, []netip.AddrPort{srvA}, nil, 0)
+	_, err := c.Classify(ctx, []netip.AddrPort{srvA}, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v, want context.DeadlineExceeded", err)
 	}

@@ -53,7 +53,6 @@ type observations struct {
 	bindings []binding        // answers, servers' order first, then OTHER-ADDRESS ones
 	filters  []filterTest     // one per RFC 5780 server tested
 	local    []netip.Addr     // the node's own addresses
-	port     uint16           // the port the requests were sent from; 0: unknown
 }
 
 // filtering is a filtering behaviour (RFC 4787 section 5).
@@ -144,9 +143,6 @@ func classify(obs observations) Result {
 		res.Type = vocab.NATSymmetric
 		res.Reason = fmt.Sprintf("mapped %s for %s but %s for %s: endpoint-dependent mapping",
 			first.mapped, first.server, same[i].mapped, same[i].server)
-		if hint := portCollision(same, obs.port); hint != "" {
-			res.Reason += "; " + hint
-		}
 		return res
 	}
 	if len(ips) < 2 {
@@ -234,34 +230,6 @@ func allLocal(bs []binding, local []netip.Addr) bool {
 		}
 	}
 	return true
-}
-
-// portCollision explains a symmetric verdict that may only be a collision:
-// a NAT that keeps the source port (as Linux masquerade and most home
-// routers do while they can) gives a host a new port toward a destination
-// to which another host behind it already holds that port. Nodes behind
-// one router that all listen on one port then look symmetric to each
-// other's servers, and hole punching depends on which of them reached a
-// peer first. Kept only as a hint: a NAT that maps one destination to our
-// port by chance looks the same.
-func portCollision(bs []binding, port uint16) string {
-	if port == 0 {
-		return ""
-	}
-	var kept, moved *binding
-	for i := range bs {
-		switch {
-		case bs[i].mapped.Port() == port && kept == nil:
-			kept = &bs[i]
-		case bs[i].mapped.Port() != port && moved == nil:
-			moved = &bs[i]
-		}
-	}
-	if kept == nil || moved == nil {
-		return ""
-	}
-	return fmt.Sprintf("the NAT kept port %d toward %s, so it may be keeping ports and gave another port toward %s only because another host behind it already uses port %d there: nodes behind one NAT need different listen ports",
-		port, kept.server, moved.server, port)
 }
 
 // serverIPs returns the distinct IPs that answered, in order.

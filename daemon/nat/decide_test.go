@@ -67,7 +67,6 @@ func TestClassify(t *testing.T) {
 		independent     bool
 		filteringTested bool
 		reason          []string // substrings
-		notReason       []string // substrings it must not have
 	}{
 		{
 			name:   "no answer",
@@ -184,24 +183,6 @@ func TestClassify(t *testing.T) {
 			// Filtering was tested, even if a symmetric NAT makes it moot.
 			filteringTested: true,
 			reason:          []string{"mapped 203.0.113.5:40123 for 198.18.0.2:3478 but 203.0.113.5:51000 for 198.18.0.3:3478: endpoint-dependent mapping"},
-			notReason:       []string{"listen ports"},
-		},
-		{
-			// Two nodes behind one port-keeping router, both on port
-			// 40123: the other node reached 198.18.0.3 first.
-			name:      "symmetric, one server saw our own port",
-			obs:       observations{servers: two, bindings: []binding{{srvA, pub}, {srvB, pubOther}}, port: pub.Port()},
-			want:      vocab.NATSymmetric,
-			mapped:    []netip.AddrPort{pub, pubOther},
-			reason:    []string{"endpoint-dependent mapping; the NAT kept port 40123 toward 198.18.0.2:3478", "another host behind it already uses port 40123", "different listen ports"},
-			notReason: []string{"\n"},
-		},
-		{
-			name:      "symmetric, no server saw our own port",
-			obs:       observations{servers: two, bindings: []binding{{srvA, pub}, {srvB, pubOther}}, port: 51820},
-			want:      vocab.NATSymmetric,
-			mapped:    []netip.AddrPort{pub, pubOther},
-			notReason: []string{"listen ports"},
 		},
 		{
 			name:   "symmetric by port alone, same server IP",
@@ -280,11 +261,6 @@ func TestClassify(t *testing.T) {
 			for _, s := range tc.reason {
 				if !strings.Contains(got.Reason, s) {
 					t.Errorf("Reason %q lacks %q", got.Reason, s)
-				}
-			}
-			for _, s := range tc.notReason {
-				if strings.Contains(got.Reason, s) {
-					t.Errorf("Reason %q has %q", got.Reason, s)
 				}
 			}
 		})

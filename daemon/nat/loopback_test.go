@@ -181,7 +181,7 @@ func servers(t *testing.T) (rfc5780, plain *stunserver.Server) {
 func classifyOK(t *testing.T, c *Client, servers []netip.AddrPort, local []netip.Addr) (Result, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	res, err := c.Classify(context.Background(), servers, local, 0)
+	res, err := c.Classify(context.Background(), servers, local)
 	if err != nil {
 		t.Fatalf("Classify: %v", err)
 	}

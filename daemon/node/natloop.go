@@ -22,7 +22,7 @@ func (d *Daemon) natLoop(ctx context.Context) {
 	}
 	for {
 		host, _ := hostAddrs(d.cfg.Interface)
-		res, err := d.paths.stun.Classify(ctx, servers, addrsOf(host), d.bind.Port())
+		res, err := d.paths.stun.Classify(ctx, servers, addrsOf(host))
 		if ctx.Err() != nil {
 			return
 		}

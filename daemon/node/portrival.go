@@ -18,10 +18,12 @@ import (
 // reached it first, and gives the other a new one. The other then looks
 // symmetric, or cone on a port that only holds toward some destinations,
 // and its hole punching depends on who probed a peer first. Every outcome
-// leaves at least one of the two seeing the other here. (A node that won
-// one STUN server and lost the other also finds it in its own
-// classification: nat.portCollision.) A MeshNode is only a claim: a false
-// one costs this hint, which changes nothing else.
+// leaves at least one of the two seeing the other here: the one that lost
+// both STUN servers sees the winner's port; two that each won one look
+// symmetric and publish their own port, so each sees the other. The NAT's
+// classification alone cannot tell: it sees neither the other node nor
+// whether a symmetric verdict is a collision. A MeshNode is only a claim:
+// a false one costs this hint, which changes nothing else.
 func portRival(self nat.Result, port uint16, nodes []mesh.Node) (string, netip.AddrPort) {
 	if port == 0 || len(self.Mapped) == 0 {
 		return "", netip.AddrPort{}
