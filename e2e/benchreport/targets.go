@@ -171,8 +171,8 @@ func targets(r results) []Target {
 			add(fmt.Sprintf("peers written per one-peer change, %d peers", d.Peers), fmt.Sprintf("%d (not all)", targetPeerWrites), fmt.Sprintf("%.1f", d.Change.PeerWrites), d.Change.PeerWrites <= targetPeerWrites)
 		}
 		if pp, ok := perPeer(r.scale); ok && pp.ThroughputRatio > 0 {
-			pp.ThroughputRatio = round2(pp.ThroughputRatio)
-			add(fmt.Sprintf("throughput to one peer, %d peers vs %d", pp.ToPeers, pp.FromPeers), fmt.Sprintf("≥ %.1f× (unchanged)", targetThroughputAtScale), fmt.Sprintf("%.2f×", pp.ThroughputRatio), pp.ThroughputRatio >= targetThroughputAtScale)
+			x := round2(pp.ThroughputRatio)
+			add(fmt.Sprintf("throughput to one peer, %d peers vs %d", pp.ToPeers, pp.FromPeers), fmt.Sprintf("≥ %.1f× (unchanged)", targetThroughputAtScale), fmt.Sprintf("%.2f×", x), x >= targetThroughputAtScale)
 		}
 	}
 	return out
